@@ -1,0 +1,81 @@
+import type { Tensor } from "./tensor.js";
+
+/** Rotary position embedding settings (ggml's `rope_ext` arguments that Llama-family models use). */
+export interface RopeParams {
+  /** Attention heads in the rotated buffer. */
+  nHeads: number;
+  /** Elements per head. */
+  headDim: number;
+  /** Leading elements of each head that rotate (the rest pass through); usually `headDim`. */
+  nDims: number;
+  /** Base of the rotation frequencies, `rope.freq_base` (10000 for Llama 2). */
+  freqBase: number;
+  /** Position scale for linear RoPE scaling: 1 / `rope.scaling.factor`. */
+  freqScale: number;
+  /** NeoX layout rotates (i, i + nDims/2) pairs; the normal layout rotates (2i, 2i+1). */
+  neox: boolean;
+}
+
+/** Shapes of one causal attention call over a KV cache. */
+export interface AttentionParams {
+  /** Query heads. */
+  nHeads: number;
+  /** Key/value heads (grouped-query attention shares each among `nHeads / nKvHeads` query heads). */
+  nKvHeads: number;
+  /** Elements per head. */
+  headDim: number;
+  /** Factor applied to q·k before the softmax, usually `1/sqrt(headDim)`. */
+  scale: number;
+}
+
+/**
+ * Tensor operations the forward pass runs on. Every buffer is row-major; shapes are given in the
+ * doc of each method as `[rows, cols]`. Output buffers are written, never reallocated, so callers
+ * allocate once per context. Implementations are synchronous: the engine runs them off the main
+ * thread (in a worker) so long calls do not block an application's event loop.
+ */
+export interface Backend {
+  /** Short name for logs and benchmarks (`reference`, `native-avx2`, ...). */
+  readonly name: string;
+
+  /**
+   * `y[n, w.rows] = x[n, w.cols] · wᵀ`. Activations are converted to the weight format's
+   * `vecDotType` first, as ggml does (Q8_0 for Q4_0/Q8_0 weights, F16 for F16 weights).
+   */
+  matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void;
+
+  /** `y[i, :] = table[ids[i], :]` decoded to floats (embedding lookup). `y` is `[ids.length, table.cols]`. */
+  getRows(y: Float32Array, table: Tensor, ids: Int32Array): void;
+
+  /** `y[n, dim] = x / sqrt(mean(x²) + eps) * weight`, per row. `y` may alias `x`. */
+  rmsNorm(y: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void;
+
+  /** Rotates `x[n, nHeads*headDim]` in place; row `i` is at position `positions[i]`. */
+  rope(x: Float32Array, n: number, positions: Int32Array, params: RopeParams): void;
+
+  /** Softmax of each row of `x[n, dim]`, in place. */
+  softmax(x: Float32Array, n: number, dim: number): void;
+
+  /** `y[i] = silu(gate[i]) * up[i]` for `len` elements. `y` may alias either input. */
+  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
+
+  /** `y[i] = a[i] + b[i]` for `len` elements. `y` may alias either input. */
+  add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void;
+
+  /**
+   * Causal attention of `q[n, nHeads*headDim]` over a KV cache `k, v[ctx, nKvHeads*headDim]`:
+   * query row `i` attends cache rows `0..positions[i]` inclusive. Writes `out[n, nHeads*headDim]`.
+   */
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    n: number,
+    params: AttentionParams,
+  ): void;
+
+  /** Releases native resources. The backend must not be used afterwards. */
+  dispose?(): void;
+}

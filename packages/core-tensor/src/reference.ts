@@ -1,0 +1,137 @@
+import type { AttentionParams, Backend, RopeParams } from "./backend.js";
+import { typeName } from "./dtypes.js";
+import { RyzansteinError } from "./errors.js";
+import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";
+import type { Tensor } from "./tensor.js";
+
+/**
+ * The oracle: every operation in plain TypeScript, accumulating in float64, quantizing activations
+ * exactly as ggml does. Slow on purpose-free code paths; native kernels are tested against it.
+ */
+export class ReferenceBackend implements Backend {
+  readonly name = "reference";
+
+  matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void {
+    if (!isComputeFormat(w.type)) {
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `matmul: ${typeName(w.type)} weights are not supported`);
+    }
+    const { rows, cols, rowBytes } = w;
+    const traits = FORMAT_TRAITS[w.type];
+    const act = FORMAT_TRAITS[traits.vecDotType];
+    const xq = new Uint8Array((cols / act.blockSize) * act.typeSize);
+    for (let t = 0; t < n; t++) {
+      act.quantizeRowRef(x, t * cols, xq, 0, cols);
+      for (let r = 0; r < rows; r++) y[t * rows + r] = traits.vecDotRef(cols, w.data, r * rowBytes, xq, 0);
+    }
+  }
+
+  getRows(y: Float32Array, table: Tensor, ids: Int32Array): void {
+    if (!isComputeFormat(table.type)) {
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `getRows: ${typeName(table.type)} is not supported`);
+    }
+    const traits = FORMAT_TRAITS[table.type];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= table.rows) throw new RyzansteinError("OUT_OF_BOUNDS", `row id ${id} out of range`);
+      traits.dequantizeRow(table.data, id * table.rowBytes, y, i * table.cols, table.cols);
+    }
+  }
+
+  rmsNorm(y: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
+    for (let t = 0; t < n; t++) {
+      const o = t * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+      const scale = 1 / Math.sqrt(ss / dim + eps);
+      for (let i = 0; i < dim; i++) y[o + i] = x[o + i] * scale * weight[i];
+    }
+  }
+
+  rope(x: Float32Array, n: number, positions: Int32Array, p: RopeParams): void {
+    const rowLen = p.nHeads * p.headDim;
+    const half = p.nDims / 2;
+    for (let t = 0; t < n; t++) {
+      const pos = positions[t] * p.freqScale;
+      for (let h = 0; h < p.nHeads; h++) {
+        const o = t * rowLen + h * p.headDim;
+        for (let i = 0; i < half; i++) {
+          const theta = pos * p.freqBase ** ((-2 * i) / p.nDims);
+          const c = Math.cos(theta);
+          const s = Math.sin(theta);
+          const a = p.neox ? o + i : o + 2 * i;
+          const b = p.neox ? o + i + half : o + 2 * i + 1;
+          const x0 = x[a];
+          const x1 = x[b];
+          x[a] = x0 * c - x1 * s;
+          x[b] = x0 * s + x1 * c;
+        }
+      }
+    }
+  }
+
+  softmax(x: Float32Array, n: number, dim: number): void {
+    for (let t = 0; t < n; t++) softmaxRow(x, t * dim, dim);
+  }
+
+  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
+    for (let i = 0; i < len; i++) {
+      const g = gate[i];
+      y[i] = (g / (1 + Math.exp(-g))) * up[i];
+    }
+  }
+
+  add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
+    for (let i = 0; i < len; i++) y[i] = a[i] + b[i];
+  }
+
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    n: number,
+    p: AttentionParams,
+  ): void {
+    const qRow = p.nHeads * p.headDim;
+    const kvRow = p.nKvHeads * p.headDim;
+    const group = p.nHeads / p.nKvHeads;
+    for (let t = 0; t < n; t++) {
+      const len = positions[t] + 1;
+      const scores = new Float64Array(len);
+      for (let h = 0; h < p.nHeads; h++) {
+        const qo = t * qRow + h * p.headDim;
+        const kvh = Math.floor(h / group) * p.headDim;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < len; j++) {
+          let s = 0;
+          for (let d = 0; d < p.headDim; d++) s += q[qo + d] * k[j * kvRow + kvh + d];
+          scores[j] = s * p.scale;
+          if (scores[j] > max) max = scores[j];
+        }
+        let sum = 0;
+        for (let j = 0; j < len; j++) {
+          scores[j] = Math.exp(scores[j] - max);
+          sum += scores[j];
+        }
+        for (let d = 0; d < p.headDim; d++) {
+          let acc = 0;
+          for (let j = 0; j < len; j++) acc += scores[j] * v[j * kvRow + kvh + d];
+          out[qo + d] = acc / sum;
+        }
+      }
+    }
+  }
+}
+
+function softmaxRow(x: Float32Array, o: number, dim: number): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < dim; i++) if (x[o + i] > max) max = x[o + i];
+  let sum = 0;
+  for (let i = 0; i < dim; i++) {
+    const e = Math.exp(x[o + i] - max);
+    x[o + i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < dim; i++) x[o + i] /= sum;
+}
