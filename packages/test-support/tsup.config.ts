@@ -8,4 +8,6 @@ export default defineConfig({
   clean: true,
   shims: true,
   target: "node20",
+  // The llama.cpp peer is an ESM-only devDependency loaded with a dynamic import(); never bundle it.
+  external: ["node-llama-cpp"],
 });

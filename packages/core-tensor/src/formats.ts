@@ -56,7 +56,9 @@ const f32Traits: FormatTraits = {
 function readF32(b: Uint8Array, o: number, n: number): Float32Array {
   const at = b.byteOffset + o;
   if (at % 4 === 0) return new Float32Array(b.buffer, at, n);
-  return new Float32Array(b.slice(o, o + n * 4).buffer);
+  const copy = new Uint8Array(n * 4);
+  copy.set(b.subarray(o, o + n * 4));
+  return new Float32Array(copy.buffer);
 }
 
 const f16Traits: FormatTraits = {

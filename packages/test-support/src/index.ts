@@ -1,1 +1,19 @@
-export {};
+export type {
+  LlamaCppDetokenizeOptions,
+  LlamaCppGreedyOptions,
+  LlamaCppLoadResult,
+  LlamaCppStep,
+  LlamaCppTokenizeOptions,
+  LlamaCppTrace,
+} from "./llamacpp.js";
+export {
+  disposeLlamaCpp,
+  findRepoRoot,
+  fixturesDir,
+  llamaCppDetokenize,
+  llamaCppGreedy,
+  llamaCppLoadCheck,
+  llamaCppTokenize,
+} from "./llamacpp.js";
+export type { RandomLlamaSpec } from "./random-model.js";
+export { gaussian, syntheticLlamaVocab, writeRandomLlamaGGUF } from "./random-model.js";

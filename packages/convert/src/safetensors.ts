@@ -1,0 +1,153 @@
+import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
+import { readFileSync } from "node:fs";
+
+/** safetensors dtype names and their element sizes. */
+const DTYPE_SIZES: Record<string, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+};
+
+/** dtypes the engine computes with, mapped to ggml types. */
+const DTYPE_TO_GGML: Record<string, GGMLType> = {
+  F32: GGMLType.F32,
+  F16: GGMLType.F16,
+  BF16: GGMLType.BF16,
+};
+
+/** One tensor entry of a safetensors header. */
+export interface SafetensorsTensorInfo {
+  /** Tensor name. */
+  name: string;
+  /** safetensors dtype (`F32`, `BF16`, ...). */
+  dtype: string;
+  /** Row-major shape. */
+  shape: number[];
+  /** Absolute byte offset in the file. */
+  offset: number;
+  /** Bytes of data. */
+  byteLength: number;
+}
+
+/** A parsed safetensors file with zero-copy tensor views. */
+export interface SafetensorsFile {
+  /** The `__metadata__` string map (empty when absent). */
+  metadata: Record<string, string>;
+  /** Tensors in header order. */
+  tensors: SafetensorsTensorInfo[];
+  /** File bytes. */
+  bytes: Uint8Array;
+  /** A {@link Tensor} view (F32, F16 and BF16 only). */
+  tensor(name: string): Tensor;
+}
+
+const MAX_HEADER = 100 * 1024 * 1024;
+
+/**
+ * Parses a safetensors file in memory: an 8-byte little-endian header length, a JSON header, then
+ * the data. Checks the header bounds, JSON, dtypes, shapes against byte ranges, and overlaps.
+ */
+export function parseSafetensors(bytes: Uint8Array, options: { file?: string } = {}): SafetensorsFile {
+  const file = options.file;
+  if (bytes.byteLength < 8) {
+    throw new RyzansteinError("TRUNCATED", "file is shorter than the 8-byte safetensors header length", { file });
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getBigUint64(0, true);
+  if (headerLen > BigInt(bytes.byteLength - 8)) {
+    throw new RyzansteinError(
+      "TRUNCATED",
+      `safetensors header length ${headerLen} runs past the end of the file (${bytes.byteLength} bytes)`,
+      { file },
+    );
+  }
+  if (headerLen > BigInt(MAX_HEADER)) {
+    throw new RyzansteinError("ABSURD_SIZE", `safetensors header length ${headerLen} is absurd`, { file });
+  }
+  const hl = Number(headerLen);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + hl)));
+  } catch (e) {
+    throw new RyzansteinError("BAD_METADATA", `safetensors header is not valid JSON: ${(e as Error).message}`, { file });
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new RyzansteinError("BAD_METADATA", "safetensors header is not a JSON object", { file });
+  }
+  const base = 8 + hl;
+  const dataLen = bytes.byteLength - base;
+  const metadata: Record<string, string> = {};
+  const tensors: SafetensorsTensorInfo[] = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      for (const [k, v] of Object.entries((entry ?? {}) as Record<string, unknown>)) metadata[k] = String(v);
+      continue;
+    }
+    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e?.dtype !== "string" || !(e.dtype in DTYPE_SIZES)) {
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name}: unknown dtype ${String(e?.dtype)}`, { file });
+    }
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new RyzansteinError("BAD_METADATA", `tensor ${name}: invalid shape`, { file });
+    }
+    const offs = e.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0) || offs[1] < offs[0]) {
+      throw new RyzansteinError("BAD_METADATA", `tensor ${name}: invalid data_offsets`, { file });
+    }
+    const elements = (e.shape as number[]).reduce((a, b) => a * b, 1);
+    const byteLength = offs[1] - offs[0];
+    if (elements * DTYPE_SIZES[e.dtype] !== byteLength) {
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `tensor ${name}: shape [${e.shape}] of ${e.dtype} needs ${elements * DTYPE_SIZES[e.dtype]} bytes, data_offsets give ${byteLength}`,
+        { file },
+      );
+    }
+    if (offs[1] > dataLen) {
+      throw new RyzansteinError("TRUNCATED", `tensor ${name}: data ends at ${offs[1]}, past the ${dataLen} data bytes`, { file });
+    }
+    tensors.push({ name, dtype: e.dtype, shape: e.shape as number[], offset: base + offs[0], byteLength });
+  }
+  const sorted = [...tensors].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i - 1].offset + sorted[i - 1].byteLength > sorted[i].offset) {
+      throw new RyzansteinError("OUT_OF_BOUNDS", `tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap`, { file });
+    }
+  }
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  return {
+    metadata,
+    tensors,
+    bytes,
+    tensor(name: string): Tensor {
+      const t = byName.get(name);
+      if (!t) throw new RyzansteinError("MISSING_METADATA", `tensor ${name} not found`, { file });
+      const type = DTYPE_TO_GGML[t.dtype];
+      if (type === undefined) {
+        throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name}: dtype ${t.dtype} is not supported`, { file });
+      }
+      const shape = t.shape.length ? t.shape : [1];
+      return new Tensor(type, shape, bytes.subarray(t.offset, t.offset + t.byteLength), name);
+    },
+  };
+}
+
+/** Reads and parses a safetensors file from disk. */
+export function readSafetensors(path: string): SafetensorsFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new RyzansteinError("IO_ERROR", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  return parseSafetensors(bytes, { file: path });
+}

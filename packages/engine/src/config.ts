@@ -1,0 +1,113 @@
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+import type { GGUFFile } from "@ryzanstein/convert";
+
+/** Hyper-parameters of a Llama-family model, read from GGUF metadata. */
+export interface ModelConfig {
+  /** `general.architecture` (`llama`, ...). */
+  architecture: string;
+  /** Model name from `general.name`, if any. */
+  name: string;
+  /** Transformer blocks. */
+  nLayers: number;
+  /** Residual stream width. */
+  dim: number;
+  /** Query heads. */
+  nHeads: number;
+  /** Key/value heads (GQA when fewer than `nHeads`). */
+  nKvHeads: number;
+  /** Elements per head. */
+  headDim: number;
+  /** Feed-forward hidden width. */
+  ffnDim: number;
+  /** Vocabulary size (rows of the embedding table). */
+  vocabSize: number;
+  /** Context length the model was trained for. */
+  contextLength: number;
+  /** RMSNorm epsilon. */
+  normEps: number;
+  /** RoPE frequency base. */
+  ropeFreqBase: number;
+  /** RoPE position scale (1 / linear scaling factor). */
+  ropeFreqScale: number;
+  /** Rotated dimensions per head. */
+  ropeDims: number;
+  /** NeoX rotation layout (false for Llama GGUFs, whose Q/K were permuted at conversion). */
+  ropeNeox: boolean;
+}
+
+/** One architecture: how to read its config from GGUF metadata. One row per architecture in {@link ARCHITECTURES}. */
+export interface ArchitectureSpec {
+  /** `general.architecture` value. */
+  name: string;
+  /** RoPE layout the architecture uses. */
+  ropeNeox: boolean;
+}
+
+/** Architectures the engine runs, by `general.architecture`. Variants of Llama share its forward pass. */
+export const ARCHITECTURES: Readonly<Record<string, ArchitectureSpec>> = {
+  llama: { name: "llama", ropeNeox: false },
+};
+
+/** Reads and validates a model config from a GGUF file. */
+export function readModelConfig(gguf: GGUFFile): ModelConfig {
+  const arch = gguf.getString("general.architecture");
+  const spec = ARCHITECTURES[arch];
+  if (!spec) {
+    throw new RyzansteinError(
+      "UNSUPPORTED_ARCHITECTURE",
+      `architecture "${arch}" is not supported (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
+      { file: gguf.file },
+    );
+  }
+  const k = (key: string) => `${arch}.${key}`;
+  const dim = gguf.getNumber(k("embedding_length"));
+  const nHeads = gguf.getNumber(k("attention.head_count"));
+  const nKvHeads = gguf.getNumberOr(k("attention.head_count_kv"), nHeads);
+  const nLayers = gguf.getNumber(k("block_count"));
+  const ffnDim = gguf.getNumber(k("feed_forward_length"));
+  const headDim = gguf.getNumberOr(k("attention.key_length"), dim / Math.max(1, nHeads));
+  const embd = gguf.info("token_embd.weight");
+  if (!embd) throw new RyzansteinError("MISSING_METADATA", "tensor token_embd.weight is missing", { file: gguf.file });
+  const scalingType = gguf.get(k("rope.scaling.type"));
+  const scalingFactor = gguf.getNumberOr(k("rope.scaling.factor"), 1);
+  const config: ModelConfig = {
+    architecture: arch,
+    name: typeof gguf.get("general.name") === "string" ? (gguf.get("general.name") as string) : arch,
+    nLayers,
+    dim,
+    nHeads,
+    nKvHeads,
+    headDim,
+    ffnDim,
+    vocabSize: embd.shape[0],
+    contextLength: gguf.getNumberOr(k("context_length"), 2048),
+    normEps: gguf.getNumberOr(k("attention.layer_norm_rms_epsilon"), 1e-5),
+    ropeFreqBase: gguf.getNumberOr(k("rope.freq_base"), 10000),
+    ropeFreqScale: scalingType === "linear" && scalingFactor > 0 ? 1 / scalingFactor : 1,
+    ropeDims: gguf.getNumberOr(k("rope.dimension_count"), headDim),
+    ropeNeox: spec.ropeNeox,
+  };
+  validateConfig(config, gguf.file);
+  return config;
+}
+
+const LIMIT = 1 << 24;
+
+function validateConfig(c: ModelConfig, file: string | undefined): void {
+  const positive: Array<keyof ModelConfig> = ["nLayers", "dim", "nHeads", "nKvHeads", "headDim", "ffnDim", "vocabSize", "contextLength", "ropeDims"];
+  for (const key of positive) {
+    const v = c[key] as number;
+    if (!Number.isInteger(v) || v <= 0 || v > LIMIT) {
+      throw new RyzansteinError("BAD_METADATA", `model ${key} is ${v}; expected a positive integer`, { file });
+    }
+  }
+  if (c.nHeads % c.nKvHeads !== 0) {
+    throw new RyzansteinError("BAD_METADATA", `head count ${c.nHeads} is not a multiple of the KV head count ${c.nKvHeads}`, { file });
+  }
+  if (c.ropeDims > c.headDim || c.ropeDims % 2 !== 0) {
+    throw new RyzansteinError("BAD_METADATA", `rope dimension count ${c.ropeDims} does not fit head size ${c.headDim}`, { file });
+  }
+  if (!(c.normEps > 0 && c.normEps < 1) || !(c.ropeFreqBase > 0) || !Number.isFinite(c.ropeFreqBase)) {
+    throw new RyzansteinError("BAD_METADATA", "norm epsilon or rope base out of range", { file });
+  }
+}

@@ -1,0 +1,194 @@
+import { type AttentionParams, type Backend, type RopeParams, RyzansteinError } from "@ryzanstein/core-tensor";
+import type { ModelConfig } from "./config.js";
+import type { ModelWeights } from "./weights.js";
+
+/**
+ * Per-sequence state: the KV cache and every scratch buffer of the forward pass, allocated once
+ * so that no step allocates. `maxBatch` bounds the tokens one {@link Model.forward} call takes.
+ */
+export class Context {
+  /** Positions the KV cache holds. */
+  readonly size: number;
+  /** Largest number of tokens one forward call may process. */
+  readonly maxBatch: number;
+  /** Keys per layer, `[size, nKvHeads*headDim]`. */
+  readonly keys: Float32Array[];
+  /** Values per layer, `[size, nKvHeads*headDim]`. */
+  readonly values: Float32Array[];
+  /** Tokens whose K/V are in the cache (the next position to fill). */
+  length = 0;
+
+  /** @internal scratch buffers, shapes in {@link Model.forward}. */
+  readonly buf: {
+    x: Float32Array;
+    xb: Float32Array;
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    att: Float32Array;
+    gate: Float32Array;
+    up: Float32Array;
+    logits: Float32Array;
+    ids: Int32Array;
+    positions: Int32Array;
+  };
+
+  constructor(c: ModelConfig, size: number, maxBatch: number) {
+    if (!Number.isInteger(size) || size <= 0) throw new RyzansteinError("INVALID_ARGUMENT", `context size must be positive, got ${size}`);
+    this.size = size;
+    this.maxBatch = Math.max(1, Math.min(maxBatch, size));
+    const n = this.maxBatch;
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    this.keys = Array.from({ length: c.nLayers }, () => new Float32Array(size * kvDim));
+    this.values = Array.from({ length: c.nLayers }, () => new Float32Array(size * kvDim));
+    this.buf = {
+      x: new Float32Array(n * c.dim),
+      xb: new Float32Array(n * Math.max(c.dim, qDim)),
+      q: new Float32Array(n * qDim),
+      k: new Float32Array(n * kvDim),
+      v: new Float32Array(n * kvDim),
+      att: new Float32Array(n * qDim),
+      gate: new Float32Array(n * c.ffnDim),
+      up: new Float32Array(n * c.ffnDim),
+      logits: new Float32Array(n * c.vocabSize),
+      ids: new Int32Array(n),
+      positions: new Int32Array(n),
+    };
+  }
+
+  /** Forgets everything from position `from` on (0 clears the sequence). */
+  truncate(from = 0): void {
+    this.length = Math.min(this.length, Math.max(0, from));
+  }
+}
+
+/** Which rows of logits a forward call returns. */
+export type LogitsMode = "last" | "all";
+
+/** A loaded Llama-family model bound to a backend. The forward pass reads top to bottom. */
+export class Model {
+  /** Hyper-parameters. */
+  readonly config: ModelConfig;
+  /** Weights, in their file layout. */
+  readonly weights: ModelWeights;
+  /** Where the arithmetic runs. */
+  readonly backend: Backend;
+  private readonly ropeParams: { q: RopeParams; k: RopeParams };
+  private readonly attnParams: AttentionParams;
+
+  constructor(config: ModelConfig, weights: ModelWeights, backend: Backend) {
+    this.config = config;
+    this.weights = weights;
+    this.backend = backend;
+    const rope = (nHeads: number): RopeParams => ({
+      nHeads,
+      headDim: config.headDim,
+      nDims: config.ropeDims,
+      freqBase: config.ropeFreqBase,
+      freqScale: config.ropeFreqScale,
+      neox: config.ropeNeox,
+    });
+    this.ropeParams = { q: rope(config.nHeads), k: rope(config.nKvHeads) };
+    this.attnParams = {
+      nHeads: config.nHeads,
+      nKvHeads: config.nKvHeads,
+      headDim: config.headDim,
+      scale: 1 / Math.sqrt(config.headDim),
+    };
+  }
+
+  /** A fresh context (KV cache and scratch) for one sequence. */
+  createContext(size = this.config.contextLength, maxBatch = 512): Context {
+    return new Context(this.config, size, maxBatch);
+  }
+
+  /**
+   * Appends `tokens` to the sequence in `ctx` and returns logits: `[vocab]` for the last token, or
+   * `[tokens.length, vocab]` with `mode = "all"`. Prompts longer than `ctx.maxBatch` are processed
+   * in chunks; prefill and decode are the same code. The returned array is a view into the context's
+   * scratch memory, valid until the next call.
+   */
+  forward(ctx: Context, tokens: ArrayLike<number>, mode: LogitsMode = "last"): Float32Array {
+    if (tokens.length === 0) throw new RyzansteinError("INVALID_ARGUMENT", "forward needs at least one token");
+    if (ctx.length + tokens.length > ctx.size) {
+      throw new RyzansteinError(
+        "CONTEXT_OVERFLOW",
+        `${ctx.length + tokens.length} tokens do not fit the context of ${ctx.size}`,
+      );
+    }
+    if (mode === "all" && tokens.length > ctx.maxBatch) {
+      throw new RyzansteinError("INVALID_ARGUMENT", `logits for all ${tokens.length} tokens need maxBatch ≥ ${tokens.length}`);
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new RyzansteinError("OUT_OF_BOUNDS", `token id ${t} is outside the vocabulary of ${this.config.vocabSize}`);
+      }
+    }
+    let logits = ctx.buf.logits;
+    for (let start = 0; start < tokens.length; start += ctx.maxBatch) {
+      const n = Math.min(ctx.maxBatch, tokens.length - start);
+      for (let i = 0; i < n; i++) {
+        ctx.buf.ids[i] = tokens[start + i];
+        ctx.buf.positions[i] = ctx.length + i;
+      }
+      logits = this.step(ctx, n, mode);
+      ctx.length += n;
+    }
+    return logits;
+  }
+
+  /** One forward pass over `n` tokens whose ids and positions are in `ctx.buf`. */
+  private step(ctx: Context, n: number, mode: LogitsMode): Float32Array {
+    const c = this.config;
+    const w = this.weights;
+    const b = this.backend;
+    const { x, xb, q, k, v, att, gate, up, logits } = ctx.buf;
+    const ids = ctx.buf.ids.subarray(0, n);
+    const positions = ctx.buf.positions.subarray(0, n);
+    const kvDim = c.nKvHeads * c.headDim;
+
+    b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const layer = w.layers[l];
+
+      // Attention block.
+      b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
+      b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
+      b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
+      b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      b.rope(q, n, positions, this.ropeParams.q);
+      b.rope(k, n, positions, this.ropeParams.k);
+      const keys = ctx.keys[l]; // [ctx, kvDim]
+      const values = ctx.values[l];
+      for (let i = 0; i < n; i++) {
+        keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
+        values.set(v.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
+      }
+      b.attention(att, q, keys, values, positions, n, this.attnParams); // att [n, nHeads*headDim]
+      b.matmul(xb, layer.wo, att, n); // xb [n, dim]
+      b.add(x, x, xb, n * c.dim); // residual
+
+      // Feed-forward block (SwiGLU).
+      b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
+      b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
+      b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
+      b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
+      b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+      b.add(x, x, xb, n * c.dim); // residual
+    }
+
+    // Final norm and classifier, only for the rows whose logits are wanted.
+    if (mode === "all") {
+      b.rmsNorm(xb, x, w.outputNorm, n, c.dim, c.normEps);
+      b.matmul(logits, w.output, xb, n); // logits [n, vocab]
+      return logits.subarray(0, n * c.vocabSize);
+    }
+    const last = x.subarray((n - 1) * c.dim, n * c.dim);
+    b.rmsNorm(xb, last, w.outputNorm, 1, c.dim, c.normEps);
+    b.matmul(logits, w.output, xb, 1); // logits [vocab]
+    return logits.subarray(0, c.vocabSize);
+  }
+}

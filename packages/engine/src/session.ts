@@ -1,0 +1,142 @@
+import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
+import { type GGUFFile, parseGGUF } from "@ryzanstein/convert";
+import { type Isa, NativeBackend, mapFile } from "@ryzanstein/kernels-native";
+import { type Tokenizer, createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { readFileSync, statSync } from "node:fs";
+import { type ModelConfig, readModelConfig } from "./config.js";
+import { type GenerateOptions, type GeneratedToken, type GenerationResult, generateTokens } from "./generate.js";
+import { type Context, Model } from "./model.js";
+import { readLlamaWeights } from "./weights.js";
+
+/** Which backend runs the arithmetic. */
+export type BackendKind = "native" | "reference";
+
+/** Settings for loading a model. */
+export interface SessionOptions {
+  /** `native` (C++ kernels, default) or `reference` (plain TypeScript, slow, exact). */
+  backend?: BackendKind;
+  /** Native threads (default: all cores). */
+  threads?: number;
+  /** Force a native ISA variant (default: the best this CPU runs). */
+  isa?: Isa;
+  /** KV cache positions (default: the model's context length, at most 4096). */
+  contextSize?: number;
+  /** Tokens per forward call while processing a prompt (default 512). */
+  batchSize?: number;
+}
+
+/** Phases of loading, reported through the progress callback. */
+export interface LoadProgress {
+  /** What is happening. */
+  phase: "reading" | "parsing" | "weights" | "ready";
+  /** Fraction done, 0 to 1. */
+  fraction: number;
+}
+
+/** Reads a model file: memory-mapped when the native addon is there, read once otherwise. */
+export function openModelFile(path: string): GGUFFile {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    throw new RyzansteinError("MODEL_NOT_FOUND", `model file not found: ${path}`, { cause: e });
+  }
+  if (size === 0) throw new RyzansteinError("TRUNCATED", "the file is empty", { file: path });
+  let bytes: Uint8Array;
+  try {
+    bytes = mapFile(path);
+  } catch {
+    bytes = readFileSync(path);
+  }
+  return parseGGUF(bytes, { file: path });
+}
+
+function createBackend(o: SessionOptions): Backend {
+  if ((o.backend ?? "native") === "reference") return new ReferenceBackend();
+  return new NativeBackend({ threads: o.threads, isa: o.isa });
+}
+
+/**
+ * One model with one sequence context: what lives in the engine worker (or in-process). Keeps the
+ * tokens whose K/V are cached so a new prompt that extends the last one reuses that prefix.
+ */
+export class ModelSession {
+  /** Model hyper-parameters. */
+  readonly config: ModelConfig;
+  /** The model's tokenizer. */
+  readonly tokenizer: Tokenizer;
+  /** The forward pass. */
+  readonly model: Model;
+  private readonly ctx: Context;
+  private cached: number[] = [];
+
+  constructor(gguf: GGUFFile, options: SessionOptions = {}, onProgress?: (p: LoadProgress) => void) {
+    onProgress?.({ phase: "parsing", fraction: 0.1 });
+    this.config = readModelConfig(gguf);
+    this.tokenizer = createTokenizerFromGGUF(gguf.metadata);
+    onProgress?.({ phase: "weights", fraction: 0.3 });
+    const weights = readLlamaWeights(gguf, this.config);
+    const contextSize = options.contextSize ?? Math.min(this.config.contextLength, 4096);
+    if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize > 1 << 20) {
+      throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
+    }
+    this.model = new Model(this.config, weights, createBackend(options));
+    this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512);
+    onProgress?.({ phase: "ready", fraction: 1 });
+  }
+
+  /** Positions in the KV cache. */
+  get contextSize(): number {
+    return this.ctx.size;
+  }
+
+  /** Name of the backend in use. */
+  get backendName(): string {
+    return this.model.backend.name;
+  }
+
+  /** Drops the cached sequence past its longest common prefix with `prompt`, and returns the tokens still to run. */
+  private reuse(prompt: number[]): number[] {
+    let common = 0;
+    const max = Math.min(this.cached.length, prompt.length - 1); // always evaluate at least one token
+    while (common < max && this.cached[common] === prompt[common]) common++;
+    this.ctx.truncate(common);
+    this.cached.length = common;
+    return prompt.slice(common);
+  }
+
+  /** Generates from `prompt` token ids (see {@link generateTokens}). */
+  *generate(prompt: number[], options: GenerateOptions, isAborted: () => boolean): Generator<GeneratedToken, GenerationResult> {
+    const rest = this.reuse(prompt);
+    this.cached.push(...rest);
+    const inner = generateTokens(this.model, this.ctx, this.tokenizer, rest, options, isAborted);
+    let step = inner.next();
+    while (!step.done) {
+      this.cached.push(step.value.token);
+      yield step.value;
+      step = inner.next();
+    }
+    // The cache holds K/V of every token except the last sampled one.
+    this.cached.length = this.ctx.length;
+    return { ...step.value, promptTokens: prompt.length };
+  }
+
+  /** Logits of every position of `tokens` run as a fresh sequence, `[tokens.length, vocab]`. */
+  logits(tokens: number[]): Float32Array {
+    this.ctx.truncate(0);
+    this.cached = [];
+    const vocab = this.config.vocabSize;
+    const out = new Float32Array(tokens.length * vocab);
+    for (let start = 0; start < tokens.length; start += this.ctx.maxBatch) {
+      const chunk = tokens.slice(start, start + this.ctx.maxBatch);
+      out.set(this.model.forward(this.ctx, chunk, "all"), start * vocab);
+    }
+    this.cached = tokens.slice(0, this.ctx.length);
+    return out;
+  }
+
+  /** Frees native resources. */
+  dispose(): void {
+    this.model.backend.dispose?.();
+  }
+}

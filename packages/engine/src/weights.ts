@@ -1,0 +1,89 @@
+import { RyzansteinError, type Tensor, isComputeFormat, typeName } from "@ryzanstein/core-tensor";
+import type { GGUFFile } from "@ryzanstein/convert";
+import type { ModelConfig } from "./config.js";
+
+/** Weights of one transformer block. Matrices stay in their file format and memory. */
+export interface LayerWeights {
+  /** RMSNorm weight before attention, `[dim]`. */
+  attnNorm: Float32Array;
+  /** Query projection `[nHeads*headDim, dim]`. */
+  wq: Tensor;
+  /** Key projection `[nKvHeads*headDim, dim]`. */
+  wk: Tensor;
+  /** Value projection `[nKvHeads*headDim, dim]`. */
+  wv: Tensor;
+  /** Attention output projection `[dim, nHeads*headDim]`. */
+  wo: Tensor;
+  /** RMSNorm weight before the feed-forward block, `[dim]`. */
+  ffnNorm: Float32Array;
+  /** Gate projection `[ffnDim, dim]`. */
+  wGate: Tensor;
+  /** Up projection `[ffnDim, dim]`. */
+  wUp: Tensor;
+  /** Down projection `[dim, ffnDim]`. */
+  wDown: Tensor;
+}
+
+/** All weights of a Llama-family model. */
+export interface ModelWeights {
+  /** Token embedding table `[vocab, dim]`. */
+  tokenEmbd: Tensor;
+  /** Transformer blocks. */
+  layers: LayerWeights[];
+  /** Final RMSNorm weight `[dim]`. */
+  outputNorm: Float32Array;
+  /** Output projection `[vocab, dim]` (the embedding table when tied). */
+  output: Tensor;
+}
+
+/** Reads the weights of a Llama-family model from GGUF, checking every shape against the config. */
+export function readLlamaWeights(gguf: GGUFFile, c: ModelConfig): ModelWeights {
+  const matrix = (name: string, rows: number, cols: number): Tensor => {
+    const t = gguf.tensor(name);
+    if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
+      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name} has shape [${t.shape}], expected [${rows}, ${cols}]`, {
+        file: gguf.file,
+      });
+    }
+    if (!isComputeFormat(t.type)) {
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name} is ${typeName(t.type)}, which the engine cannot compute with yet`, {
+        file: gguf.file,
+      });
+    }
+    return t;
+  };
+  const vector = (name: string, len: number): Float32Array => {
+    const t = gguf.tensor(name);
+    if (t.size !== len) {
+      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name} has ${t.size} elements, expected ${len}`, { file: gguf.file });
+    }
+    if (!isComputeFormat(t.type)) {
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name} is ${typeName(t.type)}`, { file: gguf.file });
+    }
+    return t.toF32();
+  };
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const tokenEmbd = matrix("token_embd.weight", c.vocabSize, c.dim);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const p = `blk.${l}.`;
+    layers.push({
+      attnNorm: vector(`${p}attn_norm.weight`, c.dim),
+      wq: matrix(`${p}attn_q.weight`, qDim, c.dim),
+      wk: matrix(`${p}attn_k.weight`, kvDim, c.dim),
+      wv: matrix(`${p}attn_v.weight`, kvDim, c.dim),
+      wo: matrix(`${p}attn_output.weight`, c.dim, qDim),
+      ffnNorm: vector(`${p}ffn_norm.weight`, c.dim),
+      wGate: matrix(`${p}ffn_gate.weight`, c.ffnDim, c.dim),
+      wUp: matrix(`${p}ffn_up.weight`, c.ffnDim, c.dim),
+      wDown: matrix(`${p}ffn_down.weight`, c.dim, c.ffnDim),
+    });
+  }
+  return {
+    tokenEmbd,
+    layers,
+    outputNorm: vector("output_norm.weight", c.dim),
+    output: gguf.has("output.weight") ? matrix("output.weight", c.vocabSize, c.dim) : tokenEmbd,
+  };
+}
