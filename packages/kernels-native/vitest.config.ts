@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
-import { sharedTestConfig } from "../../vitest.shared.ts";
+import { sharedTestConfig } from "../../vitest.shared";
 
-export default defineConfig({ test: sharedTestConfig });
+// Verbose: every test is listed, so the log shows which ISA variants ran (test names carry `isa=`).
+export default defineConfig({ test: { ...sharedTestConfig, reporters: ["verbose"] } });

@@ -1,5 +1,7 @@
 import { RyzansteinError } from "@ryzanstein/core-tensor";
 import { type Tokenizer, createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { ModelConfig } from "./config.js";
 import type { GenerateOptions, GeneratedToken, GenerationResult } from "./generate.js";
@@ -246,8 +248,10 @@ export class LanguageModel {
   }
 }
 
+/** The built worker script: beside this module in `dist/`, or in `dist/` when running from `src/` (tests). */
 function workerUrl(): URL {
-  return new URL("./worker.js", import.meta.url);
+  const beside = new URL("./worker.js", import.meta.url);
+  return existsSync(fileURLToPath(beside)) ? beside : new URL("../dist/worker.js", import.meta.url);
 }
 
 /** Loads a GGUF model. The forward pass runs in a worker thread unless `worker: false`. */

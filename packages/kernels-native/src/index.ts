@@ -1,1 +1,416 @@
-export {};
+/**
+ * `@ryzanstein/kernels-native`: the C++ {@link Backend} (scalar, AVX2 and AVX-512 kernels over a
+ * persistent native thread pool), plus CPU feature queries and a zero-copy file mapper.
+ *
+ * @packageDocumentation
+ */
+import os from "node:os";
+import {
+  type AttentionParams,
+  type Backend,
+  isComputeFormat,
+  type RopeParams,
+  RyzansteinError,
+  rowBytes,
+  type Tensor,
+  typeName,
+} from "@ryzanstein/core-tensor";
+import { loadAddon, type NativeEngine } from "./native.js";
+
+/** A kernel variant: `scalar` (portable reference), `avx2` (AVX2+FMA+F16C), `avx512` (F/BW/VL/DQ/VNNI/BF16). */
+export type Isa = "scalar" | "avx2" | "avx512";
+
+/** Every variant the package knows, from least to most capable. */
+export const ISAS: readonly Isa[] = Object.freeze(["scalar", "avx2", "avx512"] as const);
+
+/** Options of {@link NativeBackend}. */
+export interface NativeBackendOptions {
+  /** Threads of the native pool (the calling thread counts as one). Default: the number of cores. */
+  threads?: number;
+  /**
+   * Kernel variant to use. Default: the `RYZANSTEIN_ISA` environment variable if set, else
+   * {@link bestIsa}. Asking for a variant this CPU cannot run throws `INVALID_ARGUMENT`.
+   */
+  isa?: Isa;
+}
+
+function isIsa(v: unknown): v is Isa {
+  return typeof v === "string" && (ISAS as readonly string[]).includes(v);
+}
+
+/** Variants this CPU can run, from least to most capable; always includes `scalar`. */
+export function availableIsas(): Isa[] {
+  return loadAddon().cpuIsas().filter(isIsa);
+}
+
+/** The most capable variant this CPU can run. */
+export function bestIsa(): Isa {
+  const all = availableIsas();
+  return all[all.length - 1] ?? "scalar";
+}
+
+/**
+ * Maps a whole file read-only into memory and returns a zero-copy view of it. The mapping is
+ * released when the returned array (and every view of its buffer) is garbage-collected.
+ *
+ * The pages are mapped `PROT_READ`: the array must never be written to (a write faults the process).
+ * An empty file gives an empty array.
+ *
+ * @throws RyzansteinError `IO_ERROR` (with `file` set) when the file cannot be opened or mapped.
+ */
+export function mapFile(path: string): Uint8Array {
+  if (typeof path !== "string" || path.length === 0) {
+    throw new RyzansteinError("INVALID_ARGUMENT", "mapFile: path must be a non-empty string");
+  }
+  const addon = loadAddon();
+  try {
+    return addon.mapFile(path);
+  } catch (cause) {
+    throw new RyzansteinError("IO_ERROR", `mapFile failed: ${(cause as Error).message}`, {
+      cause,
+      file: path,
+    });
+  }
+}
+
+// ---- argument checks (all before crossing into C++) ----
+
+function fail(code: "INVALID_ARGUMENT" | "SHAPE_MISMATCH" | "OUT_OF_BOUNDS", op: string, msg: string): never {
+  throw new RyzansteinError(code, `${op}: ${msg}`);
+}
+
+function int(op: string, name: string, v: unknown, min = 0): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
+    fail("INVALID_ARGUMENT", op, `${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function finite(op: string, name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v))
+    fail("INVALID_ARGUMENT", op, `${name} must be a finite number`);
+  return v;
+}
+
+function f32(op: string, name: string, a: unknown, need: number): Float32Array {
+  if (!(a instanceof Float32Array)) fail("INVALID_ARGUMENT", op, `${name} must be a Float32Array`);
+  if (a.length < need) fail("SHAPE_MISMATCH", op, `${name} has ${a.length} elements, ${need} needed`);
+  return a;
+}
+
+function i32(op: string, name: string, a: unknown, need: number): Int32Array {
+  if (!(a instanceof Int32Array)) fail("INVALID_ARGUMENT", op, `${name} must be an Int32Array`);
+  if (a.length < need) fail("SHAPE_MISMATCH", op, `${name} has ${a.length} elements, ${need} needed`);
+  return a;
+}
+
+/** True when the byte ranges of two views of the same buffer intersect. */
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return (
+    a.buffer === b.buffer &&
+    a.byteOffset < b.byteOffset + b.byteLength &&
+    b.byteOffset < a.byteOffset + a.byteLength
+  );
+}
+
+interface Matrix {
+  type: number;
+  rows: number;
+  cols: number;
+  data: Uint8Array;
+}
+
+function matrix(op: string, t: Tensor): Matrix {
+  if (t === null || typeof t !== "object" || !(t.data instanceof Uint8Array) || !Array.isArray(t.shape)) {
+    fail("INVALID_ARGUMENT", op, "weights must be a Tensor");
+  }
+  if (!isComputeFormat(t.type)) {
+    throw new RyzansteinError(
+      "UNSUPPORTED_TENSOR_TYPE",
+      `${op}: ${typeName(t.type)} tensors are not supported`,
+    );
+  }
+  const shape = t.shape;
+  if (shape.length === 0 || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    fail("SHAPE_MISMATCH", op, `invalid tensor shape [${shape.join(", ")}]`);
+  }
+  const cols = shape[shape.length - 1];
+  const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  if ((t.type === 2 || t.type === 8) && cols % 32 !== 0) {
+    fail(
+      "SHAPE_MISMATCH",
+      op,
+      `row length ${cols} is not a multiple of the ${typeName(t.type)} block size 32`,
+    );
+  }
+  const need = rowBytes(t.type, cols) * rows;
+  if (t.data.byteLength < need) {
+    fail(
+      "SHAPE_MISMATCH",
+      op,
+      `tensor data has ${t.data.byteLength} bytes, ${typeName(t.type)}[${shape}] needs ${need}`,
+    );
+  }
+  return { type: t.type, rows, cols, data: t.data };
+}
+
+function nativeError(op: string, cause: unknown): RyzansteinError {
+  if (cause instanceof RyzansteinError) return cause;
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  return new RyzansteinError("NATIVE_ERROR", `${op}: ${msg}`, { cause });
+}
+
+function defaultThreads(): number {
+  return typeof os.availableParallelism === "function"
+    ? os.availableParallelism()
+    : Math.max(1, os.cpus().length);
+}
+
+/**
+ * The native {@link Backend}: every op runs synchronously in C++ on a persistent thread pool, with
+ * kernels chosen for this CPU (or forced with `isa` / `RYZANSTEIN_ISA`). Results match
+ * `ReferenceBackend` up to float summation order; activations are converted to each weight
+ * format's `vecDotType` exactly as ggml does.
+ *
+ * Use one instance per thread (it may be created inside a worker thread); call {@link dispose}
+ * to stop its threads early, otherwise they stop when it is garbage-collected.
+ */
+export class NativeBackend implements Backend {
+  /** `native-<isa>`, e.g. `native-avx2`. */
+  readonly name: string;
+  /** The kernel variant in use. */
+  readonly isa: Isa;
+  /** Threads of the native pool. */
+  readonly threads: number;
+  #engine: NativeEngine | undefined;
+
+  /**
+   * @throws RyzansteinError `INVALID_ARGUMENT` for a bad thread count, an unknown ISA or one this CPU lacks.
+   */
+  constructor(options: NativeBackendOptions = {}) {
+    const threads = options.threads ?? defaultThreads();
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 1024) {
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `threads must be an integer in [1, 1024], got ${String(threads)}`,
+      );
+    }
+    const env = process.env.RYZANSTEIN_ISA;
+    const requested: unknown = options.isa ?? (env ? env.trim().toLowerCase() : undefined);
+    const source = options.isa !== undefined ? "isa option" : "RYZANSTEIN_ISA";
+    const available = availableIsas();
+    let isa: Isa;
+    if (requested === undefined) {
+      isa = available[available.length - 1] ?? "scalar";
+    } else if (!isIsa(requested)) {
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `unknown ISA ${JSON.stringify(requested)} (${source}); expected one of ${ISAS.join(", ")}`,
+      );
+    } else if (!available.includes(requested)) {
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `ISA ${requested} (${source}) is not supported by this CPU; available: ${available.join(", ")}`,
+      );
+    } else {
+      isa = requested;
+    }
+    const addon = loadAddon();
+    try {
+      this.#engine = new addon.NativeEngine(threads, isa);
+    } catch (cause) {
+      throw nativeError("NativeBackend", cause);
+    }
+    this.isa = isa;
+    this.threads = threads;
+    this.name = `native-${isa}`;
+  }
+
+  #e(op: string): NativeEngine {
+    if (!this.#engine)
+      throw new RyzansteinError("INVALID_ARGUMENT", `${op}: NativeBackend has been disposed`);
+    return this.#engine;
+  }
+
+  /** `y[n, w.rows] = x[n, w.cols] · wᵀ` for F32, F16, BF16, Q8_0 and Q4_0 weights. `y` must not overlap `x`. */
+  matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void {
+    const op = "matmul";
+    const e = this.#e(op);
+    const m = matrix(op, w);
+    int(op, "n", n);
+    f32(op, "x", x, n * m.cols);
+    f32(op, "y", y, n * m.rows);
+    if (overlaps(y, x) || overlaps(y, m.data))
+      fail("INVALID_ARGUMENT", op, "y must not overlap x or the weights");
+    try {
+      e.matmul(y, m.type, m.data, m.rows, m.cols, x, n);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** `y[i, :] = table[ids[i], :]` decoded to floats. Ids outside the table throw `OUT_OF_BOUNDS`. */
+  getRows(y: Float32Array, table: Tensor, ids: Int32Array): void {
+    const op = "getRows";
+    const e = this.#e(op);
+    const m = matrix(op, table);
+    i32(op, "ids", ids, 0);
+    f32(op, "y", y, ids.length * m.cols);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= m.rows)
+        fail("OUT_OF_BOUNDS", op, `row id ${id} at index ${i} out of range [0, ${m.rows})`);
+    }
+    try {
+      e.getRows(y, m.type, m.data, m.rows, m.cols, ids);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** `y[n, dim] = x / sqrt(mean(x²) + eps) * weight` per row; `y` may alias `x`. */
+  rmsNorm(y: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
+    const op = "rmsNorm";
+    const e = this.#e(op);
+    int(op, "n", n);
+    int(op, "dim", dim);
+    if (finite(op, "eps", eps) < 0) fail("INVALID_ARGUMENT", op, "eps must be >= 0");
+    f32(op, "x", x, n * dim);
+    f32(op, "y", y, n * dim);
+    f32(op, "weight", weight, dim);
+    try {
+      e.rmsNorm(y, x, weight, n, dim, eps);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** Rotates `x[n, nHeads*headDim]` in place (normal or NeoX layout); row `i` is at `positions[i]`. */
+  rope(x: Float32Array, n: number, positions: Int32Array, params: RopeParams): void {
+    const op = "rope";
+    const e = this.#e(op);
+    if (params === null || typeof params !== "object")
+      fail("INVALID_ARGUMENT", op, "params must be an object");
+    int(op, "n", n);
+    const nHeads = int(op, "nHeads", params.nHeads, 1);
+    const headDim = int(op, "headDim", params.headDim, 1);
+    const nDims = int(op, "nDims", params.nDims, 2);
+    if (nDims % 2 !== 0 || nDims > headDim)
+      fail("INVALID_ARGUMENT", op, `nDims ${nDims} must be even and <= headDim ${headDim}`);
+    if (!(finite(op, "freqBase", params.freqBase) > 0)) fail("INVALID_ARGUMENT", op, "freqBase must be > 0");
+    finite(op, "freqScale", params.freqScale);
+    f32(op, "x", x, n * nHeads * headDim);
+    i32(op, "positions", positions, n);
+    try {
+      e.rope(
+        x,
+        n,
+        positions,
+        nHeads,
+        headDim,
+        nDims,
+        params.freqBase,
+        params.freqScale,
+        Boolean(params.neox),
+      );
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** Softmax of each row of `x[n, dim]`, in place (max-subtracted, stable). */
+  softmax(x: Float32Array, n: number, dim: number): void {
+    const op = "softmax";
+    const e = this.#e(op);
+    int(op, "n", n);
+    int(op, "dim", dim);
+    f32(op, "x", x, n * dim);
+    try {
+      e.softmax(x, n, dim);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** `y[i] = silu(gate[i]) * up[i]` for `len` elements; `y` may alias either input. */
+  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
+    const op = "swiglu";
+    const e = this.#e(op);
+    int(op, "len", len);
+    f32(op, "y", y, len);
+    f32(op, "gate", gate, len);
+    f32(op, "up", up, len);
+    try {
+      e.swiglu(y, gate, up, len);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** `y[i] = a[i] + b[i]` for `len` elements; `y` may alias either input. */
+  add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
+    const op = "add";
+    const e = this.#e(op);
+    int(op, "len", len);
+    f32(op, "y", y, len);
+    f32(op, "a", a, len);
+    f32(op, "b", b, len);
+    try {
+      e.add(y, a, b, len);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /**
+   * Causal grouped-query attention of `q[n, nHeads*headDim]` over the F32 cache
+   * `k, v[ctx, nKvHeads*headDim]`: row `i` attends cache rows `0..positions[i]`. Work is split
+   * across threads by (token, head). Positions beyond the cache throw `OUT_OF_BOUNDS`.
+   */
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    n: number,
+    params: AttentionParams,
+  ): void {
+    const op = "attention";
+    const e = this.#e(op);
+    if (params === null || typeof params !== "object")
+      fail("INVALID_ARGUMENT", op, "params must be an object");
+    int(op, "n", n);
+    const nHeads = int(op, "nHeads", params.nHeads, 1);
+    const nKvHeads = int(op, "nKvHeads", params.nKvHeads, 1);
+    const headDim = int(op, "headDim", params.headDim, 1);
+    const scale = finite(op, "scale", params.scale);
+    if (nHeads % nKvHeads !== 0) {
+      fail("INVALID_ARGUMENT", op, `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+    }
+    f32(op, "q", q, n * nHeads * headDim);
+    f32(op, "out", out, n * nHeads * headDim);
+    i32(op, "positions", positions, n);
+    const kvRow = nKvHeads * headDim;
+    f32(op, "k", k, 0);
+    f32(op, "v", v, 0);
+    const ctx = Math.floor(Math.min(k.length, v.length) / kvRow);
+    for (let i = 0; i < n; i++) {
+      const p = positions[i];
+      if (p < 0 || p >= ctx)
+        fail("OUT_OF_BOUNDS", op, `position ${p} of row ${i} is outside the KV cache of ${ctx} rows`);
+    }
+    try {
+      e.attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** Stops the native threads and frees scratch memory. The backend must not be used afterwards. */
+  dispose(): void {
+    const e = this.#engine;
+    this.#engine = undefined;
+    e?.dispose();
+  }
+}

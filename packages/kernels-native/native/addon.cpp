@@ -1,0 +1,328 @@
+// The Node-API surface: one context-aware addon (Napi::Addon, no static references) exposing
+//   NativeEngine(threads, isa)  -> synchronous ops over typed arrays (see src/native.ts)
+//   cpuIsas()                   -> ["scalar", "avx2", ...]
+//   mapFile(path)               -> Uint8Array over a read-only mmap, unmapped on GC
+// TypeScript validates arguments first; this layer re-checks types and lengths so a bad call is
+// a JS exception, never a crash.
+#include <fcntl.h>
+#include <napi.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "dispatch.h"
+#include "engine.h"
+
+namespace {
+
+using ryz::Engine;
+
+template <class T>
+struct View {
+  T* data;
+  size_t length;  // elements
+};
+
+template <class T>
+View<T> typed_arg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* type_name,
+                  const char* what) {
+  Napi::Env env = info.Env();
+  napi_value v = info[i];
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  if (!is_ta) throw Napi::TypeError::New(env, std::string(what) + " must be a " + type_name);
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr), View<T>{});
+  if (type != want) throw Napi::TypeError::New(env, std::string(what) + " must be a " + type_name);
+  return View<T>{static_cast<T*>(data), length};
+}
+
+View<float> f32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return typed_arg<float>(info, i, napi_float32_array, "Float32Array", what);
+}
+View<int32_t> i32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return typed_arg<int32_t>(info, i, napi_int32_array, "Int32Array", what);
+}
+View<uint8_t> u8_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return typed_arg<uint8_t>(info, i, napi_uint8_array, "Uint8Array", what);
+}
+
+double num_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t min = 0) {
+  const double d = num_arg(info, i, what);
+  if (!(d >= static_cast<double>(min)) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be an integer >= " + std::to_string(min));
+  }
+  return static_cast<int64_t>(d);
+}
+
+void need(const Napi::Env& env, size_t have, double want, const char* what) {
+  if (static_cast<double>(have) < want) {
+    throw Napi::RangeError::New(env, std::string(what) + " is too short: " + std::to_string(have) + " elements, " +
+                                         std::to_string(static_cast<uint64_t>(want)) + " needed");
+  }
+}
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {
+                           InstanceAccessor<&EngineWrap::Isa>("isa"),
+                           InstanceAccessor<&EngineWrap::Threads>("threads"),
+                           InstanceMethod<&EngineWrap::Matmul>("matmul"),
+                           InstanceMethod<&EngineWrap::GetRows>("getRows"),
+                           InstanceMethod<&EngineWrap::RmsNorm>("rmsNorm"),
+                           InstanceMethod<&EngineWrap::Rope>("rope"),
+                           InstanceMethod<&EngineWrap::Softmax>("softmax"),
+                           InstanceMethod<&EngineWrap::Swiglu>("swiglu"),
+                           InstanceMethod<&EngineWrap::Add>("add"),
+                           InstanceMethod<&EngineWrap::Attention>("attention"),
+                           InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                       });
+  }
+
+  // new NativeEngine(threads: number, isa: string)
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    const int64_t threads = int_arg(info, 0, "threads", 1);
+    if (threads > 1024) throw Napi::RangeError::New(env, "threads must be <= 1024");
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "isa must be a string");
+    const std::string name = info[1].As<Napi::String>().Utf8Value();
+    ryz::Isa isa;
+    if (!ryz::parse_isa(name, &isa)) throw Napi::Error::New(env, "unknown ISA '" + name + "'");
+    if (!ryz::cpu_supports(isa)) throw Napi::Error::New(env, "ISA '" + name + "' is not supported by this CPU");
+    engine_ = std::make_unique<Engine>(static_cast<int>(threads), isa);
+  }
+
+ private:
+  Engine& engine(const Napi::Env& env) {
+    if (!engine_) throw Napi::Error::New(env, "NativeBackend has been disposed");
+    return *engine_;
+  }
+
+  Napi::Value Isa(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), ryz::isa_name(engine(info.Env()).isa()));
+  }
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), engine(info.Env()).threads());
+  }
+
+  // matmul(y, type, w, rows, cols, x, n)
+  void Matmul(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    const int64_t type = int_arg(info, 1, "type");
+    auto w = u8_arg(info, 2, "w");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    auto x = f32_arg(info, 5, "x");
+    const int64_t n = int_arg(info, 6, "n");
+    if (!ryz::format_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "matmul: unsupported tensor type id " + std::to_string(type));
+    }
+    if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
+      throw Napi::RangeError::New(env, "matmul: cols must be a multiple of 32 for block formats");
+    }
+    need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
+    need(env, x.length, static_cast<double>(n) * cols, "x");
+    need(env, y.length, static_cast<double>(n) * rows, "y");
+    e.matmul(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // getRows(y, type, table, rows, cols, ids)
+  void GetRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    const int64_t type = int_arg(info, 1, "type");
+    auto t = u8_arg(info, 2, "table");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    auto ids = i32_arg(info, 5, "ids");
+    if (!ryz::format_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "getRows: unsupported tensor type id " + std::to_string(type));
+    }
+    if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
+      throw Napi::RangeError::New(env, "getRows: cols must be a multiple of 32 for block formats");
+    }
+    need(env, t.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "table");
+    need(env, y.length, static_cast<double>(ids.length) * cols, "y");
+    e.get_rows(y.data, static_cast<int>(type), t.data, rows, cols, ids.data, static_cast<int64_t>(ids.length));
+  }
+
+  // rmsNorm(y, x, weight, n, dim, eps)
+  void RmsNorm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    auto x = f32_arg(info, 1, "x");
+    auto w = f32_arg(info, 2, "weight");
+    const int64_t n = int_arg(info, 3, "n");
+    const int64_t dim = int_arg(info, 4, "dim");
+    const double eps = num_arg(info, 5, "eps");
+    need(env, y.length, static_cast<double>(n) * dim, "y");
+    need(env, x.length, static_cast<double>(n) * dim, "x");
+    need(env, w.length, static_cast<double>(dim), "weight");
+    e.rms_norm(y.data, x.data, w.data, n, dim, static_cast<float>(eps));
+  }
+
+  // rope(x, n, positions, nHeads, headDim, nDims, freqBase, freqScale, neox)
+  void Rope(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto x = f32_arg(info, 0, "x");
+    const int64_t n = int_arg(info, 1, "n");
+    auto pos = i32_arg(info, 2, "positions");
+    ryz::RopeArgs a{};
+    a.n_heads = int_arg(info, 3, "nHeads", 1);
+    a.head_dim = int_arg(info, 4, "headDim", 1);
+    a.n_dims = int_arg(info, 5, "nDims", 1);
+    a.freq_base = num_arg(info, 6, "freqBase");
+    a.freq_scale = num_arg(info, 7, "freqScale");
+    a.neox = info[8].ToBoolean().Value();
+    need(env, x.length, static_cast<double>(n) * a.n_heads * a.head_dim, "x");
+    need(env, pos.length, static_cast<double>(n), "positions");
+    e.rope(x.data, n, pos.data, a);
+  }
+
+  // softmax(x, n, dim)
+  void Softmax(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto x = f32_arg(info, 0, "x");
+    const int64_t n = int_arg(info, 1, "n");
+    const int64_t dim = int_arg(info, 2, "dim");
+    need(env, x.length, static_cast<double>(n) * dim, "x");
+    e.softmax(x.data, n, dim);
+  }
+
+  // swiglu(y, gate, up, len)
+  void Swiglu(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    auto g = f32_arg(info, 1, "gate");
+    auto u = f32_arg(info, 2, "up");
+    const int64_t len = int_arg(info, 3, "len");
+    need(env, y.length, static_cast<double>(len), "y");
+    need(env, g.length, static_cast<double>(len), "gate");
+    need(env, u.length, static_cast<double>(len), "up");
+    e.swiglu(y.data, g.data, u.data, len);
+  }
+
+  // add(y, a, b, len)
+  void Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    auto a = f32_arg(info, 1, "a");
+    auto b = f32_arg(info, 2, "b");
+    const int64_t len = int_arg(info, 3, "len");
+    need(env, y.length, static_cast<double>(len), "y");
+    need(env, a.length, static_cast<double>(len), "a");
+    need(env, b.length, static_cast<double>(len), "b");
+    e.add(y.data, a.data, b.data, len);
+  }
+
+  // attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale)
+  void Attention(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto out = f32_arg(info, 0, "out");
+    auto q = f32_arg(info, 1, "q");
+    auto k = f32_arg(info, 2, "k");
+    auto v = f32_arg(info, 3, "v");
+    auto pos = i32_arg(info, 4, "positions");
+    const int64_t n = int_arg(info, 5, "n");
+    const int64_t nh = int_arg(info, 6, "nHeads", 1);
+    const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
+    const int64_t hd = int_arg(info, 8, "headDim", 1);
+    const double scale = num_arg(info, 9, "scale");
+    need(env, pos.length, static_cast<double>(n), "positions");
+    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
+    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
+    int64_t max_pos = -1;
+    for (int64_t t = 0; t < n; t++) {
+      if (pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
+      if (pos.data[t] > max_pos) max_pos = pos.data[t];
+    }
+    need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
+    need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
+    e.attention(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+  }
+
+  void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }
+
+  std::unique_ptr<Engine> engine_;
+};
+
+void unmap(Napi::Env, void* data, size_t* length) {
+  munmap(data, *length);
+  delete length;
+}
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+                             InstanceMethod<&Addon::CpuIsas>("cpuIsas"),
+                             InstanceMethod<&Addon::MapFile>("mapFile"),
+                             InstanceValue("NativeEngine", EngineWrap::Define(env), napi_enumerable),
+                         });
+  }
+
+ private:
+  Napi::Value CpuIsas(const Napi::CallbackInfo& info) {
+    const auto isas = ryz::available_isas();
+    Napi::Array out = Napi::Array::New(info.Env(), isas.size());
+    for (size_t i = 0; i < isas.size(); i++) out.Set(static_cast<uint32_t>(i), ryz::isa_name(isas[i]));
+    return out;
+  }
+
+  // mapFile(path): the whole file, mapped read-only (PROT_READ, MAP_PRIVATE).
+  Napi::Value MapFile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Napi::Error::New(env, std::string("cannot open: ") + std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Napi::Error::New(env, std::string("cannot stat: ") + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw Napi::Error::New(env, "not a regular file");
+    }
+    const size_t length = static_cast<size_t>(st.st_size);
+    if (length == 0) {
+      ::close(fd);
+      return Napi::Uint8Array::New(env, 0);
+    }
+    void* p = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) throw Napi::Error::New(env, std::string("cannot mmap: ") + std::strerror(err));
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, length, unmap, new size_t(length));
+    return Napi::Uint8Array::New(env, length, ab, 0);
+  }
+};
+
+}  // namespace
+
+NODE_API_ADDON(Addon)

@@ -1,0 +1,166 @@
+// Shared definitions for every kernel translation unit: ggml block layouts, exact scalar
+// conversions (f16 / bf16 / Q8_0 rounding, bit-identical to core-tensor's reference) and the
+// kernel table each ISA file fills in.
+//
+// Everything here has internal linkage (static inline) on purpose: the ISA files are compiled
+// with different -m flags, and an inline function with external linkage could be merged across
+// them by the linker, letting AVX-512 code run on a CPU without it.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace ryz {
+
+/** ggml type ids of the formats the kernels compute with. */
+enum Fmt : int { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kBF16 = 30 };
+
+/** Instruction-set variants, in increasing order of capability. */
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+constexpr int kQK = 32;  // elements per Q8_0 / Q4_0 block
+
+struct BlockQ8_0 {
+  uint16_t d;      // f16 scale
+  int8_t qs[kQK];  // quants
+};
+struct BlockQ4_0 {
+  uint16_t d;           // f16 scale
+  uint8_t qs[kQK / 2];  // byte j: element j (low nibble), element j+16 (high nibble)
+};
+static_assert(sizeof(BlockQ8_0) == 34, "block_q8_0 must be 34 bytes");
+static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 must be 18 bytes");
+
+static inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+static inline float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/** IEEE binary16 bits to float (exact). */
+static inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  if (exp == 0) {
+    if (mant == 0) return bits_f32(sign);
+    // subnormal: mant * 2^-24
+    const float v = static_cast<float>(mant) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
+  return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/** float to binary16 bits, round to nearest even (F16C `vcvtps2ph` with RNE, ggml). */
+static inline uint16_t f32_to_f16(float value) {
+  const uint32_t x = f32_bits(value);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xff);
+  uint32_t mant = x & 0x7fffff;
+  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00 | (mant ? 0x200 : 0));
+  const int32_t e = exp - 127 + 15;
+  if (e >= 31) return static_cast<uint16_t>(sign | 0x7c00);
+  if (e <= 0) {
+    if (e < -10) return static_cast<uint16_t>(sign);
+    mant |= 0x800000;
+    const uint32_t shift = static_cast<uint32_t>(14 - e);
+    const uint32_t half = 1u << (shift - 1);
+    uint32_t r = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1);
+    if (rem > half || (rem == half && (r & 1))) r++;
+    return static_cast<uint16_t>(sign | r);
+  }
+  uint32_t r = (static_cast<uint32_t>(e) << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;  // may carry into the exponent: correct
+  return static_cast<uint16_t>(sign | r);
+}
+
+/** bfloat16 bits to float (exact). */
+static inline float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
+
+/** float to bfloat16 bits with ggml's rounding (nearest even; NaN kept quiet). */
+static inline uint16_t f32_to_bf16(float value) {
+  const uint32_t u = f32_bits(value);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 64);
+  return static_cast<uint16_t>((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+/** ggml's reference quantization of one 32-block to Q8_0: d = amax/127, q = roundf(x/d). */
+static inline void quantize_block_q8_0_ref(const float* x, BlockQ8_0* y) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQK; j++) {
+    const float a = std::fabs(x[j]);
+    if (a > amax) amax = a;
+  }
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = f32_to_f16(d);
+  for (int j = 0; j < kQK; j++) y->qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+}
+
+/** Arguments of one rope call (see Backend.rope). */
+struct RopeArgs {
+  int64_t n_heads;
+  int64_t head_dim;
+  int64_t n_dims;
+  double freq_base;
+  double freq_scale;
+  bool neox;
+};
+
+/**
+ * Dot product of one weight row with `nx` (1..4) activation rows already converted to the
+ * format's vecDotType (see Kernels::act_*). Activation row k starts at `x + k * x_stride` bytes.
+ */
+using DotFn = void (*)(int64_t cols, const void* w, const void* x, size_t x_stride, int nx, float* out);
+/** Converts `cols` floats to the activation layout a dot kernel expects. */
+using ConvFn = void (*)(const float* x, void* dst, int64_t cols);
+/** Decodes `cols` elements of a row to floats. */
+using DequantFn = void (*)(const void* src, float* dst, int64_t cols);
+
+/** One ISA's kernels. Every variant has the same table; the dispatcher picks one at run time. */
+struct Kernels {
+  const char* name;
+  // Activation conversion for the vecDotType of each weight format.
+  ConvFn conv_f16;        // f32 -> f16-rounded values, stored as f32 (cols floats)
+  ConvFn conv_bf16;       // f32 -> bf16-rounded values, layout given by bf16_act_elem_bytes
+  int bf16_act_elem_bytes;  // 4: bf16-rounded f32; 2: raw bf16 (AVX-512 BF16 dot)
+  ConvFn conv_q8_0;       // f32 -> block_q8_0[cols/32]
+  DotFn dot_f32;
+  DotFn dot_f16;
+  DotFn dot_bf16;
+  DotFn dot_q8_0;
+  DotFn dot_q4_0;
+  DequantFn dequant_f32;
+  DequantFn dequant_f16;
+  DequantFn dequant_bf16;
+  DequantFn dequant_q8_0;
+  DequantFn dequant_q4_0;
+  void (*rms_norm_row)(float* y, const float* x, const float* w, int64_t dim, float eps);
+  void (*softmax_row)(float* x, int64_t dim);
+  void (*swiglu)(float* y, const float* g, const float* u, int64_t len);
+  void (*add)(float* y, const float* a, const float* b, int64_t len);
+  /** Rotates one row of n_heads*head_dim values at position `pos`; `inv_freq[i]` = base^(-2i/nDims). */
+  void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, const double* inv_freq);
+  /**
+   * One (token, head) of causal attention: q[head_dim] over k/v rows 0..len-1 (row stride
+   * `kv_stride` floats). `scores` has room for `len` floats, `acc` for head_dim floats.
+   */
+  void (*attention_head)(float* out, const float* q, const float* k, const float* v, size_t kv_stride,
+                         int64_t len, int64_t head_dim, float scale, float* scores, float* acc);
+};
+
+const Kernels* kernels_generic();
+const Kernels* kernels_avx2();
+const Kernels* kernels_avx512();
+
+}  // namespace ryz

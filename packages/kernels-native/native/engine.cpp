@@ -1,0 +1,270 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "dispatch.h"
+
+namespace ryz {
+
+ScratchBuffer::~ScratchBuffer() { std::free(data_); }
+
+uint8_t* ScratchBuffer::reserve(size_t bytes) {
+  if (bytes <= size_ && data_ != nullptr) return data_;
+  const size_t want = std::max<size_t>((bytes + 63) & ~size_t{63}, 64);
+  void* p = std::aligned_alloc(64, want);
+  if (p == nullptr) throw std::bad_alloc();
+  std::free(data_);
+  data_ = static_cast<uint8_t*>(p);
+  size_ = want;
+  return data_;
+}
+
+bool format_supported(int fmt) {
+  return fmt == kF32 || fmt == kF16 || fmt == kBF16 || fmt == kQ8_0 || fmt == kQ4_0;
+}
+
+size_t format_row_bytes(int fmt, int64_t cols) {
+  const size_t c = static_cast<size_t>(cols);
+  switch (fmt) {
+    case kF32: return c * 4;
+    case kF16:
+    case kBF16: return c * 2;
+    case kQ8_0: return c / kQK * sizeof(BlockQ8_0);
+    case kQ4_0: return c / kQK * sizeof(BlockQ4_0);
+    default: throw std::invalid_argument("unsupported tensor type id " + std::to_string(fmt));
+  }
+}
+
+namespace {
+
+void check_format(int fmt, int64_t cols, const char* op) {
+  if (!format_supported(fmt)) {
+    throw std::invalid_argument(std::string(op) + ": unsupported tensor type id " + std::to_string(fmt));
+  }
+  if ((fmt == kQ8_0 || fmt == kQ4_0) && cols % kQK != 0) {
+    throw std::invalid_argument(std::string(op) + ": row length " + std::to_string(cols) +
+                                " is not a multiple of the block size 32");
+  }
+}
+
+void check_nonneg(int64_t v, const char* what) {
+  if (v < 0) throw std::invalid_argument(std::string(what) + " must be >= 0");
+}
+
+inline size_t round_up64(size_t v) { return (v + 63) & ~size_t{63}; }
+
+}  // namespace
+
+Engine::Engine(int threads, Isa isa) : pool_(threads), isa_(isa), k_(kernels_for(isa)) {
+  per_thread_.resize(static_cast<size_t>(pool_.size()));
+}
+
+// Splits [0, total) into chunks of `grain` handed out dynamically (an atomic counter), so a
+// thread slowed by another process does not hold the others up. f(begin, end, tid).
+template <class F>
+void Engine::parallel_for(int64_t total, int64_t grain, const F& f) {
+  if (total <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = (total + grain - 1) / grain;
+  if (pool_.size() == 1 || chunks == 1) {
+    f(int64_t{0}, total, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  auto job = [&](int tid, int) {
+    for (;;) {
+      const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) break;
+      const int64_t b = c * grain;
+      f(b, std::min(b + grain, total), tid);
+    }
+  };
+  pool_.run_fn(job);
+}
+
+void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n) {
+  check_format(fmt, cols, "matmul");
+  check_nonneg(rows, "rows");
+  check_nonneg(cols, "cols");
+  check_nonneg(n, "n");
+  if (rows == 0 || n == 0) return;
+  const int nth = pool_.size();
+
+  // 1. activations -> vecDotType (F32 weights use x as is).
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  size_t stride = static_cast<size_t>(cols) * 4;
+  DotFn dot = k_->dot_f32;
+  ConvFn conv = nullptr;
+  switch (fmt) {
+    case kF16:
+      conv = k_->conv_f16;
+      dot = k_->dot_f16;
+      stride = round_up64(static_cast<size_t>(cols) * 4);
+      break;
+    case kBF16:
+      conv = k_->conv_bf16;
+      dot = k_->dot_bf16;
+      stride = round_up64(static_cast<size_t>(cols) * static_cast<size_t>(k_->bf16_act_elem_bytes));
+      break;
+    case kQ8_0:
+    case kQ4_0:
+      conv = k_->conv_q8_0;
+      dot = fmt == kQ8_0 ? k_->dot_q8_0 : k_->dot_q4_0;
+      stride = round_up64(static_cast<size_t>(cols / kQK) * sizeof(BlockQ8_0));
+      break;
+    default:
+      break;
+  }
+  if (conv != nullptr) {
+    uint8_t* buf = act_.reserve(stride * static_cast<size_t>(n));
+    parallel_for(n, std::max<int64_t>(1, n / (2 * nth)), [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; t++) conv(x + t * cols, buf + stride * static_cast<size_t>(t), cols);
+    });
+    act = buf;
+  }
+
+  // 2. rows split across threads; each weight row is loaded once per tile of 4 activation rows,
+  //    and a block of 16 weight rows stays in cache while the tiles pass over it.
+  const size_t row_bytes = format_row_bytes(fmt, cols);
+  constexpr int64_t kRowBlock = 16;
+  const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n);
+  int64_t grain = std::max<int64_t>(1, std::min<int64_t>(64, rows / (4 * nth)));
+  if (work < 32768.0) grain = rows;  // too small to be worth waking the pool
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int) {
+    float tmp[4];
+    for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+      const int64_t re = std::min(rb + kRowBlock, r1);
+      for (int64_t t = 0; t < n; t += 4) {
+        const int nx = static_cast<int>(std::min<int64_t>(4, n - t));
+        const uint8_t* xt = act + stride * static_cast<size_t>(t);
+        for (int64_t r = rb; r < re; r++) {
+          dot(cols, w + row_bytes * static_cast<size_t>(r), xt, stride, nx, tmp);
+          for (int k = 0; k < nx; k++) y[(t + k) * rows + r] = tmp[k];
+        }
+      }
+    }
+  });
+}
+
+void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids,
+                      int64_t n) {
+  check_format(fmt, cols, "getRows");
+  check_nonneg(n, "n");
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= rows) {
+      throw std::out_of_range("getRows: row id " + std::to_string(ids[i]) + " out of range [0, " +
+                              std::to_string(rows) + ")");
+    }
+  }
+  DequantFn f = nullptr;
+  switch (fmt) {
+    case kF32: f = k_->dequant_f32; break;
+    case kF16: f = k_->dequant_f16; break;
+    case kBF16: f = k_->dequant_bf16; break;
+    case kQ8_0: f = k_->dequant_q8_0; break;
+    default: f = k_->dequant_q4_0; break;
+  }
+  const size_t row_bytes = format_row_bytes(fmt, cols);
+  const int64_t grain = n * cols < 65536 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
+  parallel_for(n, grain, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; i++) f(table + row_bytes * static_cast<size_t>(ids[i]), y + i * cols, cols);
+  });
+}
+
+void Engine::rms_norm(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps) {
+  check_nonneg(n, "n");
+  check_nonneg(dim, "dim");
+  if (dim == 0) return;
+  const int64_t grain = n * dim < 32768 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
+  parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) k_->rms_norm_row(y + t * dim, x + t * dim, w, dim, eps);
+  });
+}
+
+void Engine::rope(float* x, int64_t n, const int32_t* positions, const RopeArgs& a) {
+  check_nonneg(n, "n");
+  if (a.n_dims <= 0 || a.n_dims % 2 != 0 || a.n_dims > a.head_dim) {
+    throw std::invalid_argument("rope: nDims must be even, positive and <= headDim");
+  }
+  if (a.n_heads <= 0) throw std::invalid_argument("rope: nHeads must be positive");
+  const int64_t half = a.n_dims / 2;
+  inv_freq_.resize(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; i++) {
+    inv_freq_[static_cast<size_t>(i)] =
+        std::pow(a.freq_base, -2.0 * static_cast<double>(i) / static_cast<double>(a.n_dims));
+  }
+  const int64_t row = a.n_heads * a.head_dim;
+  const double* inv = inv_freq_.data();
+  const int64_t grain = n * row < 16384 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
+  parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) k_->rope_row(x + t * row, positions[t], a, inv);
+  });
+}
+
+void Engine::softmax(float* x, int64_t n, int64_t dim) {
+  check_nonneg(n, "n");
+  check_nonneg(dim, "dim");
+  if (dim == 0) return;
+  const int64_t grain = n * dim < 32768 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
+  parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) k_->softmax_row(x + t * dim, dim);
+  });
+}
+
+void Engine::swiglu(float* y, const float* g, const float* u, int64_t len) {
+  check_nonneg(len, "len");
+  const int64_t grain = len < 65536 ? len : std::max<int64_t>(16384, (len / (2 * pool_.size()) + 63) & ~int64_t{63});
+  parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->swiglu(y + i0, g + i0, u + i0, i1 - i0); });
+}
+
+void Engine::add(float* y, const float* a, const float* b, int64_t len) {
+  check_nonneg(len, "len");
+  const int64_t grain = len < 131072 ? len : std::max<int64_t>(32768, (len / (2 * pool_.size()) + 63) & ~int64_t{63});
+  parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->add(y + i0, a + i0, b + i0, i1 - i0); });
+}
+
+void Engine::attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions,
+                       int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale) {
+  check_nonneg(n, "n");
+  if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0) {
+    throw std::invalid_argument("attention: nHeads must be a positive multiple of nKvHeads, headDim positive");
+  }
+  if (n == 0) return;
+  int64_t max_len = 0;
+  for (int64_t t = 0; t < n; t++) {
+    if (positions[t] < 0) throw std::out_of_range("attention: negative position");
+    max_len = std::max<int64_t>(max_len, static_cast<int64_t>(positions[t]) + 1);
+  }
+  // Per-thread scratch: scores[max_len] then acc[head_dim], grown here (never inside workers).
+  const size_t scores_bytes = round_up64(static_cast<size_t>(max_len) * 4);
+  const size_t need = scores_bytes + round_up64(static_cast<size_t>(head_dim) * 4);
+  for (auto& s : per_thread_) s.reserve(need);
+
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t q_row = n_heads * head_dim;
+  const size_t kv_row = static_cast<size_t>(n_kv_heads * head_dim);
+  const int64_t tasks = n * n_heads;
+  const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
+  parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
+    uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
+    float* scores = reinterpret_cast<float*>(scratch);
+    float* acc = reinterpret_cast<float*>(scratch + scores_bytes);
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t = i / n_heads;
+      const int64_t h = i % n_heads;
+      const int64_t kvh = h / group;
+      const int64_t len = static_cast<int64_t>(positions[t]) + 1;
+      const float* qh = q + t * q_row + h * head_dim;
+      k_->attention_head(out + t * q_row + h * head_dim, qh, k + kvh * head_dim, v + kvh * head_dim, kv_row, len,
+                         head_dim, scale, scores, acc);
+    }
+  });
+}
+
+}  // namespace ryz

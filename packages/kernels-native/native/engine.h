@@ -1,0 +1,75 @@
+// The threaded operations behind NativeBackend, independent of Node-API so the native test
+// executable (and sanitizers) can drive them directly. All pointers are raw, shapes are element
+// counts; callers (the addon) have already checked buffer sizes. Throws std::invalid_argument for
+// bad shapes or formats.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common.h"
+#include "thread_pool.h"
+
+namespace ryz {
+
+/** A growable 64-byte-aligned byte buffer (contents are not kept when it grows). */
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ScratchBuffer(ScratchBuffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  ~ScratchBuffer();
+  /** Ensures room for `bytes`; returns the (possibly new) storage. */
+  uint8_t* reserve(size_t bytes);
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+/** Bytes per row of a weight format. */
+size_t format_row_bytes(int fmt, int64_t cols);
+/** True for the formats matmul/getRows support. */
+bool format_supported(int fmt);
+
+class Engine {
+ public:
+  Engine(int threads, Isa isa);
+
+  Isa isa() const { return isa_; }
+  int threads() const { return pool_.size(); }
+  const Kernels& kernels() const { return *k_; }
+
+  /** y[n, rows] = x[n, cols] · Wᵀ, W in format `fmt` (ggml layout). */
+  void matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n);
+  /** y[i, :] = decode(table[ids[i], :]). Ids must be in range (checked). */
+  void get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids, int64_t n);
+  void rms_norm(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps);
+  void rope(float* x, int64_t n, const int32_t* positions, const RopeArgs& args);
+  void softmax(float* x, int64_t n, int64_t dim);
+  void swiglu(float* y, const float* g, const float* u, int64_t len);
+  void add(float* y, const float* a, const float* b, int64_t len);
+  /** Causal GQA attention; k/v have rows of n_kv_heads*head_dim floats, at least max(pos)+1 rows. */
+  void attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions, int64_t n,
+                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale);
+
+ private:
+  template <class F>
+  void parallel_for(int64_t total, int64_t grain, const F& f);
+
+  ThreadPool pool_;
+  Isa isa_;
+  const Kernels* k_;
+  ScratchBuffer act_;                 // activations converted to the vecDotType, n rows
+  std::vector<double> inv_freq_;      // rope: freq_base^(-2i/n_dims)
+  std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
+};
+
+}  // namespace ryz

@@ -1,0 +1,244 @@
+// Element-wise kernels written once over a tiny SIMD abstraction `V` and instantiated by each ISA
+// file with its own vector type (scalar float, __m256, __m512). Everything lives in an anonymous
+// namespace so each translation unit gets its own copy compiled with its own -m flags.
+//
+// V provides: reg, W (lanes), zero(), set1(f), load(p), store(p, r), add, sub, mul, div,
+// fmadd(a, b, c) = a*b + c, max, exp (vector expf), hsum, hmax.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "common.h"
+
+namespace ryz {
+namespace {
+
+template <class V>
+inline float dot_f32(const float* a, const float* b, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = V::fmadd(V::load(a + i), V::load(b + i), s0);
+    s1 = V::fmadd(V::load(a + i + W), V::load(b + i + W), s1);
+    s2 = V::fmadd(V::load(a + i + 2 * W), V::load(b + i + 2 * W), s2);
+    s3 = V::fmadd(V::load(a + i + 3 * W), V::load(b + i + 3 * W), s3);
+  }
+  for (; i + W <= n; i += W) s0 = V::fmadd(V::load(a + i), V::load(b + i), s0);
+  float s = V::hsum(V::add(V::add(s0, s1), V::add(s2, s3)));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+// y[i] += p * x[i]
+template <class V>
+inline void axpy_f32(float* y, float p, const float* x, int64_t n) {
+  const typename V::reg pv = V::set1(p);
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, V::fmadd(pv, V::load(x + i), V::load(y + i)));
+  for (; i < n; i++) y[i] += p * x[i];
+}
+
+template <class V>
+void rms_norm_row_t(float* y, const float* x, const float* w, int64_t dim, float eps) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R s0 = V::zero(), s1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * W <= dim; i += 2 * W) {
+    const R a = V::load(x + i);
+    const R b = V::load(x + i + W);
+    s0 = V::fmadd(a, a, s0);
+    s1 = V::fmadd(b, b, s1);
+  }
+  for (; i + W <= dim; i += W) {
+    const R a = V::load(x + i);
+    s0 = V::fmadd(a, a, s0);
+  }
+  float ss = V::hsum(V::add(s0, s1));
+  for (; i < dim; i++) ss += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  const R sc = V::set1(scale);
+  i = 0;
+  for (; i + W <= dim; i += W) V::store(y + i, V::mul(V::mul(V::load(x + i), sc), V::load(w + i)));
+  for (; i < dim; i++) y[i] = x[i] * scale * w[i];
+}
+
+// x[i] = exp(x[i] - m), returns the sum.
+template <class V>
+inline float exp_sub_sum(float* x, float m, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  const R mv = V::set1(m);
+  R s = V::zero();
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const R e = V::exp(V::sub(V::load(x + i), mv));
+    V::store(x + i, e);
+    s = V::add(s, e);
+  }
+  float sum = V::hsum(s);
+  for (; i < n; i++) {
+    const float e = std::exp(x[i] - m);
+    x[i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+template <class V>
+inline float max_f32(const float* x, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R m = V::set1(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + W <= n; i += W) m = V::max(m, V::load(x + i));
+  float mx = V::hmax(m);
+  for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
+template <class V>
+inline void scale_f32(float* y, const float* x, float s, int64_t n) {
+  const typename V::reg sv = V::set1(s);
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, V::mul(V::load(x + i), sv));
+  for (; i < n; i++) y[i] = x[i] * s;
+}
+
+template <class V>
+void softmax_row_t(float* x, int64_t dim) {
+  if (dim <= 0) return;
+  const float mx = max_f32<V>(x, dim);
+  const float sum = exp_sub_sum<V>(x, mx, dim);
+  scale_f32<V>(x, x, 1.0f / sum, dim);
+}
+
+template <class V>
+void swiglu_t(float* y, const float* g, const float* u, int64_t len) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  const R one = V::set1(1.0f);
+  const R zero = V::zero();
+  int64_t i = 0;
+  for (; i + W <= len; i += W) {
+    const R gv = V::load(g + i);
+    const R silu = V::div(gv, V::add(one, V::exp(V::sub(zero, gv))));
+    V::store(y + i, V::mul(silu, V::load(u + i)));
+  }
+  for (; i < len; i++) {
+    const float gv = g[i];
+    y[i] = gv / (1.0f + std::exp(-gv)) * u[i];
+  }
+}
+
+template <class V>
+void add_t(float* y, const float* a, const float* b, int64_t len) {
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + W <= len; i += W) V::store(y + i, V::add(V::load(a + i), V::load(b + i)));
+  for (; i < len; i++) y[i] = a[i] + b[i];
+}
+
+// The angle of each rotated pair is computed in double, as the reference does, so long
+// contexts do not drift (ggml's float recurrence loses ~1e-3 rad at position 4096).
+inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, const double* inv_freq) {
+  const int64_t half = a.n_dims / 2;
+  const double p = static_cast<double>(pos) * a.freq_scale;
+  for (int64_t i = 0; i < half; i++) {
+    const double theta = p * inv_freq[i];
+    const double c = std::cos(theta);
+    const double s = std::sin(theta);
+    const int64_t ia = a.neox ? i : 2 * i;
+    const int64_t ib = a.neox ? i + half : 2 * i + 1;
+    for (int64_t h = 0; h < a.n_heads; h++) {
+      float* row = x + h * a.head_dim;
+      const double x0 = row[ia];
+      const double x1 = row[ib];
+      row[ia] = static_cast<float>(x0 * c - x1 * s);
+      row[ib] = static_cast<float>(x0 * s + x1 * c);
+    }
+  }
+}
+
+template <class V>
+void attention_head_t(float* out, const float* q, const float* k, const float* v, size_t kv_stride, int64_t len,
+                      int64_t head_dim, float scale, float* scores, float* acc) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < len; j++) {
+    const float s = dot_f32<V>(q, k + j * kv_stride, head_dim) * scale;
+    scores[j] = s;
+    mx = s > mx ? s : mx;
+  }
+  const float sum = exp_sub_sum<V>(scores, mx, len);
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(head_dim));
+  for (int64_t j = 0; j < len; j++) axpy_f32<V>(acc, scores[j], v + j * kv_stride, head_dim);
+  scale_f32<V>(out, acc, 1.0f / sum, head_dim);
+}
+
+// ---- scalar conversions and dequantization shared by all variants ----
+
+inline void conv_f16_ref(const float* x, void* dst, int64_t cols) {
+  float* y = static_cast<float*>(dst);
+  for (int64_t i = 0; i < cols; i++) y[i] = f16_to_f32(f32_to_f16(x[i]));
+}
+
+inline void conv_bf16_f32_ref(const float* x, void* dst, int64_t cols) {
+  float* y = static_cast<float*>(dst);
+  for (int64_t i = 0; i < cols; i++) y[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+inline void conv_q8_0_ref(const float* x, void* dst, int64_t cols) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  for (int64_t b = 0; b < cols / kQK; b++) quantize_block_q8_0_ref(x + b * kQK, y + b);
+}
+
+inline void dequant_f32_ref(const void* src, float* dst, int64_t cols) {
+  std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(cols));
+}
+
+inline void dequant_f16_ref(const void* src, float* dst, int64_t cols) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < cols; i++) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * i, 2);
+    dst[i] = f16_to_f32(h);
+  }
+}
+
+inline void dequant_bf16_ref(const void* src, float* dst, int64_t cols) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < cols; i++) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * i, 2);
+    dst[i] = bf16_to_f32(h);
+  }
+}
+
+inline void dequant_q8_0_ref(const void* src, float* dst, int64_t cols) {
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(src);
+  for (int64_t i = 0; i < cols / kQK; i++) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < kQK; j++) dst[i * kQK + j] = static_cast<float>(b[i].qs[j]) * d;
+  }
+}
+
+inline void dequant_q4_0_ref(const void* src, float* dst, int64_t cols) {
+  const BlockQ4_0* b = static_cast<const BlockQ4_0*>(src);
+  for (int64_t i = 0; i < cols / kQK; i++) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < kQK / 2; j++) {
+      dst[i * kQK + j] = static_cast<float>((b[i].qs[j] & 0x0f) - 8) * d;
+      dst[i * kQK + j + 16] = static_cast<float>((b[i].qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ryz

@@ -1,0 +1,357 @@
+// Native self-test, built and run under ASan + UBSan by scripts/sanitize.sh:
+//  * every available SIMD variant against the scalar kernels, for every kernel and format
+//    (activation conversions bit-exact, getRows exact, the rest within float-order tolerances);
+//  * the thread pool (every thread runs every job exactly once, many generations, with sleeps);
+//  * Engine results identical for 1, 2 and 3 threads.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../common.h"
+#include "../dispatch.h"
+#include "../engine.h"
+#include "../thread_pool.h"
+
+using namespace ryz;
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+std::mt19937_64 g_rng;
+
+void check(bool ok, const std::string& what) {
+  g_checks++;
+  if (!ok) {
+    g_failures++;
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+  }
+}
+
+std::vector<float> uniform(size_t n, float scale) {
+  std::uniform_real_distribution<float> d(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g_rng);
+  return v;
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  double max_abs = 0, max_err = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(want[i])));
+    const double e = std::fabs(static_cast<double>(got[i]) - want[i]);
+    max_err = std::isnan(e) ? INFINITY : std::max(max_err, e);
+  }
+  return max_abs == 0 ? max_err : max_err / max_abs;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+  const double e = rel_err(got, want);
+  check(e <= tol, what + " rel err " + std::to_string(e) + " > " + std::to_string(tol));
+}
+
+bool same_bits(const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; }
+
+// Weight bytes of `rows` x `cols` in format fmt, quantized from random floats with the scalar
+// reference rounding (Q8_0 / Q4_0 blocks also get random raw bytes half of the time).
+std::vector<uint8_t> make_weights(int fmt, int64_t rows, int64_t cols) {
+  const auto vals = uniform(static_cast<size_t>(rows * cols), 1.0f);
+  std::vector<uint8_t> out(format_row_bytes(fmt, cols) * static_cast<size_t>(rows));
+  switch (fmt) {
+    case kF32:
+      std::memcpy(out.data(), vals.data(), out.size());
+      break;
+    case kF16:
+    case kBF16:
+      for (size_t i = 0; i < vals.size(); i++) {
+        const uint16_t h = fmt == kF16 ? f32_to_f16(vals[i]) : f32_to_bf16(vals[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
+      break;
+    case kQ8_0:
+    case kQ4_0: {
+      std::uniform_int_distribution<int> byte(0, 255);
+      const size_t bs = fmt == kQ8_0 ? 34 : 18;
+      for (size_t b = 0; b < out.size(); b += bs) {
+        const uint16_t d = f32_to_f16(std::uniform_real_distribution<float>(-0.05f, 0.05f)(g_rng));
+        std::memcpy(out.data() + b, &d, 2);
+        for (size_t j = 2; j < bs; j++) out[b + j] = static_cast<uint8_t>(byte(g_rng));
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return out;
+}
+
+const char* fmt_name(int fmt) {
+  switch (fmt) {
+    case kF32: return "f32";
+    case kF16: return "f16";
+    case kBF16: return "bf16";
+    case kQ8_0: return "q8_0";
+    default: return "q4_0";
+  }
+}
+
+// Inputs that stress the exact conversions: random bit patterns (no NaN), halfway cases,
+// subnormals, overflow to inf, ties for roundf.
+std::vector<float> conversion_inputs(size_t n) {
+  std::vector<float> v(n);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (size_t i = 0; i < n; i++) {
+    float f;
+    switch (i % 4) {
+      case 0: {
+        uint32_t u;
+        do u = bits(g_rng);
+        while ((u & 0x7f800000u) == 0x7f800000u);
+        f = bits_f32(u);
+        break;
+      }
+      case 1: {  // exactly halfway between two f16 / bf16 values
+        const uint32_t u = (bits(g_rng) & 0x8fffe000u) | 0x00001000u;
+        f = bits_f32(u);
+        break;
+      }
+      case 2:
+        f = std::uniform_real_distribution<float>(-70000.0f, 70000.0f)(g_rng);
+        break;
+      default:
+        f = std::uniform_real_distribution<float>(-1e-6f, 1e-6f)(g_rng);
+        break;
+    }
+    v[i] = f;
+  }
+  return v;
+}
+
+void test_conversions(const Kernels& ref, const Kernels& k) {
+  const std::string p = std::string(k.name) + " conversions: ";
+  const size_t n = 4096 + 29;
+  const auto x = conversion_inputs(n);
+  std::vector<float> a(n), b(n);
+  ref.conv_f16(x.data(), a.data(), static_cast<int64_t>(n));
+  k.conv_f16(x.data(), b.data(), static_cast<int64_t>(n));
+  check(same_bits(a.data(), b.data(), n * 4), p + "f16 rounding differs from scalar");
+
+  ref.conv_bf16(x.data(), a.data(), static_cast<int64_t>(n));
+  if (k.bf16_act_elem_bytes == 4) {
+    k.conv_bf16(x.data(), b.data(), static_cast<int64_t>(n));
+  } else {
+    std::vector<uint16_t> h(n);
+    k.conv_bf16(x.data(), h.data(), static_cast<int64_t>(n));
+    for (size_t i = 0; i < n; i++) b[i] = bf16_to_f32(h[i]);
+  }
+  check(same_bits(a.data(), b.data(), n * 4), p + "bf16 rounding differs from scalar");
+
+  // Q8_0: random blocks plus blocks with amax = 127 (d = 1) holding exact .5 ties.
+  const int64_t cols = 32 * 67;
+  auto q = uniform(static_cast<size_t>(cols), 4.0f);
+  for (int j = 0; j < 32; j++) q[static_cast<size_t>(j)] = (j == 0) ? 127.0f : static_cast<float>(j % 9) - 4.5f;
+  for (int j = 32; j < 64; j++) q[static_cast<size_t>(j)] = 0.0f;  // all-zero block
+  std::vector<BlockQ8_0> qa(static_cast<size_t>(cols / 32)), qb(static_cast<size_t>(cols / 32));
+  ref.conv_q8_0(q.data(), qa.data(), cols);
+  k.conv_q8_0(q.data(), qb.data(), cols);
+  check(same_bits(qa.data(), qb.data(), qa.size() * sizeof(BlockQ8_0)), p + "q8_0 quantization differs from scalar");
+  check(qa[0].qs[1] == -4 && qa[0].qs[2] == -3, p + "roundf ties must round away from zero");
+}
+
+void test_variant(Isa isa) {
+  Engine ref(2, Isa::Scalar);
+  Engine e(2, isa);
+  const std::string p = std::string(isa_name(isa)) + " vs scalar: ";
+  test_conversions(ref.kernels(), e.kernels());
+
+  for (int fmt : {kF32, kF16, kBF16, kQ8_0, kQ4_0}) {
+    const bool block = fmt == kQ8_0 || fmt == kQ4_0;
+    const std::vector<int64_t> cols_list = block ? std::vector<int64_t>{32, 96, 256, 1024}
+                                                 : std::vector<int64_t>{1, 17, 45, 256, 1030};
+    const double tol = fmt == kF32 ? 1e-5 : (block ? 1e-4 : 1e-3);
+    for (int64_t cols : cols_list) {
+      const int64_t rows = 37;
+      const auto w = make_weights(fmt, rows, cols);
+      for (int64_t n : {1, 3, 7}) {
+        const auto x = uniform(static_cast<size_t>(n * cols), 3.0f);
+        std::vector<float> ya(static_cast<size_t>(n * rows)), yb(ya.size());
+        ref.matmul(ya.data(), fmt, w.data(), rows, cols, x.data(), n);
+        e.matmul(yb.data(), fmt, w.data(), rows, cols, x.data(), n);
+        check_close(yb, ya, tol,
+                    p + "matmul " + fmt_name(fmt) + " cols=" + std::to_string(cols) + " n=" + std::to_string(n));
+      }
+      std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+      std::vector<float> ga(ids.size() * static_cast<size_t>(cols)), gb(ga.size());
+      ref.get_rows(ga.data(), fmt, w.data(), rows, cols, ids.data(), static_cast<int64_t>(ids.size()));
+      e.get_rows(gb.data(), fmt, w.data(), rows, cols, ids.data(), static_cast<int64_t>(ids.size()));
+      check(same_bits(ga.data(), gb.data(), ga.size() * 4), p + "getRows " + fmt_name(fmt) + " not exact");
+    }
+  }
+
+  for (int64_t dim : {1, 45, 64, 4099}) {
+    const int64_t n = 3;
+    const auto x = uniform(static_cast<size_t>(n * dim), 5.0f);
+    const auto w = uniform(static_cast<size_t>(dim), 2.0f);
+    std::vector<float> a(x.size()), b(x.size());
+    ref.rms_norm(a.data(), x.data(), w.data(), n, dim, 1e-5f);
+    e.rms_norm(b.data(), x.data(), w.data(), n, dim, 1e-5f);
+    check_close(b, a, 1e-5, p + "rmsNorm dim=" + std::to_string(dim));
+    a = uniform(static_cast<size_t>(n * dim), 30.0f);
+    b = a;
+    ref.softmax(a.data(), n, dim);
+    e.softmax(b.data(), n, dim);
+    check_close(b, a, 1e-5, p + "softmax dim=" + std::to_string(dim));
+  }
+
+  for (bool neox : {false, true}) {
+    RopeArgs r{5, 48, 32, 10000.0, 0.5, neox};
+    const int64_t n = 7;
+    std::vector<int32_t> pos = {0, 1, 2, 100, 4095, 8000, 3};
+    auto a = uniform(static_cast<size_t>(n * r.n_heads * r.head_dim), 2.0f);
+    auto b = a;
+    ref.rope(a.data(), n, pos.data(), r);
+    e.rope(b.data(), n, pos.data(), r);
+    check_close(b, a, 1e-6, p + (neox ? "rope neox" : "rope normal"));
+  }
+
+  for (int64_t len : {1, 13, 1000, 100003}) {
+    const auto g = uniform(static_cast<size_t>(len), 12.0f);
+    const auto u = uniform(static_cast<size_t>(len), 3.0f);
+    std::vector<float> a(g.size()), b(g.size());
+    ref.swiglu(a.data(), g.data(), u.data(), len);
+    e.swiglu(b.data(), g.data(), u.data(), len);
+    check_close(b, a, 1e-5, p + "swiglu len=" + std::to_string(len));
+    ref.add(a.data(), g.data(), u.data(), len);
+    e.add(b.data(), g.data(), u.data(), len);
+    check(same_bits(a.data(), b.data(), a.size() * 4), p + "add not exact len=" + std::to_string(len));
+  }
+
+  struct AttnCase {
+    int64_t nh, nkv, hd, ctx;
+  };
+  for (const AttnCase c : {AttnCase{1, 1, 8, 1}, AttnCase{3, 1, 16, 9}, AttnCase{6, 2, 20, 40}, AttnCase{5, 5, 64, 300},
+                           AttnCase{8, 2, 128, 1100}}) {
+    const int64_t n = 7;
+    const auto k = uniform(static_cast<size_t>(c.ctx * c.nkv * c.hd), 3.0f);
+    const auto v = uniform(k.size(), 2.0f);
+    const auto q = uniform(static_cast<size_t>(n * c.nh * c.hd), 3.0f);
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++) pos[static_cast<size_t>(i)] = static_cast<int32_t>((c.ctx - 1) * i / (n - 1));
+    std::vector<float> a(q.size()), b(q.size());
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    ref.attention(a.data(), q.data(), k.data(), v.data(), pos.data(), n, c.nh, c.nkv, c.hd, scale);
+    e.attention(b.data(), q.data(), k.data(), v.data(), pos.data(), n, c.nh, c.nkv, c.hd, scale);
+    check_close(b, a, 2e-5, p + "attention ctx=" + std::to_string(c.ctx) + " hd=" + std::to_string(c.hd));
+  }
+}
+
+void test_thread_pool() {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> runs(static_cast<size_t>(threads));
+    for (auto& r : runs) r = 0;
+    std::atomic<int> bad{0};
+    for (int it = 0; it < 3000; it++) {
+      auto job = [&](int tid, int nth) {
+        if (nth != threads || tid < 0 || tid >= threads) bad++;
+        runs[static_cast<size_t>(tid)]++;
+      };
+      pool.run_fn(job);
+      if (it % 1000 == 999) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let workers sleep
+    }
+    bool each = bad == 0;
+    for (auto& r : runs) each = each && r == 3000;
+    check(each, "thread pool with " + std::to_string(threads) + " threads: every thread runs every job once");
+  }
+  // Construction and destruction without any job, and right after one.
+  { ThreadPool idle(4); }
+  {
+    ThreadPool p(4);
+    auto job = [](int, int) {};
+    p.run_fn(job);
+  }
+  check(true, "thread pool start/stop");
+}
+
+void test_thread_counts() {
+  for (Isa isa : available_isas()) {
+    Engine e1(1, isa), e2(2, isa), e3(3, isa);
+    const int64_t rows = 301, cols = 512, n = 9;
+    for (int fmt : {kF32, kF16, kBF16, kQ8_0, kQ4_0}) {
+      const auto w = make_weights(fmt, rows, cols);
+      const auto x = uniform(static_cast<size_t>(n * cols), 2.0f);
+      std::vector<float> y1(static_cast<size_t>(n * rows)), y2(y1.size()), y3(y1.size());
+      e1.matmul(y1.data(), fmt, w.data(), rows, cols, x.data(), n);
+      e2.matmul(y2.data(), fmt, w.data(), rows, cols, x.data(), n);
+      e3.matmul(y3.data(), fmt, w.data(), rows, cols, x.data(), n);
+      check(same_bits(y1.data(), y2.data(), y1.size() * 4) && same_bits(y1.data(), y3.data(), y1.size() * 4),
+            std::string(isa_name(isa)) + " matmul " + fmt_name(fmt) + ": 1/2/3 threads differ");
+    }
+    const auto k = uniform(200 * 128, 1.0f);
+    const auto q = uniform(9 * 6 * 64, 1.0f);
+    std::vector<int32_t> pos(9);
+    for (int i = 0; i < 9; i++) pos[static_cast<size_t>(i)] = 191 + i;
+    std::vector<float> a1(q.size()), a3(q.size());
+    e1.attention(a1.data(), q.data(), k.data(), k.data(), pos.data(), 9, 6, 2, 64, 0.125f);
+    e3.attention(a3.data(), q.data(), k.data(), k.data(), pos.data(), 9, 6, 2, 64, 0.125f);
+    check(same_bits(a1.data(), a3.data(), a1.size() * 4), std::string(isa_name(isa)) + " attention: threads differ");
+  }
+}
+
+void test_errors() {
+  Engine e(2, Isa::Scalar);
+  float y[4] = {0, 0, 0, 0};
+  bool threw = false;
+  try {
+    e.matmul(y, 3, nullptr, 1, 32, y, 1);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  check(threw, "unsupported format throws");
+  threw = false;
+  try {
+    const int32_t id = 5;
+    e.get_rows(y, kF32, reinterpret_cast<const uint8_t*>(y), 1, 4, &id, 1);
+  } catch (const std::out_of_range&) {
+    threw = true;
+  }
+  check(threw, "getRows id out of range throws");
+  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+    if (cpu_supports(isa)) continue;
+    threw = false;
+    try {
+      Engine bad(1, isa);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    check(threw, std::string("unsupported ISA ") + isa_name(isa) + " throws");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const uint64_t seed = argc > 1 ? std::stoull(argv[1]) : static_cast<uint64_t>(std::random_device{}());
+  g_rng.seed(seed);
+  std::printf("native_test seed %llu\n", static_cast<unsigned long long>(seed));
+  std::string names;
+  for (Isa isa : available_isas()) names += std::string(" ") + isa_name(isa);
+  std::printf("available ISAs:%s\n", names.c_str());
+  for (Isa isa : available_isas()) {
+    std::printf("testing %s against scalar\n", isa_name(isa));
+    test_variant(isa);
+  }
+  std::printf("testing thread pool\n");
+  test_thread_pool();
+  test_thread_counts();
+  test_errors();
+  std::printf("%d checks, %d failures (seed %llu)\n", g_checks, g_failures, static_cast<unsigned long long>(seed));
+  return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,108 @@
+// The whole native surface in one place: what build/Release/ryzanstein_kernels.node exports and
+// how it is found. Arguments are validated in index.ts before they cross into C++.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+
+/** One native engine: a thread pool plus the kernel table of one ISA. @internal */
+export interface NativeEngine {
+  readonly isa: string;
+  readonly threads: number;
+  matmul(
+    y: Float32Array,
+    type: number,
+    w: Uint8Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+    n: number,
+  ): void;
+  getRows(
+    y: Float32Array,
+    type: number,
+    table: Uint8Array,
+    rows: number,
+    cols: number,
+    ids: Int32Array,
+  ): void;
+  rmsNorm(y: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void;
+  rope(
+    x: Float32Array,
+    n: number,
+    positions: Int32Array,
+    nHeads: number,
+    headDim: number,
+    nDims: number,
+    freqBase: number,
+    freqScale: number,
+    neox: boolean,
+  ): void;
+  softmax(x: Float32Array, n: number, dim: number): void;
+  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
+  add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void;
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    n: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  dispose(): void;
+}
+
+/** The addon's exports. @internal */
+export interface NativeAddon {
+  NativeEngine: new (threads: number, isa: string) => NativeEngine;
+  cpuIsas(): string[];
+  mapFile(path: string): Uint8Array;
+}
+
+const ADDON_FILE = "ryzanstein_kernels.node";
+
+let cached: NativeAddon | undefined;
+
+/** Paths tried in order: the module sits in `src/` (tests) or `dist/` (builds), one level below the package root. */
+function candidates(): string[] {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const roots = [path.resolve(here, ".."), path.resolve(here, "../..")];
+  const out: string[] = [];
+  if (process.env.RYZANSTEIN_KERNELS_ADDON) out.push(process.env.RYZANSTEIN_KERNELS_ADDON);
+  for (const root of roots) {
+    out.push(path.join(root, "build", "Release", ADDON_FILE));
+    out.push(path.join(root, "build", ADDON_FILE));
+  }
+  return out;
+}
+
+/** Loads (once) and returns the addon; throws a RyzansteinError naming the paths it tried. @internal */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const tried = candidates();
+  for (const file of tried) {
+    if (!existsSync(file)) continue;
+    try {
+      cached = require(file) as NativeAddon;
+      return cached;
+    } catch (cause) {
+      throw new RyzansteinError(
+        "NATIVE_ERROR",
+        `cannot load the native addon ${file}: ${(cause as Error).message}`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+  throw new RyzansteinError(
+    "NATIVE_ERROR",
+    `native addon ${ADDON_FILE} not found (run \`npm run build\` in @ryzanstein/kernels-native); tried: ${tried.join(", ")}`,
+  );
+}
