@@ -20,7 +20,12 @@ function buildProgram(): Command {
     .description("generate a continuation of PROMPT (an empty prompt starts from BOS alone)")
     .argument("[prompt]", "text to continue", "")
     .option("-m, --model <path>", "GGUF model file (default: $RYZANSTEIN_MODEL, then the default model)")
-    .option("-n, --max-tokens <n>", "tokens to generate (-1: until end of text or a full context)", intOption(-1), 256)
+    .option(
+      "-n, --max-tokens <n>",
+      "tokens to generate (-1: until end of text or a full context)",
+      intOption(-1),
+      256,
+    )
     .option("--temperature <t>", "sampling temperature (0: greedy)", floatOption(0, 100), 0.8)
     .option("--top-k <k>", "keep the k most likely tokens (0: all)", intOption(0), 40)
     .option("--top-p <p>", "nucleus sampling threshold", floatOption(0, 1), 0.95)
@@ -33,7 +38,9 @@ function buildProgram(): Command {
     .option("--json", "print one JSON object with token ids, text and log-probabilities")
     .option("--top-logprobs <n>", "alternatives per token in --json output", intOption(0, 100), 0)
     .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
-    .addOption(new Option("--backend <backend>", "compute backend").choices(["native", "reference"]).default("native"))
+    .addOption(
+      new Option("--backend <backend>", "compute backend").choices(["native", "reference"]).default("native"),
+    )
     .action(async (prompt: string, o: RunOptions) => runCommand(prompt, o));
 
   program

@@ -4,7 +4,12 @@ import cliProgress from "cli-progress";
 export function progressBar(label: string): { update(fraction: number): void; stop(): void } {
   if (!process.stderr.isTTY) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}%`, stream: process.stderr, clearOnComplete: true, hideCursor: true },
+    {
+      format: `${label} [{bar}] {percentage}%`,
+      stream: process.stderr,
+      clearOnComplete: true,
+      hideCursor: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(100, 0);

@@ -1,6 +1,6 @@
-import { RyzansteinError } from "@ryzanstein/core-tensor";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
 
 /** Environment variable naming the model to use when `--model` is absent. */
 export const MODEL_ENV = "RYZANSTEIN_MODEL";

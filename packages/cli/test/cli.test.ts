@@ -1,13 +1,16 @@
-import { fixturesDir } from "@ryzanstein/test-support";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { fixturesDir } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 
 const bin = resolve(__dirname, "../dist/bin.js");
 const stories = join(fixturesDir(), "models/stories260K.gguf");
-const golden = readFileSync(join(fixturesDir(), "models/stories260K.golden.greedy-t0-n64-prompt-Once_upon_a_time.txt"), "utf8");
+const golden = readFileSync(
+  join(fixturesDir(), "models/stories260K.golden.greedy-t0-n64-prompt-Once_upon_a_time.txt"),
+  "utf8",
+);
 const dir = mkdtempSync(join(tmpdir(), "rz-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -22,14 +25,35 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 describe("ryzanstein run", () => {
   it("prints the llama2.c golden text for stories260K", () => {
-    const r = cli(["run", "Once upon a time", "--model", stories, "--max-tokens", "60", "--temperature", "0"]);
+    const r = cli([
+      "run",
+      "Once upon a time",
+      "--model",
+      stories,
+      "--max-tokens",
+      "60",
+      "--temperature",
+      "0",
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout.replace(/\n$/, "")).toBe(golden);
   });
 
   it("--json prints token ids, text and log-probabilities", () => {
-    const r = cli(["run", "Once upon a time", "--model", stories, "-n", "8", "--temperature", "0", "--json", "--top-logprobs", "3"]);
+    const r = cli([
+      "run",
+      "Once upon a time",
+      "--model",
+      stories,
+      "-n",
+      "8",
+      "--temperature",
+      "0",
+      "--json",
+      "--top-logprobs",
+      "3",
+    ]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.prompt_tokens).toEqual([1, 403, 407, 261, 378]);
@@ -46,7 +70,9 @@ describe("ryzanstein run", () => {
   });
 
   it("an empty prompt starts from BOS alone; RYZANSTEIN_MODEL picks the model", () => {
-    const r = cli(["run", "--max-tokens", "5", "--temperature", "0", "--json"], { RYZANSTEIN_MODEL: stories });
+    const r = cli(["run", "--max-tokens", "5", "--temperature", "0", "--json"], {
+      RYZANSTEIN_MODEL: stories,
+    });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).prompt_tokens).toEqual([1]);
   });
@@ -54,14 +80,18 @@ describe("ryzanstein run", () => {
 
 describe("ryzanstein tokenize and info", () => {
   it("tokenize prints ids as JSON", () => {
-    expect(JSON.parse(cli(["tokenize", "--model", stories, "Once upon a time"]).stdout)).toEqual([1, 403, 407, 261, 378]);
-    expect(JSON.parse(cli(["tokenize", "--model", stories, "--no-bos", "Once upon a time"]).stdout)).toEqual([403, 407, 261, 378]);
+    expect(JSON.parse(cli(["tokenize", "--model", stories, "Once upon a time"]).stdout)).toEqual([
+      1, 403, 407, 261, 378,
+    ]);
+    expect(JSON.parse(cli(["tokenize", "--model", stories, "--no-bos", "Once upon a time"]).stdout)).toEqual([
+      403, 407, 261, 378,
+    ]);
   });
 
   it("info prints metadata and the tensor table", () => {
     const r = cli(["info", stories]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("general.architecture = \"llama\"");
+    expect(r.stdout).toContain('general.architecture = "llama"');
     expect(r.stdout).toMatch(/blk\.4\.ffn_down\.weight\s+f32\s+\[64, 172\]/);
     const j = JSON.parse(cli(["info", stories, "--json"]).stdout);
     expect(j.tensors.length).toBe(48);

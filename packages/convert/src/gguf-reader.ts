@@ -1,5 +1,5 @@
-import { type GGMLType, RyzansteinError, TYPE_INFO, Tensor, isKnownType } from "@ryzanstein/core-tensor";
 import { readFileSync } from "node:fs";
+import { type GGMLType, isKnownType, RyzansteinError, Tensor, TYPE_INFO } from "@ryzanstein/core-tensor";
 import { type GGUFTensorInfo, type GGUFTypedValue, type GGUFValue, GGUFValueType } from "./gguf-types.js";
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
@@ -65,11 +65,16 @@ export class GGUFFile {
     return this.byName.get(name);
   }
 
-  /** A zero-copy {@link Tensor} view of a tensor's data. Throws MISSING_METADATA for an unknown name. */
+  /** A zero-copy `Tensor` view of a tensor's data. Throws MISSING_METADATA for an unknown name. */
   tensor(name: string): Tensor {
     const info = this.byName.get(name);
     if (!info) throw new RyzansteinError("MISSING_METADATA", `tensor ${name} not found`, { file: this.file });
-    return new Tensor(info.type, info.shape, this.bytes.subarray(info.offset, info.offset + info.byteLength), name);
+    return new Tensor(
+      info.type,
+      info.shape,
+      this.bytes.subarray(info.offset, info.offset + info.byteLength),
+      name,
+    );
   }
 
   /** A metadata value, or undefined. */
@@ -100,7 +105,9 @@ export class GGUFFile {
   private require(key: string): GGUFValue {
     const v = this.metadata[key];
     if (v === undefined) {
-      throw new RyzansteinError("MISSING_METADATA", `required metadata key ${key} is missing`, { file: this.file });
+      throw new RyzansteinError("MISSING_METADATA", `required metadata key ${key} is missing`, {
+        file: this.file,
+      });
     }
     return v;
   }
@@ -157,16 +164,22 @@ class Cursor {
       throw new RyzansteinError("ABSURD_SIZE", `${what} is ${v}, which is absurd`, { file: this.file });
     }
     if (v > BigInt(Math.floor(left / Math.max(1, minBytes)))) {
-      throw new RyzansteinError("TRUNCATED", `${what} is ${v}, more than the ${left} bytes left in the file can hold`, {
-        file: this.file,
-      });
+      throw new RyzansteinError(
+        "TRUNCATED",
+        `${what} is ${v}, more than the ${left} bytes left in the file can hold`,
+        {
+          file: this.file,
+        },
+      );
     }
     return Number(v);
   }
   string(what: string): string {
     const len = this.u64(`the length of ${what}`);
     if (len > BigInt(MAX_STRING)) {
-      throw new RyzansteinError("ABSURD_SIZE", `${what} claims a length of ${len} bytes`, { file: this.file });
+      throw new RyzansteinError("ABSURD_SIZE", `${what} claims a length of ${len} bytes`, {
+        file: this.file,
+      });
     }
     const n = Number(len);
     this.need(n, what);
@@ -192,7 +205,8 @@ const SCALAR_SIZES: Partial<Record<GGUFValueType, number>> = {
 
 function readScalar(c: Cursor, type: GGUFValueType, key: string): number | bigint | boolean {
   const size = SCALAR_SIZES[type];
-  if (size === undefined) throw new RyzansteinError("BAD_METADATA", `key ${key}: unknown value type ${type}`, { file: c.file });
+  if (size === undefined)
+    throw new RyzansteinError("BAD_METADATA", `key ${key}: unknown value type ${type}`, { file: c.file });
   c.need(size, `the value of ${key}`);
   const v = new DataView(c.bytes.buffer, c.bytes.byteOffset + c.pos, size);
   c.pos += size;
@@ -238,7 +252,8 @@ const TYPED_ARRAYS = {
 function readValue(c: Cursor, type: GGUFValueType, key: string, depth: number): GGUFTypedValue {
   if (type === GGUFValueType.STRING) return { type, value: c.string(`the value of ${key}`) };
   if (type !== GGUFValueType.ARRAY) return { type, value: readScalar(c, type, key) as GGUFValue };
-  if (depth > MAX_NESTING) throw new RyzansteinError("BAD_METADATA", `key ${key}: arrays nested too deep`, { file: c.file });
+  if (depth > MAX_NESTING)
+    throw new RyzansteinError("BAD_METADATA", `key ${key}: arrays nested too deep`, { file: c.file });
   const elementType = c.u32(`the element type of ${key}`) as GGUFValueType;
   if (elementType === GGUFValueType.STRING) {
     const n = c.count(`the length of array ${key}`, 8);
@@ -261,7 +276,9 @@ function readValue(c: Cursor, type: GGUFValueType, key: string, depth: number): 
   const size = SCALAR_SIZES[elementType];
   const Ctor = TYPED_ARRAYS[elementType as keyof typeof TYPED_ARRAYS];
   if (size === undefined || Ctor === undefined) {
-    throw new RyzansteinError("BAD_METADATA", `key ${key}: unknown array element type ${elementType}`, { file: c.file });
+    throw new RyzansteinError("BAD_METADATA", `key ${key}: unknown array element type ${elementType}`, {
+      file: c.file,
+    });
   }
   const n = c.count(`the length of array ${key}`, size);
   c.need(n * size, `array ${key}`);
@@ -275,7 +292,7 @@ function readValue(c: Cursor, type: GGUFValueType, key: string, depth: number): 
 /**
  * Parses a GGUF v2/v3 file held in memory (read or memory-mapped). Tensor data is not copied:
  * {@link GGUFFile.tensor} returns views into `bytes`. Every length, count and offset is checked
- * against the file size, so a corrupt or truncated file fails with a {@link RyzansteinError}.
+ * against the file size, so a corrupt or truncated file fails with a `RyzansteinError`.
  */
 export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GGUFFile {
   const file = options.file;
@@ -285,7 +302,12 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
   }
   const version = c.u32("the version");
   if (version !== 2 && version !== 3) {
-    const hint = version > 0xffff ? " (a big-endian file?)" : version === 1 ? " (GGUF v1 is obsolete; re-convert the model)" : "";
+    const hint =
+      version > 0xffff
+        ? " (a big-endian file?)"
+        : version === 1
+          ? " (GGUF v1 is obsolete; re-convert the model)"
+          : "";
     throw new RyzansteinError("UNSUPPORTED_VERSION", `unsupported GGUF version ${version}${hint}`, { file });
   }
   const tensorCount = c.count("the tensor count", 24);
@@ -309,7 +331,11 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
   if (alignValue !== undefined) {
     const a = Number(alignValue);
     if (!Number.isInteger(a) || a <= 0 || (a & (a - 1)) !== 0 || a > 1 << 20) {
-      throw new RyzansteinError("BAD_METADATA", `general.alignment must be a power of two, got ${alignValue}`, { file });
+      throw new RyzansteinError(
+        "BAD_METADATA",
+        `general.alignment must be a power of two, got ${alignValue}`,
+        { file },
+      );
     }
     alignment = a;
   }
@@ -322,7 +348,11 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
     names.add(name);
     const nDims = c.u32(`the dimension count of ${name}`);
     if (nDims === 0 || nDims > MAX_DIMS) {
-      throw new RyzansteinError("ABSURD_SIZE", `tensor ${name} has ${nDims} dimensions (1 to ${MAX_DIMS} allowed)`, { file });
+      throw new RyzansteinError(
+        "ABSURD_SIZE",
+        `tensor ${name} has ${nDims} dimensions (1 to ${MAX_DIMS} allowed)`,
+        { file },
+      );
     }
     const ne: number[] = [];
     let elements = 1n;
@@ -336,7 +366,9 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
     }
     const typeId = c.u32(`the type of ${name}`);
     if (!isKnownType(typeId)) {
-      throw new RyzansteinError("UNKNOWN_TENSOR_TYPE", `tensor ${name} has unknown ggml type id ${typeId}`, { file });
+      throw new RyzansteinError("UNKNOWN_TENSOR_TYPE", `tensor ${name} has unknown ggml type id ${typeId}`, {
+        file,
+      });
     }
     const block = TYPE_INFO[typeId].blockSize;
     if (ne[0] % block !== 0) {
@@ -348,7 +380,11 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
     }
     const rel = c.u64(`the data offset of ${name}`);
     if (rel % BigInt(alignment) !== 0n) {
-      throw new RyzansteinError("BAD_METADATA", `tensor ${name}: data offset ${rel} is not aligned to ${alignment}`, { file });
+      throw new RyzansteinError(
+        "BAD_METADATA",
+        `tensor ${name}: data offset ${rel} is not aligned to ${alignment}`,
+        { file },
+      );
     }
     raw.push({ name, type: typeId, shape: ne.reverse(), rel });
   }
@@ -376,7 +412,9 @@ function checkOverlaps(tensors: GGUFTensorInfo[], file: string | undefined): voi
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1];
     if (prev.offset + prev.byteLength > sorted[i].offset) {
-      throw new RyzansteinError("OUT_OF_BOUNDS", `tensors ${prev.name} and ${sorted[i].name} overlap`, { file });
+      throw new RyzansteinError("OUT_OF_BOUNDS", `tensors ${prev.name} and ${sorted[i].name} overlap`, {
+        file,
+      });
     }
   }
 }
@@ -391,4 +429,3 @@ export function readGGUF(path: string): GGUFFile {
   }
   return parseGGUF(bytes, { file: path });
 }
-

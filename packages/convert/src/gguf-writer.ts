@@ -1,5 +1,5 @@
-import { type GGMLType, RyzansteinError, TYPE_INFO, Tensor } from "@ryzanstein/core-tensor";
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { type GGMLType, RyzansteinError, Tensor, TYPE_INFO } from "@ryzanstein/core-tensor";
 import { type GGUFTypedValue, type GGUFValue, GGUFValueType } from "./gguf-types.js";
 
 /** A metadata value for the writer: a plain value (type inferred) or an exactly typed one. */
@@ -73,11 +73,17 @@ function toTyped(key: string, v: GGUFWriteValue): GGUFTypedValue {
     return { type: GGUFValueType.ARRAY, elementType: hit[1], value: v };
   }
   if (Array.isArray(v)) {
-    if (v.every((x) => typeof x === "string")) return { type: GGUFValueType.ARRAY, elementType: GGUFValueType.STRING, value: v };
-    if (v.every((x) => typeof x === "boolean")) return { type: GGUFValueType.ARRAY, elementType: GGUFValueType.BOOL, value: v };
+    if (v.every((x) => typeof x === "string"))
+      return { type: GGUFValueType.ARRAY, elementType: GGUFValueType.STRING, value: v };
+    if (v.every((x) => typeof x === "boolean"))
+      return { type: GGUFValueType.ARRAY, elementType: GGUFValueType.BOOL, value: v };
     if (v.every((x) => typeof x === "number")) {
       const ints = (v as number[]).every((x) => Number.isInteger(x) && x >= -(2 ** 31) && x < 2 ** 31);
-      return { type: GGUFValueType.ARRAY, elementType: ints ? GGUFValueType.INT32 : GGUFValueType.FLOAT32, value: v };
+      return {
+        type: GGUFValueType.ARRAY,
+        elementType: ints ? GGUFValueType.INT32 : GGUFValueType.FLOAT32,
+        value: v,
+      };
     }
   }
   throw new RyzansteinError("INVALID_ARGUMENT", `metadata ${key}: cannot infer a GGUF type`);
@@ -169,8 +175,14 @@ class ByteSink {
     this.bytes(b);
   }
   value(key: string, t: GGUFTypedValue): void {
-    if (t.type === GGUFValueType.STRING) return this.string(t.value as string);
-    if (t.type !== GGUFValueType.ARRAY) return this.scalar(t.type, t.value as number);
+    if (t.type === GGUFValueType.STRING) {
+      this.string(t.value as string);
+      return;
+    }
+    if (t.type !== GGUFValueType.ARRAY) {
+      this.scalar(t.type, t.value as number);
+      return;
+    }
     const items = t.value as ArrayLike<unknown>;
     const et = t.elementType ?? GGUFValueType.INT32;
     this.u32(et);
@@ -187,7 +199,12 @@ class ByteSink {
   }
 }
 
-function header(spec: GGUFWriteSpec): { head: Uint8Array; alignment: number; offsets: number[]; sizes: number[] } {
+function header(spec: GGUFWriteSpec): {
+  head: Uint8Array;
+  alignment: number;
+  offsets: number[];
+  sizes: number[];
+} {
   const alignment = Number((spec.metadata["general.alignment"] as GGUFValue | undefined) ?? 32);
   const sink = new ByteSink();
   sink.bytes(new TextEncoder().encode("GGUF"));
@@ -196,7 +213,8 @@ function header(spec: GGUFWriteSpec): { head: Uint8Array; alignment: number; off
   const entries = Object.entries(spec.metadata);
   sink.u64(entries.length);
   for (const [key, v] of entries) {
-    const t = key === "general.alignment" ? { type: GGUFValueType.UINT32, value: alignment } : toTyped(key, v);
+    const t =
+      key === "general.alignment" ? { type: GGUFValueType.UINT32, value: alignment } : toTyped(key, v);
     sink.string(key);
     sink.u32(t.type);
     sink.value(key, t);
@@ -236,10 +254,14 @@ function tensorBytes(t: GGUFWriteTensor, expected: number): Uint8Array {
 /** Serializes a GGUF file into memory (for tests and small models). */
 export function serializeGGUF(spec: GGUFWriteSpec): Uint8Array {
   const { head, alignment, offsets, sizes } = header(spec);
-  const last = offsets.length ? offsets[offsets.length - 1] + Math.ceil(sizes[sizes.length - 1] / alignment) * alignment : 0;
+  const last = offsets.length
+    ? offsets[offsets.length - 1] + Math.ceil(sizes[sizes.length - 1] / alignment) * alignment
+    : 0;
   const out = new Uint8Array(head.length + last);
   out.set(head);
-  spec.tensors.forEach((t, i) => out.set(tensorBytes(t, sizes[i]), head.length + offsets[i]));
+  spec.tensors.forEach((t, i) => {
+    out.set(tensorBytes(t, sizes[i]), head.length + offsets[i]);
+  });
   return out;
 }
 

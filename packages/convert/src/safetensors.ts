@@ -1,5 +1,5 @@
-import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 import { readFileSync } from "node:fs";
+import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 
 /** safetensors dtype names and their element sizes. */
 const DTYPE_SIZES: Record<string, number> = {
@@ -46,7 +46,7 @@ export interface SafetensorsFile {
   tensors: SafetensorsTensorInfo[];
   /** File bytes. */
   bytes: Uint8Array;
-  /** A {@link Tensor} view (F32, F16 and BF16 only). */
+  /** A `Tensor` view (F32, F16 and BF16 only). */
   tensor(name: string): Tensor;
 }
 
@@ -59,7 +59,9 @@ const MAX_HEADER = 100 * 1024 * 1024;
 export function parseSafetensors(bytes: Uint8Array, options: { file?: string } = {}): SafetensorsFile {
   const file = options.file;
   if (bytes.byteLength < 8) {
-    throw new RyzansteinError("TRUNCATED", "file is shorter than the 8-byte safetensors header length", { file });
+    throw new RyzansteinError("TRUNCATED", "file is shorter than the 8-byte safetensors header length", {
+      file,
+    });
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = view.getBigUint64(0, true);
@@ -78,7 +80,11 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + hl)));
   } catch (e) {
-    throw new RyzansteinError("BAD_METADATA", `safetensors header is not valid JSON: ${(e as Error).message}`, { file });
+    throw new RyzansteinError(
+      "BAD_METADATA",
+      `safetensors header is not valid JSON: ${(e as Error).message}`,
+      { file },
+    );
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new RyzansteinError("BAD_METADATA", "safetensors header is not a JSON object", { file });
@@ -94,13 +100,22 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e?.dtype !== "string" || !(e.dtype in DTYPE_SIZES)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name}: unknown dtype ${String(e?.dtype)}`, { file });
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `tensor ${name}: unknown dtype ${String(e?.dtype)}`,
+        { file },
+      );
     }
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new RyzansteinError("BAD_METADATA", `tensor ${name}: invalid shape`, { file });
     }
     const offs = e.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0) || offs[1] < offs[0]) {
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      offs[1] < offs[0]
+    ) {
       throw new RyzansteinError("BAD_METADATA", `tensor ${name}: invalid data_offsets`, { file });
     }
     const elements = (e.shape as number[]).reduce((a, b) => a * b, 1);
@@ -113,14 +128,22 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
       );
     }
     if (offs[1] > dataLen) {
-      throw new RyzansteinError("TRUNCATED", `tensor ${name}: data ends at ${offs[1]}, past the ${dataLen} data bytes`, { file });
+      throw new RyzansteinError(
+        "TRUNCATED",
+        `tensor ${name}: data ends at ${offs[1]}, past the ${dataLen} data bytes`,
+        { file },
+      );
     }
     tensors.push({ name, dtype: e.dtype, shape: e.shape as number[], offset: base + offs[0], byteLength });
   }
   const sorted = [...tensors].sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i - 1].offset + sorted[i - 1].byteLength > sorted[i].offset) {
-      throw new RyzansteinError("OUT_OF_BOUNDS", `tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap`, { file });
+      throw new RyzansteinError(
+        "OUT_OF_BOUNDS",
+        `tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap`,
+        { file },
+      );
     }
   }
   const byName = new Map(tensors.map((t) => [t.name, t]));
@@ -133,7 +156,11 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
       if (!t) throw new RyzansteinError("MISSING_METADATA", `tensor ${name} not found`, { file });
       const type = DTYPE_TO_GGML[t.dtype];
       if (type === undefined) {
-        throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name}: dtype ${t.dtype} is not supported`, { file });
+        throw new RyzansteinError(
+          "UNSUPPORTED_TENSOR_TYPE",
+          `tensor ${name}: dtype ${t.dtype} is not supported`,
+          { file },
+        );
       }
       const shape = t.shape.length ? t.shape : [1];
       return new Tensor(type, shape, bytes.subarray(t.offset, t.offset + t.byteLength), name);

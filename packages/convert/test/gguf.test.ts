@@ -1,7 +1,7 @@
-import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 import { afterAll, describe, expect, it } from "vitest";
 import { GGUFValueType, parseGGUF, readGGUF, serializeGGUF, writeGGUF } from "../src/index.js";
 
@@ -28,11 +28,25 @@ function sample(): Uint8Array {
       strs: ["a", "ß", ""],
       floats: Float32Array.from([1.5, -2]),
       bools: [true, false],
-      nested: { type: GGUFValueType.ARRAY, elementType: GGUFValueType.ARRAY, value: [Int32Array.from([1, 2]), Int32Array.from([3])] },
+      nested: {
+        type: GGUFValueType.ARRAY,
+        elementType: GGUFValueType.ARRAY,
+        value: [Int32Array.from([1, 2]), Int32Array.from([3])],
+      },
     },
     tensors: [
-      { name: "a", type: GGMLType.F32, shape: [2, 3], data: new Uint8Array(Float32Array.from([1, 2, 3, 4, 5, 6]).buffer) },
-      { name: "b", type: GGMLType.Q8_0, shape: [1, 32], data: Tensor.fromF32([1, 32], new Float32Array(32).fill(1), GGMLType.Q8_0).data },
+      {
+        name: "a",
+        type: GGMLType.F32,
+        shape: [2, 3],
+        data: new Uint8Array(Float32Array.from([1, 2, 3, 4, 5, 6]).buffer),
+      },
+      {
+        name: "b",
+        type: GGMLType.Q8_0,
+        shape: [1, 32],
+        data: Tensor.fromF32([1, 32], new Float32Array(32).fill(1), GGMLType.Q8_0).data,
+      },
     ],
   });
 }
@@ -79,7 +93,10 @@ describe("GGUF reader", () => {
     const progress: number[] = [];
     writeGGUF(
       out,
-      { metadata: f.typedMetadata, tensors: f.tensors.map((t) => ({ ...t, data: () => f.tensor(t.name).data })) },
+      {
+        metadata: f.typedMetadata,
+        tensors: f.tensors.map((t) => ({ ...t, data: () => f.tensor(t.name).data })),
+      },
       (p) => progress.push(p.tensorsDone),
     );
     expect(Buffer.compare(readFileSync(out), readFileSync(stories))).toBe(0);
@@ -89,7 +106,10 @@ describe("GGUF reader", () => {
   it("writes atomically: a failed write leaves nothing behind", () => {
     const out = join(dir, "bad.gguf");
     expect(() =>
-      writeGGUF(out, { metadata: {}, tensors: [{ name: "x", type: GGMLType.F32, shape: [4], data: new Uint8Array(3) }] }),
+      writeGGUF(out, {
+        metadata: {},
+        tensors: [{ name: "x", type: GGMLType.F32, shape: [4], data: new Uint8Array(3) }],
+      }),
     ).toThrow(RyzansteinError);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir).filter((n) => n.startsWith("bad.gguf"))).toEqual([]);
@@ -119,7 +139,8 @@ describe("GGUF bad input", () => {
   it("truncated header", () => expect(code(good.subarray(0, 40))).toBe("TRUNCATED"));
   it("truncated tensor data", () => expect(code(good.subarray(0, good.length - 40))).toBe("TRUNCATED"));
   it("absurd tensor count", () => expect(code(patch(8, u64(2n ** 60n)))).toBe("ABSURD_SIZE"));
-  it("metadata count past the end of the file", () => expect(code(patch(16, u64(2n ** 20n)))).toBe("TRUNCATED"));
+  it("metadata count past the end of the file", () =>
+    expect(code(patch(16, u64(2n ** 20n)))).toBe("TRUNCATED"));
   it("empty file", () => expect(code(new Uint8Array(0))).toBe("BAD_MAGIC"));
 
   it("unknown tensor type and out-of-bounds offsets", () => {
@@ -159,7 +180,8 @@ describe("GGUF fuzzing", () => {
       try {
         parseGGUF(b.subarray(0, cut));
       } catch (e) {
-        if (!(e instanceof RyzansteinError)) throw new Error(`case ${i}: untyped error ${(e as Error).stack}`);
+        if (!(e instanceof RyzansteinError))
+          throw new Error(`case ${i}: untyped error ${(e as Error).stack}`);
         outcome = e.code;
       }
       expect(Date.now() - t0).toBeLessThan(1000);

@@ -41,9 +41,15 @@ describe("safetensors", () => {
     expect(code(new Uint8Array(4))).toBe("TRUNCATED");
     expect(code(build(header, data, 10n ** 12n))).toBe("TRUNCATED");
     expect(code(build(header, data.subarray(0, 20)))).toBe("TRUNCATED");
-    expect(code(build({ w: { dtype: "F32", shape: [2, 2], data_offsets: [0, 24] } }, data))).toBe("SHAPE_MISMATCH");
-    expect(code(build({ w: { dtype: "Q9", shape: [6], data_offsets: [0, 24] } }, data))).toBe("UNSUPPORTED_TENSOR_TYPE");
-    expect(code(build({ w: { dtype: "I32", shape: [6], data_offsets: [0, 24] } }, data))).toBe("UNSUPPORTED_TENSOR_TYPE");
+    expect(code(build({ w: { dtype: "F32", shape: [2, 2], data_offsets: [0, 24] } }, data))).toBe(
+      "SHAPE_MISMATCH",
+    );
+    expect(code(build({ w: { dtype: "Q9", shape: [6], data_offsets: [0, 24] } }, data))).toBe(
+      "UNSUPPORTED_TENSOR_TYPE",
+    );
+    expect(code(build({ w: { dtype: "I32", shape: [6], data_offsets: [0, 24] } }, data))).toBe(
+      "UNSUPPORTED_TENSOR_TYPE",
+    );
     expect(code(build(header, data), "missing")).toBe("MISSING_METADATA");
     const bad = build(header, data);
     bad[9] = 0x7b; // corrupt JSON

@@ -118,7 +118,8 @@ const q8_0Traits: FormatTraits = {
       const inv = scale ? Math.fround(1 / scale) : 0;
       const o = d + b * 34;
       put16(dst, o, f32ToF16(scale));
-      for (let j = 0; j < 32; j++) dst[o + 2 + j] = roundHalfAway(Math.fround(src[so + b * 32 + j] * inv)) & 0xff;
+      for (let j = 0; j < 32; j++)
+        dst[o + 2 + j] = roundHalfAway(Math.fround(src[so + b * 32 + j] * inv)) & 0xff;
     }
   },
   vecDotRef(n, w, wo, x, xo) {

@@ -1,10 +1,10 @@
 export type { AttentionParams, Backend, RopeParams } from "./backend.js";
-export { GGMLType, TYPE_INFO, isKnownType, rowBytes, typeFromName, typeName } from "./dtypes.js";
 export type { TypeInfo } from "./dtypes.js";
-export { isRyzansteinError, RyzansteinError } from "./errors.js";
+export { GGMLType, isKnownType, rowBytes, TYPE_INFO, typeFromName, typeName } from "./dtypes.js";
 export type { RyzansteinErrorCode, RyzansteinErrorOptions } from "./errors.js";
-export { dequantizeRow, FORMAT_TRAITS, isComputeFormat, quantizeRow } from "./formats.js";
+export { isRyzansteinError, RyzansteinError } from "./errors.js";
 export type { ComputeFormat, FormatTraits } from "./formats.js";
+export { dequantizeRow, FORMAT_TRAITS, isComputeFormat, quantizeRow } from "./formats.js";
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "./half.js";
 export { ReferenceBackend } from "./reference.js";
 export { Tensor } from "./tensor.js";

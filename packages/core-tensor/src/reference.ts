@@ -13,7 +13,10 @@ export class ReferenceBackend implements Backend {
 
   matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void {
     if (!isComputeFormat(w.type)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `matmul: ${typeName(w.type)} weights are not supported`);
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `matmul: ${typeName(w.type)} weights are not supported`,
+      );
     }
     const { rows, cols, rowBytes } = w;
     const traits = FORMAT_TRAITS[w.type];
@@ -27,7 +30,10 @@ export class ReferenceBackend implements Backend {
 
   getRows(y: Float32Array, table: Tensor, ids: Int32Array): void {
     if (!isComputeFormat(table.type)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `getRows: ${typeName(table.type)} is not supported`);
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `getRows: ${typeName(table.type)} is not supported`,
+      );
     }
     const traits = FORMAT_TRAITS[table.type];
     for (let i = 0; i < ids.length; i++) {

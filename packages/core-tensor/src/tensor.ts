@@ -22,7 +22,10 @@ export class Tensor {
     const info = TYPE_INFO[type];
     if (!info) throw new RyzansteinError("UNKNOWN_TENSOR_TYPE", `unknown tensor type id ${type}`);
     if (shape.length === 0 || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name || "(unnamed)"} has invalid shape [${shape}]`);
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `tensor ${name || "(unnamed)"} has invalid shape [${shape}]`,
+      );
     }
     const cols = shape[shape.length - 1];
     if (cols % info.blockSize !== 0) {
@@ -52,7 +55,12 @@ export class Tensor {
   }
 
   /** Builds a tensor of `type` from float values, quantizing each row with the reference rounding. */
-  static fromF32(shape: readonly number[], values: Float32Array, type: GGMLType = GGMLType.F32, name = ""): Tensor {
+  static fromF32(
+    shape: readonly number[],
+    values: Float32Array,
+    type: GGMLType = GGMLType.F32,
+    name = "",
+  ): Tensor {
     const elements = shape.reduce((a, b) => a * b, 1);
     if (values.length !== elements) {
       throw new RyzansteinError("SHAPE_MISMATCH", `${values.length} values given for shape [${shape}]`);
@@ -115,12 +123,16 @@ export class Tensor {
   /** Decodes the whole tensor to floats (a copy). */
   toF32(): Float32Array {
     if (!isComputeFormat(this.type)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `cannot decode ${typeName(this.type)} tensor ${this.name}`);
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `cannot decode ${typeName(this.type)} tensor ${this.name}`,
+      );
     }
     const out = new Float32Array(this.size);
     const traits = FORMAT_TRAITS[this.type];
     const rb = this.rowBytes;
-    for (let r = 0; r < this.rows; r++) traits.dequantizeRow(this.data, r * rb, out, r * this.cols, this.cols);
+    for (let r = 0; r < this.rows; r++)
+      traits.dequantizeRow(this.data, r * rb, out, r * this.cols, this.cols);
     return out;
   }
 }

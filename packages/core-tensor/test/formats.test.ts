@@ -1,17 +1,17 @@
 import { describe, expect, it } from "vitest";
 import {
-  FORMAT_TRAITS,
-  GGMLType,
-  ReferenceBackend,
-  RyzansteinError,
-  TYPE_INFO,
-  Tensor,
   bf16ToF32,
   dequantizeRow,
+  type FORMAT_TRAITS,
   f16ToF32,
   f32ToBf16,
   f32ToF16,
+  GGMLType,
   quantizeRow,
+  ReferenceBackend,
+  RyzansteinError,
+  Tensor,
+  TYPE_INFO,
   typeFromName,
   typeName,
 } from "../src/index.js";
@@ -144,7 +144,14 @@ describe("ReferenceBackend", () => {
 
   it("rope rotates pairs by position", () => {
     const x = Float32Array.from([1, 0, 1, 0]);
-    b.rope(x, 1, Int32Array.from([1]), { nHeads: 1, headDim: 4, nDims: 4, freqBase: 10000, freqScale: 1, neox: false });
+    b.rope(x, 1, Int32Array.from([1]), {
+      nHeads: 1,
+      headDim: 4,
+      nDims: 4,
+      freqBase: 10000,
+      freqScale: 1,
+      neox: false,
+    });
     expect(x[0]).toBeCloseTo(Math.cos(1), 6);
     expect(x[1]).toBeCloseTo(Math.sin(1), 6);
     expect(x[2]).toBeCloseTo(Math.cos(0.01), 6);
@@ -153,7 +160,15 @@ describe("ReferenceBackend", () => {
   it("attention attends causally", () => {
     const p = { nHeads: 1, nKvHeads: 1, headDim: 1, scale: 1 };
     const out = new Float32Array(2);
-    b.attention(out, Float32Array.from([1, 1]), Float32Array.from([0, 0]), Float32Array.from([2, 4]), Int32Array.from([0, 1]), 2, p);
+    b.attention(
+      out,
+      Float32Array.from([1, 1]),
+      Float32Array.from([0, 0]),
+      Float32Array.from([2, 4]),
+      Int32Array.from([0, 1]),
+      2,
+      p,
+    );
     expect(Array.from(out)).toEqual([2, 3]);
   });
 });

@@ -1,5 +1,5 @@
-import { RyzansteinError } from "@ryzanstein/core-tensor";
 import type { GGUFFile } from "@ryzanstein/convert";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
 
 /** Hyper-parameters of a Llama-family model, read from GGUF metadata. */
 export interface ModelConfig {
@@ -67,7 +67,8 @@ export function readModelConfig(gguf: GGUFFile): ModelConfig {
   const ffnDim = gguf.getNumber(k("feed_forward_length"));
   const headDim = gguf.getNumberOr(k("attention.key_length"), dim / Math.max(1, nHeads));
   const embd = gguf.info("token_embd.weight");
-  if (!embd) throw new RyzansteinError("MISSING_METADATA", "tensor token_embd.weight is missing", { file: gguf.file });
+  if (!embd)
+    throw new RyzansteinError("MISSING_METADATA", "tensor token_embd.weight is missing", { file: gguf.file });
   const scalingType = gguf.get(k("rope.scaling.type"));
   const scalingFactor = gguf.getNumberOr(k("rope.scaling.factor"), 1);
   const config: ModelConfig = {
@@ -94,18 +95,38 @@ export function readModelConfig(gguf: GGUFFile): ModelConfig {
 const LIMIT = 1 << 24;
 
 function validateConfig(c: ModelConfig, file: string | undefined): void {
-  const positive: Array<keyof ModelConfig> = ["nLayers", "dim", "nHeads", "nKvHeads", "headDim", "ffnDim", "vocabSize", "contextLength", "ropeDims"];
+  const positive: Array<keyof ModelConfig> = [
+    "nLayers",
+    "dim",
+    "nHeads",
+    "nKvHeads",
+    "headDim",
+    "ffnDim",
+    "vocabSize",
+    "contextLength",
+    "ropeDims",
+  ];
   for (const key of positive) {
     const v = c[key] as number;
     if (!Number.isInteger(v) || v <= 0 || v > LIMIT) {
-      throw new RyzansteinError("BAD_METADATA", `model ${key} is ${v}; expected a positive integer`, { file });
+      throw new RyzansteinError("BAD_METADATA", `model ${key} is ${v}; expected a positive integer`, {
+        file,
+      });
     }
   }
   if (c.nHeads % c.nKvHeads !== 0) {
-    throw new RyzansteinError("BAD_METADATA", `head count ${c.nHeads} is not a multiple of the KV head count ${c.nKvHeads}`, { file });
+    throw new RyzansteinError(
+      "BAD_METADATA",
+      `head count ${c.nHeads} is not a multiple of the KV head count ${c.nKvHeads}`,
+      { file },
+    );
   }
   if (c.ropeDims > c.headDim || c.ropeDims % 2 !== 0) {
-    throw new RyzansteinError("BAD_METADATA", `rope dimension count ${c.ropeDims} does not fit head size ${c.headDim}`, { file });
+    throw new RyzansteinError(
+      "BAD_METADATA",
+      `rope dimension count ${c.ropeDims} does not fit head size ${c.headDim}`,
+      { file },
+    );
   }
   if (!(c.normEps > 0 && c.normEps < 1) || !(c.ropeFreqBase > 0) || !Number.isFinite(c.ropeFreqBase)) {
     throw new RyzansteinError("BAD_METADATA", "norm epsilon or rope base out of range", { file });

@@ -78,7 +78,8 @@ export function* generateTokens(
   options: GenerateOptions = {},
   isAborted: () => boolean = () => false,
 ): Generator<GeneratedToken, GenerationResult> {
-  if (prompt.length === 0) throw new RyzansteinError("INVALID_ARGUMENT", "the prompt has no tokens (add BOS or text)");
+  if (prompt.length === 0)
+    throw new RyzansteinError("INVALID_ARGUMENT", "the prompt has no tokens (add BOS or text)");
   if (prompt.length >= ctx.size - ctx.length) {
     throw new RyzansteinError(
       "CONTEXT_OVERFLOW",

@@ -1,14 +1,20 @@
-export { ARCHITECTURES, readModelConfig } from "./config.js";
 export type { ArchitectureSpec, ModelConfig } from "./config.js";
+export { ARCHITECTURES, readModelConfig } from "./config.js";
+export type {
+  FinishReason,
+  GeneratedToken,
+  GenerateOptions,
+  GenerationResult,
+  GenerationTokenizer,
+} from "./generate.js";
 export { generateTokens } from "./generate.js";
-export type { FinishReason, GenerateOptions, GeneratedToken, GenerationResult, GenerationTokenizer } from "./generate.js";
-export { Generation, LanguageModel, loadModel } from "./language-model.js";
 export type { GenerateRequest, LoadModelOptions } from "./language-model.js";
-export { Context, Model } from "./model.js";
+export { Generation, LanguageModel, loadModel } from "./language-model.js";
 export type { LogitsMode } from "./model.js";
-export { Sampler, topLogprobs } from "./sampler.js";
+export { Context, Model } from "./model.js";
 export type { SamplingOptions, TokenLogprob } from "./sampler.js";
-export { ModelSession, openModelFile } from "./session.js";
+export { Sampler, topLogprobs } from "./sampler.js";
 export type { BackendKind, LoadProgress, SessionOptions } from "./session.js";
-export { readLlamaWeights } from "./weights.js";
+export { ModelSession, openModelFile } from "./session.js";
 export type { LayerWeights, ModelWeights } from "./weights.js";
+export { readLlamaWeights } from "./weights.js";

@@ -1,12 +1,12 @@
-import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { type Tokenizer, createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
 import type { ModelConfig } from "./config.js";
-import type { GenerateOptions, GeneratedToken, GenerationResult } from "./generate.js";
-import { type WorkerReply, type WorkerRequest, fromWireError } from "./protocol.js";
-import { type LoadProgress, ModelSession, type SessionOptions, openModelFile } from "./session.js";
+import type { GeneratedToken, GenerateOptions, GenerationResult } from "./generate.js";
+import { fromWireError, type WorkerReply, type WorkerRequest } from "./protocol.js";
+import { type LoadProgress, ModelSession, openModelFile, type SessionOptions } from "./session.js";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions extends SessionOptions {
@@ -29,7 +29,12 @@ export interface GenerateRequest extends GenerateOptions {
 
 /** How a {@link LanguageModel} reaches its session: a worker thread or the current thread. */
 interface Driver {
-  generate(prompt: number[], options: GenerateOptions, abort: SharedArrayBuffer, onToken: (t: GeneratedToken) => void): Promise<GenerationResult>;
+  generate(
+    prompt: number[],
+    options: GenerateOptions,
+    abort: SharedArrayBuffer,
+    onToken: (t: GeneratedToken) => void,
+  ): Promise<GenerationResult>;
   logits(tokens: number[]): Promise<Float32Array>;
   dispose(): Promise<void>;
 }
@@ -44,7 +49,12 @@ class InProcessDriver implements Driver {
     return run;
   }
 
-  generate(prompt: number[], options: GenerateOptions, abort: SharedArrayBuffer, onToken: (t: GeneratedToken) => void) {
+  generate(
+    prompt: number[],
+    options: GenerateOptions,
+    abort: SharedArrayBuffer,
+    onToken: (t: GeneratedToken) => void,
+  ) {
     const flag = new Int32Array(abort);
     return this.serial(async () => {
       const gen = this.session.generate(prompt, options, () => Atomics.load(flag, 0) !== 0);
@@ -70,7 +80,10 @@ class InProcessDriver implements Driver {
 
 class WorkerDriver implements Driver {
   private nextId = 1;
-  private readonly pending = new Map<number, { onToken?: (t: GeneratedToken) => void; resolve: (v: never) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { onToken?: (t: GeneratedToken) => void; resolve: (v: never) => void; reject: (e: Error) => void }
+  >();
   private failure: Error | undefined;
 
   constructor(private readonly worker: Worker) {
@@ -90,7 +103,9 @@ class WorkerDriver implements Driver {
       this.pending.clear();
     };
     worker.on("error", fail);
-    worker.on("exit", (code) => fail(new RyzansteinError("NATIVE_ERROR", `the engine worker exited (code ${code})`)));
+    worker.on("exit", (code) =>
+      fail(new RyzansteinError("NATIVE_ERROR", `the engine worker exited (code ${code})`)),
+    );
   }
 
   private call<T>(make: (id: number) => WorkerRequest, onToken?: (t: GeneratedToken) => void): Promise<T> {
@@ -102,7 +117,12 @@ class WorkerDriver implements Driver {
     });
   }
 
-  generate(prompt: number[], options: GenerateOptions, abort: SharedArrayBuffer, onToken: (t: GeneratedToken) => void) {
+  generate(
+    prompt: number[],
+    options: GenerateOptions,
+    abort: SharedArrayBuffer,
+    onToken: (t: GeneratedToken) => void,
+  ) {
     return this.call<GenerationResult>((id) => ({ type: "generate", id, prompt, options, abort }), onToken);
   }
 
@@ -130,7 +150,10 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   private error: unknown;
 
   /** @internal */
-  constructor(promptTokens: number[], start: (onToken: (t: GeneratedToken) => void) => Promise<GenerationResult>) {
+  constructor(
+    promptTokens: number[],
+    start: (onToken: (t: GeneratedToken) => void) => Promise<GenerationResult>,
+  ) {
     this.promptTokens = promptTokens;
     this.result = start((t) => {
       this.buffered.push(t);
@@ -198,7 +221,14 @@ export class LanguageModel {
   private readonly driver: Driver;
 
   /** @internal Use {@link loadModel}. */
-  constructor(init: { path: string; config: ModelConfig; tokenizer: Tokenizer; contextSize: number; backend: string; driver: Driver }) {
+  constructor(init: {
+    path: string;
+    config: ModelConfig;
+    tokenizer: Tokenizer;
+    contextSize: number;
+    backend: string;
+    driver: Driver;
+  }) {
     this.path = init.path;
     this.config = init.config;
     this.tokenizer = init.tokenizer;
@@ -209,7 +239,10 @@ export class LanguageModel {
 
   /** Token ids of `text`; BOS per the model's rule unless `addBos` says otherwise. Special tokens are parsed. */
   tokenize(text: string, options: { addBos?: boolean; special?: boolean } = {}): number[] {
-    return this.tokenizer.encode(text, { addBos: options.addBos ?? this.tokenizer.addBos, parseSpecial: options.special ?? true });
+    return this.tokenizer.encode(text, {
+      addBos: options.addBos ?? this.tokenizer.addBos,
+      parseSpecial: options.special ?? true,
+    });
   }
 
   /** Text of token ids. */
@@ -225,7 +258,10 @@ export class LanguageModel {
     const { signal, addBos, ...options } = request;
     const ids = typeof prompt === "string" ? this.tokenize(prompt, { addBos }) : [...prompt];
     if (ids.length === 0) {
-      throw new RyzansteinError("INVALID_ARGUMENT", "the prompt is empty and the model has no BOS token to start from");
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        "the prompt is empty and the model has no BOS token to start from",
+      );
     }
     const abort = new SharedArrayBuffer(4);
     const flag = new Int32Array(abort);
@@ -233,7 +269,9 @@ export class LanguageModel {
     if (signal?.aborted) onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
     return new Generation(ids, (onToken) =>
-      this.driver.generate(ids, options, abort, onToken).finally(() => signal?.removeEventListener("abort", onAbort)),
+      this.driver
+        .generate(ids, options, abort, onToken)
+        .finally(() => signal?.removeEventListener("abort", onAbort)),
     );
   }
 
@@ -273,7 +311,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const w = new Worker(workerUrl());
   const ready = await new Promise<Extract<WorkerReply, { type: "ready" }>>((resolve, reject) => {
     const onMessage = (m: WorkerReply) => {
-      if (m.type === "progress") onProgress?.({ phase: m.phase as LoadProgress["phase"], fraction: m.fraction });
+      if (m.type === "progress")
+        onProgress?.({ phase: m.phase as LoadProgress["phase"], fraction: m.fraction });
       else if (m.type === "ready") {
         w.off("message", onMessage);
         resolve(m);

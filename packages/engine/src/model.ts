@@ -1,4 +1,9 @@
-import { type AttentionParams, type Backend, type RopeParams, RyzansteinError } from "@ryzanstein/core-tensor";
+import {
+  type AttentionParams,
+  type Backend,
+  type RopeParams,
+  RyzansteinError,
+} from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
 import type { ModelWeights } from "./weights.js";
 
@@ -34,7 +39,8 @@ export class Context {
   };
 
   constructor(c: ModelConfig, size: number, maxBatch: number) {
-    if (!Number.isInteger(size) || size <= 0) throw new RyzansteinError("INVALID_ARGUMENT", `context size must be positive, got ${size}`);
+    if (!Number.isInteger(size) || size <= 0)
+      throw new RyzansteinError("INVALID_ARGUMENT", `context size must be positive, got ${size}`);
     this.size = size;
     this.maxBatch = Math.max(1, Math.min(maxBatch, size));
     const n = this.maxBatch;
@@ -110,7 +116,8 @@ export class Model {
    * scratch memory, valid until the next call.
    */
   forward(ctx: Context, tokens: ArrayLike<number>, mode: LogitsMode = "last"): Float32Array {
-    if (tokens.length === 0) throw new RyzansteinError("INVALID_ARGUMENT", "forward needs at least one token");
+    if (tokens.length === 0)
+      throw new RyzansteinError("INVALID_ARGUMENT", "forward needs at least one token");
     if (ctx.length + tokens.length > ctx.size) {
       throw new RyzansteinError(
         "CONTEXT_OVERFLOW",
@@ -118,12 +125,18 @@ export class Model {
       );
     }
     if (mode === "all" && tokens.length > ctx.maxBatch) {
-      throw new RyzansteinError("INVALID_ARGUMENT", `logits for all ${tokens.length} tokens need maxBatch ≥ ${tokens.length}`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `logits for all ${tokens.length} tokens need maxBatch ≥ ${tokens.length}`,
+      );
     }
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i];
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
-        throw new RyzansteinError("OUT_OF_BOUNDS", `token id ${t} is outside the vocabulary of ${this.config.vocabSize}`);
+        throw new RyzansteinError(
+          "OUT_OF_BOUNDS",
+          `token id ${t} is outside the vocabulary of ${this.config.vocabSize}`,
+        );
       }
     }
     let logits = ctx.buf.logits;

@@ -1,6 +1,6 @@
 import { RyzansteinError, type RyzansteinErrorCode } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
-import type { GenerateOptions, GeneratedToken, GenerationResult } from "./generate.js";
+import type { GeneratedToken, GenerateOptions, GenerationResult } from "./generate.js";
 import type { SessionOptions } from "./session.js";
 
 /** Messages from the main thread to the engine worker. Plain data only. */

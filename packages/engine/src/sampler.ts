@@ -95,7 +95,8 @@ export class Sampler {
     if (!(o.topP > 0 && o.topP <= 1)) throw bad("topP must be in (0, 1]");
     if (!(o.minP >= 0 && o.minP <= 1)) throw bad("minP must be in [0, 1]");
     if (!(o.repeatPenalty > 0)) throw bad("repeatPenalty must be positive");
-    if (!Number.isFinite(o.frequencyPenalty) || !Number.isFinite(o.presencePenalty)) throw bad("penalties must be finite");
+    if (!Number.isFinite(o.frequencyPenalty) || !Number.isFinite(o.presencePenalty))
+      throw bad("penalties must be finite");
     this.options = o;
     this.rng = new Rng(o.seed);
   }
@@ -243,7 +244,11 @@ function selectTop(scores: Float64Array, ids: Int32Array, k: number): number {
  * Natural-log probabilities of the `k` most likely tokens under `softmax(logits)` (temperature 1,
  * no filters), most likely first, plus the log-probability of `chosen`.
  */
-export function topLogprobs(logits: Float32Array, k: number, chosen: number): { chosen: number; top: TokenLogprob[] } {
+export function topLogprobs(
+  logits: Float32Array,
+  k: number,
+  chosen: number,
+): { chosen: number; top: TokenLogprob[] } {
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;

@@ -1,10 +1,15 @@
-import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
-import { type GGUFFile, parseGGUF } from "@ryzanstein/convert";
-import { type Isa, NativeBackend, mapFile } from "@ryzanstein/kernels-native";
-import { type Tokenizer, createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
 import { readFileSync, statSync } from "node:fs";
+import { type GGUFFile, parseGGUF } from "@ryzanstein/convert";
+import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
+import { type Isa, mapFile, NativeBackend } from "@ryzanstein/kernels-native";
+import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
 import { type ModelConfig, readModelConfig } from "./config.js";
-import { type GenerateOptions, type GeneratedToken, type GenerationResult, generateTokens } from "./generate.js";
+import {
+  type GeneratedToken,
+  type GenerateOptions,
+  type GenerationResult,
+  generateTokens,
+} from "./generate.js";
 import { type Context, Model } from "./model.js";
 import { readLlamaWeights } from "./weights.js";
 
@@ -106,7 +111,11 @@ export class ModelSession {
   }
 
   /** Generates from `prompt` token ids (see {@link generateTokens}). */
-  *generate(prompt: number[], options: GenerateOptions, isAborted: () => boolean): Generator<GeneratedToken, GenerationResult> {
+  *generate(
+    prompt: number[],
+    options: GenerateOptions,
+    isAborted: () => boolean,
+  ): Generator<GeneratedToken, GenerationResult> {
     const rest = this.reuse(prompt);
     this.cached.push(...rest);
     const inner = generateTokens(this.model, this.ctx, this.tokenizer, rest, options, isAborted);

@@ -1,5 +1,5 @@
-import { RyzansteinError, type Tensor, isComputeFormat, typeName } from "@ryzanstein/core-tensor";
 import type { GGUFFile } from "@ryzanstein/convert";
+import { isComputeFormat, RyzansteinError, type Tensor, typeName } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
 
 /** Weights of one transformer block. Matrices stay in their file format and memory. */
@@ -41,24 +41,36 @@ export function readLlamaWeights(gguf: GGUFFile, c: ModelConfig): ModelWeights {
   const matrix = (name: string, rows: number, cols: number): Tensor => {
     const t = gguf.tensor(name);
     if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
-      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name} has shape [${t.shape}], expected [${rows}, ${cols}]`, {
-        file: gguf.file,
-      });
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `tensor ${name} has shape [${t.shape}], expected [${rows}, ${cols}]`,
+        {
+          file: gguf.file,
+        },
+      );
     }
     if (!isComputeFormat(t.type)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name} is ${typeName(t.type)}, which the engine cannot compute with yet`, {
-        file: gguf.file,
-      });
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `tensor ${name} is ${typeName(t.type)}, which the engine cannot compute with yet`,
+        {
+          file: gguf.file,
+        },
+      );
     }
     return t;
   };
   const vector = (name: string, len: number): Float32Array => {
     const t = gguf.tensor(name);
     if (t.size !== len) {
-      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name} has ${t.size} elements, expected ${len}`, { file: gguf.file });
+      throw new RyzansteinError("SHAPE_MISMATCH", `tensor ${name} has ${t.size} elements, expected ${len}`, {
+        file: gguf.file,
+      });
     }
     if (!isComputeFormat(t.type)) {
-      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name} is ${typeName(t.type)}`, { file: gguf.file });
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `tensor ${name} is ${typeName(t.type)}`, {
+        file: gguf.file,
+      });
     }
     return t.toF32();
   };

@@ -15,8 +15,15 @@ port.on("message", (msg: WorkerRequest) => {
     case "init":
       try {
         send({ type: "progress", phase: "reading", fraction: 0 });
-        session = new ModelSession(openModelFile(msg.path), msg.options, (p) => send({ type: "progress", ...p }));
-        send({ type: "ready", config: session.config, contextSize: session.contextSize, backend: session.backendName });
+        session = new ModelSession(openModelFile(msg.path), msg.options, (p) =>
+          send({ type: "progress", ...p }),
+        );
+        send({
+          type: "ready",
+          config: session.config,
+          contextSize: session.contextSize,
+          backend: session.backendName,
+        });
       } catch (e) {
         send({ type: "error", error: toWireError(e) });
       }

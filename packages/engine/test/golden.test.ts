@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { type LanguageModel, ModelSession, generateTokens, loadModel, openModelFile } from "../src/index.js";
+import { generateTokens, type LanguageModel, loadModel, ModelSession, openModelFile } from "../src/index.js";
 import { goldenText, storiesPath } from "./helpers.js";
 
 describe("stories260K golden output (llama2.c reference)", () => {
@@ -13,7 +13,9 @@ describe("stories260K golden output (llama2.c reference)", () => {
       const model = await loadModel(storiesPath, { backend, worker: backend === "native" });
       models.push(model);
       expect(model.tokenize("Once upon a time")).toEqual([1, 403, 407, 261, 378]);
-      const { text, tokens, result } = await model.generate("Once upon a time", { maxTokens: 60, temperature: 0 }).text();
+      const { text, tokens, result } = await model
+        .generate("Once upon a time", { maxTokens: 60, temperature: 0 })
+        .text();
       expect(tokens.length).toBe(60);
       expect(result.finishReason).toBe("length");
       expect(`Once upon a time${text}`).toBe(goldenText);
@@ -27,15 +29,26 @@ describe("stories260K golden output (llama2.c reference)", () => {
     const again = await model.generate("Once upon a time", { maxTokens: 20, temperature: 0 }).text();
     expect(again.text).toBe(first.text);
 
-    const stop = await model.generate("Once upon a time", { maxTokens: 60, temperature: 0, stop: ["Lily"] }).text();
+    const stop = await model
+      .generate("Once upon a time", { maxTokens: 60, temperature: 0, stop: ["Lily"] })
+      .text();
     expect(stop.result.finishReason).toBe("stop");
     expect(stop.text).toBe(goldenText.slice("Once upon a time".length, goldenText.indexOf("Lily")));
 
     // stories260K ends stories with BOS, not EOS: treat its third generated token as end-of-generation.
     const session = new ModelSession(openModelFile(storiesPath), { backend: "reference" });
     const third = first.tokens[2];
-    const eogTokenizer = { isEog: (id: number) => id === third, tokenToPiece: (id: number) => session.tokenizer.tokenToPiece(id) };
-    const gen3 = generateTokens(session.model, session.model.createContext(64), eogTokenizer, [1, 403, 407, 261, 378], { temperature: 0 });
+    const eogTokenizer = {
+      isEog: (id: number) => id === third,
+      tokenToPiece: (id: number) => session.tokenizer.tokenToPiece(id),
+    };
+    const gen3 = generateTokens(
+      session.model,
+      session.model.createContext(64),
+      eogTokenizer,
+      [1, 403, 407, 261, 378],
+      { temperature: 0 },
+    );
     let step = gen3.next();
     const seen: number[] = [];
     while (!step.done) {
@@ -46,7 +59,13 @@ describe("stories260K golden output (llama2.c reference)", () => {
     expect(step.value).toMatchObject({ finishReason: "eos", completionTokens: 3 });
 
     const controller = new AbortController();
-    const gen = model.generate("Once upon a time", { maxTokens: 1000, temperature: 0.8, seed: 1, ignoreEos: true, signal: controller.signal });
+    const gen = model.generate("Once upon a time", {
+      maxTokens: 1000,
+      temperature: 0.8,
+      seed: 1,
+      ignoreEos: true,
+      signal: controller.signal,
+    });
     let n = 0;
     for await (const _ of gen) {
       if (++n === 5) controller.abort();

@@ -1,6 +1,6 @@
-import { fixturesDir } from "@ryzanstein/test-support";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fixturesDir } from "@ryzanstein/test-support";
 
 export const storiesPath = join(fixturesDir(), "models/stories260K.gguf");
 export const goldenText = readFileSync(

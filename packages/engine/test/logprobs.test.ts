@@ -16,7 +16,11 @@ describe("stories260K log-probabilities", () => {
 
     const trace = await llamaCppGreedy(storiesPath, gen.promptTokens, 32, { topK: 10, threads: 1 });
     const reference = await loadModel(storiesPath, { backend: "reference", worker: false });
-    const exact = await reference.generate(gen.promptTokens, { maxTokens: 32, temperature: 0, topLogprobs: 10 });
+    const exact = await reference.generate(gen.promptTokens, {
+      maxTokens: 32,
+      temperature: 0,
+      topLogprobs: 10,
+    });
     const exactSteps: GeneratedToken[] = [];
     for await (const t of exact) exactSteps.push(t);
     await reference.dispose();
@@ -35,7 +39,9 @@ describe("stories260K log-probabilities", () => {
         vsExact = Math.max(vsExact, Math.abs(t.logprob - (exactTop.get(t.token) as number)));
       }
     });
-    console.log(`stories260K top-5 logprobs: max |Δ| vs llama.cpp ${vsLlama.toExponential(2)}, vs reference ${vsExact.toExponential(2)}`);
+    console.log(
+      `stories260K top-5 logprobs: max |Δ| vs llama.cpp ${vsLlama.toExponential(2)}, vs reference ${vsExact.toExponential(2)}`,
+    );
     expect(vsLlama).toBeLessThan(2e-2);
     expect(vsExact).toBeLessThan(1e-3);
   });

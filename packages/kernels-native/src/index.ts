@@ -1,5 +1,5 @@
 /**
- * `@ryzanstein/kernels-native`: the C++ {@link Backend} (scalar, AVX2 and AVX-512 kernels over a
+ * `@ryzanstein/kernels-native`: the C++ `Backend` (scalar, AVX2 and AVX-512 kernels over a
  * persistent native thread pool), plus CPU feature queries and a zero-copy file mapper.
  *
  * @packageDocumentation
@@ -167,7 +167,7 @@ function defaultThreads(): number {
 }
 
 /**
- * The native {@link Backend}: every op runs synchronously in C++ on a persistent thread pool, with
+ * The native `Backend`: every op runs synchronously in C++ on a persistent thread pool, with
  * kernels chosen for this CPU (or forced with `isa` / `RYZANSTEIN_ISA`). Results match
  * `ReferenceBackend` up to float summation order; activations are converted to each weight
  * format's `vecDotType` exactly as ggml does.

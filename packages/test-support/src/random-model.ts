@@ -51,7 +51,11 @@ export function gaussian(seed: number): () => number {
  * A SentencePiece-style vocabulary of `size` tokens that llama.cpp accepts: `<unk>`, `<s>`, `</s>`,
  * 256 byte tokens, then letters and `▁`-prefixed pieces with descending scores.
  */
-export function syntheticLlamaVocab(size: number): { tokens: string[]; scores: Float32Array; types: Int32Array } {
+export function syntheticLlamaVocab(size: number): {
+  tokens: string[];
+  scores: Float32Array;
+  types: Int32Array;
+} {
   const tokens = ["<unk>", "<s>", "</s>"];
   const types = [2, 3, 3];
   for (let b = 0; b < 256; b++) {
@@ -81,14 +85,24 @@ export function syntheticLlamaVocab(size: number): { tokens: string[]; scores: F
  * Writes a Llama GGUF with random weights, streaming one tensor at a time so multi-gigabyte
  * shapes fit in memory. The metadata is what llama.cpp needs to load it.
  */
-export function writeRandomLlamaGGUF(path: string, spec: RandomLlamaSpec, onProgress?: (fraction: number) => void): void {
+export function writeRandomLlamaGGUF(
+  path: string,
+  spec: RandomLlamaSpec,
+  onProgress?: (fraction: number) => void,
+): void {
   const { nLayers, dim, nHeads, nKvHeads, ffnDim, vocabSize, type } = spec;
   const headDim = dim / nHeads;
   const std = spec.std ?? 0.08;
   const seed = spec.seed ?? 1;
   const vocab = syntheticLlamaVocab(vocabSize);
   let tensorSeed = seed * 7919;
-  const matrix = (name: string, rows: number, cols: number, scale = std, format: GGMLType = type): GGUFWriteTensor => {
+  const matrix = (
+    name: string,
+    rows: number,
+    cols: number,
+    scale = std,
+    format: GGMLType = type,
+  ): GGUFWriteTensor => {
     const s = tensorSeed++;
     return {
       name,
@@ -132,7 +146,8 @@ export function writeRandomLlamaGGUF(path: string, spec: RandomLlamaSpec, onProg
     );
   }
   tensors.push(norm("output_norm.weight"));
-  if (!spec.tiedOutput) tensors.push(matrix("output.weight", vocabSize, dim, spec.outputStd ?? 4 / Math.sqrt(dim)));
+  if (!spec.tiedOutput)
+    tensors.push(matrix("output.weight", vocabSize, dim, spec.outputStd ?? 4 / Math.sqrt(dim)));
   const fileType: Record<ComputeFormat, number> = {
     [GGMLType.F32]: 0,
     [GGMLType.F16]: 1,

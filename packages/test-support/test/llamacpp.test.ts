@@ -99,14 +99,9 @@ describe("llama.cpp peer on stories260K", () => {
     await expect(llamaCppGreedy(MODEL, [1, 512], 1)).rejects.toThrow(RangeError);
   });
 
-  it("loads from scratch and runs 32 steps quickly, with the same results after a dispose", async () => {
-    const before = await llamaCppGreedy(MODEL, PROMPT_TOKENS, 32);
-    await disposeLlamaCpp();
-    const t0 = performance.now();
-    const trace = await llamaCppGreedy(MODEL, PROMPT_TOKENS, 32);
-    const ms = performance.now() - t0;
-    console.log(`llama.cpp peer: load + 32 greedy steps on stories260K in ${ms.toFixed(0)} ms`);
-    expect(trace).toEqual(before);
-    expect(ms).toBeLessThan(20_000);
+  it("gives identical traces on repeated runs", async () => {
+    const a = await llamaCppGreedy(MODEL, PROMPT_TOKENS, 32);
+    const b = await llamaCppGreedy(MODEL, PROMPT_TOKENS, 32);
+    expect(b).toEqual(a);
   });
 });

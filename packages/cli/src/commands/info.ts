@@ -14,23 +14,43 @@ function show(v: GGUFValue): string {
 }
 
 /** `ryzanstein info PATH`: prints metadata and the tensor table (or JSON with `--json`). */
-export function infoCommand(path: string, o: { json?: boolean }, out: NodeJS.WritableStream = process.stdout): void {
+export function infoCommand(
+  path: string,
+  o: { json?: boolean },
+  out: NodeJS.WritableStream = process.stdout,
+): void {
   const gguf = openModelFile(path);
-  const tensors = gguf.tensors.map((t) => ({ name: t.name, type: typeName(t.type), shape: t.shape, bytes: t.byteLength }));
+  const tensors = gguf.tensors.map((t) => ({
+    name: t.name,
+    type: typeName(t.type),
+    shape: t.shape,
+    bytes: t.byteLength,
+  }));
   if (o.json) {
     const metadata = Object.fromEntries(
-      Object.entries(gguf.metadata).map(([k, v]) => [k, ArrayBuffer.isView(v) || Array.isArray(v) ? `array(${(v as ArrayLike<unknown>).length})` : typeof v === "bigint" ? v.toString() : v]),
+      Object.entries(gguf.metadata).map(([k, v]) => [
+        k,
+        ArrayBuffer.isView(v) || Array.isArray(v)
+          ? `array(${(v as ArrayLike<unknown>).length})`
+          : typeof v === "bigint"
+            ? v.toString()
+            : v,
+      ]),
     );
     out.write(`${JSON.stringify({ version: gguf.version, alignment: gguf.alignment, metadata, tensors })}\n`);
     return;
   }
-  out.write(`GGUF v${gguf.version}, ${gguf.tensors.length} tensors, ${Object.keys(gguf.metadata).length} metadata keys\n\n`);
+  out.write(
+    `GGUF v${gguf.version}, ${gguf.tensors.length} tensors, ${Object.keys(gguf.metadata).length} metadata keys\n\n`,
+  );
   for (const [k, v] of Object.entries(gguf.metadata)) out.write(`${k} = ${show(v)}\n`);
   out.write("\n");
   const total = tensors.reduce((a, t) => a + t.bytes, 0);
   const nameWidth = Math.max(...tensors.map((t) => t.name.length), 4);
   for (const t of tensors) {
-    out.write(`${t.name.padEnd(nameWidth)}  ${t.type.padEnd(6)}  ${`[${t.shape.join(", ")}]`.padEnd(16)}  ${t.bytes}\n`);
+    out.write(
+      `${t.name.padEnd(nameWidth)}  ${t.type.padEnd(6)}  ${`[${t.shape.join(", ")}]`.padEnd(16)}  ${t.bytes}\n`,
+    );
   }
   out.write(`\n${(total / 2 ** 20).toFixed(2)} MiB of tensor data\n`);
 }

@@ -23,7 +23,11 @@ export interface RunOptions {
 }
 
 /** `ryzanstein run [PROMPT]`: streams a completion of PROMPT to stdout, or prints one JSON object. */
-export async function runCommand(prompt: string, o: RunOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+export async function runCommand(
+  prompt: string,
+  o: RunOptions,
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<void> {
   const path = resolveModelPath(o.model);
   const bar = progressBar("loading");
   const model = await loadModel(path, {
