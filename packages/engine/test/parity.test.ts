@@ -19,6 +19,7 @@ afterAll(async () => {
 // docs/testing.md. A wrong block layout gives errors of order 1 and fails either way.
 const formats = [
   { name: "F32", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 1e-2 },
+  { name: "F32 tied output", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 1e-2, tied: true },
   { name: "F16", type: GGMLType.F16, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 1e-2 },
   { name: "Q8_0", type: GGMLType.Q8_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
   { name: "Q4_0", type: GGMLType.Q4_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
@@ -30,7 +31,8 @@ const STEPS = 16;
 describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference vs llama.cpp", () => {
   for (const f of formats) {
     it(`${f.name}`, async () => {
-      const path = join(dir, `rand-${f.name}.gguf`);
+      const path = join(dir, `rand-${f.name.replace(/ /g, "-")}.gguf`);
+      const tiedOutput = "tied" in f && f.tied;
       writeRandomLlamaGGUF(path, {
         nLayers: 4,
         dim: 128,
@@ -40,6 +42,7 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
         vocabSize: 1024,
         type: f.type,
         seed: 11,
+        tiedOutput,
       });
 
       // llama.cpp: greedy trace with top-5 log-probabilities.

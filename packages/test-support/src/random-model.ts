@@ -23,6 +23,8 @@ export interface RandomLlamaSpec {
   std?: number;
   /** Standard deviation of `output.weight` (default 4/√dim: logits of spread ~4, so top-1 margins are clear). */
   outputStd?: number;
+  /** Standard deviation of `token_embd.weight` (default: `std`, or the output scale when tied). */
+  embeddingStd?: number;
   /** Seed of the generator (default 1). */
   seed?: number;
   /** Share the embedding table with the output projection (no `output.weight`). Default false. */
@@ -130,7 +132,9 @@ export function writeRandomLlamaGGUF(
       },
     };
   };
-  const tensors: GGUFWriteTensor[] = [matrix("token_embd.weight", vocabSize, dim)];
+  const outputStd = spec.outputStd ?? 4 / Math.sqrt(dim);
+  const embeddingStd = spec.embeddingStd ?? (spec.tiedOutput ? outputStd : std);
+  const tensors: GGUFWriteTensor[] = [matrix("token_embd.weight", vocabSize, dim, embeddingStd)];
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
     tensors.push(
@@ -147,7 +151,7 @@ export function writeRandomLlamaGGUF(
   }
   tensors.push(norm("output_norm.weight"));
   if (!spec.tiedOutput)
-    tensors.push(matrix("output.weight", vocabSize, dim, spec.outputStd ?? 4 / Math.sqrt(dim)));
+    tensors.push(matrix("output.weight", vocabSize, dim, outputStd));
   const fileType: Record<ComputeFormat, number> = {
     [GGMLType.F32]: 0,
     [GGMLType.F16]: 1,
