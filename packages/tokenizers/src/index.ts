@@ -8,6 +8,12 @@
 export { StreamingDecoder, type StreamingDecoderOptions } from "./decoding.js";
 export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
 export {
+  createTokenizerFromHF,
+  ggufMetadataFromHFTokenizer,
+  type HFTokenizerConfig,
+  hfTokenizerFromGGUFMetadata,
+} from "./hf.js";
+export {
   lookupPreTokenizer,
   PRE_TOKENIZERS,
   type PreTokenizerSpec,
