@@ -105,7 +105,7 @@ export function ggufMetadataFromHFTokenizer(
 ): Record<string, unknown> {
   const json = tokenizerJson as HFTokenizerJson;
   const model = json?.model;
-  if (!model || model.type !== "BPE" || typeof model.vocab !== "object" || model.vocab === null) {
+  if (model?.type !== "BPE" || typeof model.vocab !== "object" || model.vocab === null) {
     throw new TokenizerError(
       "UNSUPPORTED_TOKENIZER",
       `tokenizer.json: only BPE models are supported (got ${JSON.stringify(model?.type ?? null)})`,
