@@ -1,5 +1,6 @@
 import { isRyzansteinError } from "@ryzanstein/core-tensor";
 import { Command, CommanderError, Option } from "commander";
+import { type ConvertOptions, convertCommand } from "./commands/convert.js";
 import { infoCommand } from "./commands/info.js";
 import { type RunOptions, runCommand } from "./commands/run.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
@@ -9,7 +10,7 @@ const VERSION = "0.1.0";
 
 function buildProgram(): Command {
   const program = new Command("ryzanstein")
-    .description("CPU-first LLM inference: run, inspect and tokenize GGUF models")
+    .description("CPU-first LLM inference: run, inspect, tokenize and convert models")
     .version(VERSION)
     .option("--verbose", "print stack traces on errors")
     .showHelpAfterError()
@@ -50,6 +51,20 @@ function buildProgram(): Command {
     .option("-m, --model <path>", "GGUF model file")
     .option("--no-bos", "do not add the BOS token")
     .action((text: string, o: { model?: string; bos: boolean }) => tokenizeCommand(text, o));
+
+  program
+    .command("convert")
+    .description(
+      "convert a HuggingFace folder (or GGUF) to GGUF, or a GGUF to a HuggingFace folder with --to hf",
+    )
+    .argument("<input>", "HuggingFace folder or GGUF file")
+    .argument("<output>", "GGUF file, or folder with --to hf")
+    .option(
+      "--type <type>",
+      "format of the weight matrices: f32, f16, bf16, q8_0, q4_0 (default: the source's)",
+    )
+    .addOption(new Option("--to <format>", "output format").choices(["gguf", "hf"]).default("gguf"))
+    .action((input: string, output: string, o: ConvertOptions) => convertCommand(input, output, o));
 
   program
     .command("info")

@@ -98,6 +98,30 @@ describe("ryzanstein tokenize and info", () => {
   });
 });
 
+describe("ryzanstein convert", () => {
+  it("GGUF → HF folder → runs directly → GGUF, with the golden text at every stage", () => {
+    const folder = join(dir, "stories-hf");
+    const back = join(dir, "stories-back.gguf");
+    const args = ["Once upon a time", "--max-tokens", "60", "--temperature", "0"];
+    expect(cli(["convert", stories, folder, "--to", "hf"]).code).toBe(0);
+    expect(cli(["run", ...args, "--model", folder]).stdout.replace(/\n$/, "")).toBe(golden);
+    const r = cli(["convert", folder, back]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("wrote");
+    expect(cli(["run", ...args, "--model", back]).stdout.replace(/\n$/, "")).toBe(golden);
+    expect(cli(["info", folder]).stdout).toContain("HuggingFace folder");
+  });
+
+  it("--type q8_0 falls back per tensor where rows do not fit, and says so", () => {
+    const out = join(dir, "stories-q8.gguf");
+    const r = cli(["convert", stories, out, "--type", "q8_0"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/ffn_down\.weight written as f16/);
+    expect(cli(["run", "Once", "--model", out, "-n", "5", "--temperature", "0"]).code).toBe(0);
+    expect(cli(["convert", stories, join(dir, "x.gguf"), "--type", "q9"]).stderr).toContain("--type q9");
+  });
+});
+
 describe("errors", () => {
   it("a corrupt model prints a message, no stack, and exits non-zero", () => {
     const bad = join(dir, "bad.gguf");

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { type GGMLType, isKnownType, RyzansteinError, Tensor, TYPE_INFO } from "@ryzanstein/core-tensor";
 import { type GGUFTensorInfo, type GGUFTypedValue, type GGUFValue, GGUFValueType } from "./gguf-types.js";
+import { ModelSource } from "./model-source.js";
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
 const MAX_DIMS = 4;
@@ -15,7 +16,7 @@ export interface ParseGGUFOptions {
 }
 
 /** A parsed GGUF file: metadata, tensor table, and zero-copy access to tensor data. */
-export class GGUFFile {
+export class GGUFFile extends ModelSource {
   /** GGUF format version (2 or 3). */
   readonly version: number;
   /** Metadata values by key. */
@@ -32,7 +33,6 @@ export class GGUFFile {
   readonly bytes: Uint8Array;
   /** File name, when known, for messages. */
   readonly file: string | undefined;
-  private readonly byName: Map<string, GGUFTensorInfo>;
 
   /** @internal Use {@link parseGGUF}. */
   constructor(init: {
@@ -44,6 +44,7 @@ export class GGUFFile {
     bytes: Uint8Array;
     file: string | undefined;
   }) {
+    super();
     this.version = init.version;
     this.typedMetadata = init.typedMetadata;
     this.metadata = Object.fromEntries(Object.entries(init.typedMetadata).map(([k, v]) => [k, v.value]));
@@ -52,68 +53,28 @@ export class GGUFFile {
     this.dataOffset = init.dataOffset;
     this.bytes = init.bytes;
     this.file = init.file;
-    this.byName = new Map(init.tensors.map((t) => [t.name, t]));
   }
 
-  /** True when the file has a tensor of this name. */
-  has(name: string): boolean {
-    return this.byName.has(name);
+  /** Tensor table entry by name (with its absolute file offset), or undefined. */
+  override info(name: string): GGUFTensorInfo | undefined {
+    return super.info(name) as GGUFTensorInfo | undefined;
   }
 
-  /** Tensor table entry by name, or undefined. */
-  info(name: string): GGUFTensorInfo | undefined {
-    return this.byName.get(name);
+  /** The metadata with its types as stored. */
+  writableMetadata(): Record<string, GGUFTypedValue> {
+    return this.typedMetadata;
   }
 
   /** A zero-copy `Tensor` view of a tensor's data. Throws MISSING_METADATA for an unknown name. */
   tensor(name: string): Tensor {
-    const info = this.byName.get(name);
-    if (!info) throw new RyzansteinError("MISSING_METADATA", `tensor ${name} not found`, { file: this.file });
+    const info = this.info(name);
+    if (!info) return this.missingTensor(name);
     return new Tensor(
       info.type,
       info.shape,
       this.bytes.subarray(info.offset, info.offset + info.byteLength),
       name,
     );
-  }
-
-  /** A metadata value, or undefined. */
-  get(key: string): GGUFValue | undefined {
-    return this.metadata[key];
-  }
-
-  /** A required string value; throws MISSING_METADATA / BAD_METADATA otherwise. */
-  getString(key: string): string {
-    const v = this.require(key);
-    if (typeof v !== "string") throw this.badType(key, "a string");
-    return v;
-  }
-
-  /** A required numeric value (any integer or float type); throws MISSING_METADATA / BAD_METADATA otherwise. */
-  getNumber(key: string): number {
-    const v = this.require(key);
-    if (typeof v === "bigint") return Number(v);
-    if (typeof v !== "number") throw this.badType(key, "a number");
-    return v;
-  }
-
-  /** An optional numeric value with a default. */
-  getNumberOr(key: string, fallback: number): number {
-    return key in this.metadata ? this.getNumber(key) : fallback;
-  }
-
-  private require(key: string): GGUFValue {
-    const v = this.metadata[key];
-    if (v === undefined) {
-      throw new RyzansteinError("MISSING_METADATA", `required metadata key ${key} is missing`, {
-        file: this.file,
-      });
-    }
-    return v;
-  }
-
-  private badType(key: string, what: string): RyzansteinError {
-    return new RyzansteinError("BAD_METADATA", `metadata key ${key} should be ${what}`, { file: this.file });
   }
 }
 

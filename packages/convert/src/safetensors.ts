@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 
 /** safetensors dtype names and their element sizes. */
@@ -177,4 +177,75 @@ export function readSafetensors(path: string): SafetensorsFile {
     throw new RyzansteinError("IO_ERROR", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
   }
   return parseSafetensors(bytes, { file: path });
+}
+
+const GGML_TO_DTYPE: Partial<Record<GGMLType, string>> = {
+  [GGMLType.F32]: "F32",
+  [GGMLType.F16]: "F16",
+  [GGMLType.BF16]: "BF16",
+};
+
+/** One tensor for {@link writeSafetensors}; `data` may be produced on demand to stream large models. */
+export interface SafetensorsWriteTensor {
+  /** Tensor name. */
+  name: string;
+  /** F32, F16 or BF16. */
+  type: GGMLType;
+  /** Row-major shape. */
+  shape: readonly number[];
+  /** The bytes, or a function producing them when the writer reaches this tensor. */
+  data: Uint8Array | (() => Uint8Array);
+}
+
+/**
+ * Writes a safetensors file, one tensor at a time, to a temporary name renamed into place at the
+ * end (an interrupted write leaves nothing under `path`).
+ */
+export function writeSafetensors(
+  path: string,
+  tensors: SafetensorsWriteTensor[],
+  metadata: Record<string, string> = {},
+): void {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const t of tensors) {
+    const dtype = GGML_TO_DTYPE[t.type];
+    if (!dtype)
+      throw new RyzansteinError(
+        "UNSUPPORTED_TENSOR_TYPE",
+        `tensor ${t.name}: safetensors holds F32, F16 or BF16 only`,
+      );
+    const size = Tensor.byteSize(t.type, t.shape);
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  head.write(json, 8, "utf8");
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, "w");
+    writeSync(fd, head);
+    for (const t of tensors) {
+      const data = typeof t.data === "function" ? t.data() : t.data;
+      if (data.byteLength !== Tensor.byteSize(t.type, t.shape)) {
+        throw new RyzansteinError(
+          "SHAPE_MISMATCH",
+          `tensor ${t.name}: ${data.byteLength} bytes for shape [${t.shape}]`,
+        );
+      }
+      writeSync(fd, data);
+    }
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    if (e instanceof RyzansteinError) throw e;
+    throw new RyzansteinError("IO_ERROR", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
+  }
 }

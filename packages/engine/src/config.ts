@@ -1,4 +1,4 @@
-import type { GGUFFile } from "@ryzanstein/convert";
+import type { ModelSource } from "@ryzanstein/convert";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
 
 /** Hyper-parameters of a Llama-family model, read from GGUF metadata. */
@@ -49,7 +49,7 @@ export const ARCHITECTURES: Readonly<Record<string, ArchitectureSpec>> = {
 };
 
 /** Reads and validates a model config from a GGUF file. */
-export function readModelConfig(gguf: GGUFFile): ModelConfig {
+export function readModelConfig(gguf: ModelSource): ModelConfig {
   const arch = gguf.getString("general.architecture");
   const spec = ARCHITECTURES[arch];
   if (!spec) {

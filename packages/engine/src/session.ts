@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from "node:fs";
-import { type GGUFFile, parseGGUF } from "@ryzanstein/convert";
+import { detectFormat, type ModelSource, openHFModel, parseGGUF } from "@ryzanstein/convert";
 import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
 import { type Isa, mapFile, NativeBackend } from "@ryzanstein/kernels-native";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
@@ -38,8 +38,20 @@ export interface LoadProgress {
   fraction: number;
 }
 
-/** Reads a model file: memory-mapped when the native addon is there, read once otherwise. */
-export function openModelFile(path: string): GGUFFile {
+/** Reads a file memory-mapped when the native addon is there, read once otherwise. */
+function readBytes(path: string): Uint8Array {
+  try {
+    return mapFile(path);
+  } catch {
+    return readFileSync(path);
+  }
+}
+
+/**
+ * Opens a model for the engine: a GGUF file (memory-mapped) or a HuggingFace folder
+ * (`config.json` + safetensors + `tokenizer.json`), both seen with GGUF names.
+ */
+export function openModelFile(path: string): ModelSource {
   let size: number;
   try {
     size = statSync(path).size;
@@ -47,13 +59,27 @@ export function openModelFile(path: string): GGUFFile {
     throw new RyzansteinError("MODEL_NOT_FOUND", `model file not found: ${path}`, { cause: e });
   }
   if (size === 0) throw new RyzansteinError("TRUNCATED", "the file is empty", { file: path });
-  let bytes: Uint8Array;
-  try {
-    bytes = mapFile(path);
-  } catch {
-    bytes = readFileSync(path);
+  const format = detectFormat(path);
+  if (format === "hf-folder") return openHFModel(path, { readFile: readBytes });
+  if (format === "safetensors") {
+    throw new RyzansteinError(
+      "MISSING_METADATA",
+      "a lone safetensors file has no config.json: point at its HuggingFace folder",
+      {
+        file: path,
+      },
+    );
   }
-  return parseGGUF(bytes, { file: path });
+  if (format === "llama2c") {
+    throw new RyzansteinError(
+      "UNSUPPORTED_ARCHITECTURE",
+      "llama2.c checkpoints are recognised but not loaded yet: convert to GGUF",
+      {
+        file: path,
+      },
+    );
+  }
+  return parseGGUF(readBytes(path), { file: path });
 }
 
 function createBackend(o: SessionOptions): Backend {
@@ -75,7 +101,7 @@ export class ModelSession {
   private readonly ctx: Context;
   private cached: number[] = [];
 
-  constructor(gguf: GGUFFile, options: SessionOptions = {}, onProgress?: (p: LoadProgress) => void) {
+  constructor(gguf: ModelSource, options: SessionOptions = {}, onProgress?: (p: LoadProgress) => void) {
     onProgress?.({ phase: "parsing", fraction: 0.1 });
     this.config = readModelConfig(gguf);
     this.tokenizer = createTokenizerFromGGUF(gguf.metadata);

@@ -1,4 +1,4 @@
-import type { GGUFFile } from "@ryzanstein/convert";
+import type { ModelSource } from "@ryzanstein/convert";
 import { isComputeFormat, RyzansteinError, type Tensor, typeName } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
 
@@ -37,7 +37,7 @@ export interface ModelWeights {
 }
 
 /** Reads the weights of a Llama-family model from GGUF, checking every shape against the config. */
-export function readLlamaWeights(gguf: GGUFFile, c: ModelConfig): ModelWeights {
+export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeights {
   const matrix = (name: string, rows: number, cols: number): Tensor => {
     const t = gguf.tensor(name);
     if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {

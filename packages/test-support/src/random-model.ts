@@ -150,8 +150,7 @@ export function writeRandomLlamaGGUF(
     );
   }
   tensors.push(norm("output_norm.weight"));
-  if (!spec.tiedOutput)
-    tensors.push(matrix("output.weight", vocabSize, dim, outputStd));
+  if (!spec.tiedOutput) tensors.push(matrix("output.weight", vocabSize, dim, outputStd));
   const fileType: Record<ComputeFormat, number> = {
     [GGMLType.F32]: 0,
     [GGMLType.F16]: 1,

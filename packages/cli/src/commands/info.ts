@@ -1,4 +1,4 @@
-import type { GGUFValue } from "@ryzanstein/convert";
+import { GGUFFile, type GGUFValue } from "@ryzanstein/convert";
 import { typeName } from "@ryzanstein/core-tensor";
 import { openModelFile } from "@ryzanstein/engine";
 
@@ -13,7 +13,7 @@ function show(v: GGUFValue): string {
   return String(v);
 }
 
-/** `ryzanstein info PATH`: prints metadata and the tensor table (or JSON with `--json`). */
+/** `ryzanstein info PATH`: prints metadata and the tensor table of a GGUF file or HF folder (or JSON with `--json`). */
 export function infoCommand(
   path: string,
   o: { json?: boolean },
@@ -37,11 +37,16 @@ export function infoCommand(
             : v,
       ]),
     );
-    out.write(`${JSON.stringify({ version: gguf.version, alignment: gguf.alignment, metadata, tensors })}\n`);
+    const header =
+      gguf instanceof GGUFFile
+        ? { version: gguf.version, alignment: gguf.alignment }
+        : { format: "hf-folder" };
+    out.write(`${JSON.stringify({ ...header, metadata, tensors })}\n`);
     return;
   }
+  const kind = gguf instanceof GGUFFile ? `GGUF v${gguf.version}` : "HuggingFace folder (GGUF names)";
   out.write(
-    `GGUF v${gguf.version}, ${gguf.tensors.length} tensors, ${Object.keys(gguf.metadata).length} metadata keys\n\n`,
+    `${kind}, ${gguf.tensors.length} tensors, ${Object.keys(gguf.metadata).length} metadata keys\n\n`,
   );
   for (const [k, v] of Object.entries(gguf.metadata)) out.write(`${k} = ${show(v)}\n`);
   out.write("\n");

@@ -1,0 +1,57 @@
+import { GGUFFile, writeModelAsGGUF, writeModelAsHF } from "@ryzanstein/convert";
+import { type ComputeFormat, isComputeFormat, RyzansteinError, typeFromName } from "@ryzanstein/core-tensor";
+import { openModelFile } from "@ryzanstein/engine";
+import { progressBar } from "../progress.js";
+
+/** Options of `ryzanstein convert`. */
+export interface ConvertOptions {
+  type?: string;
+  to: "gguf" | "hf";
+}
+
+/**
+ * `ryzanstein convert IN OUT`: a HuggingFace folder (or GGUF) to GGUF, optionally re-encoding the
+ * matrices (`--type`), or a GGUF to a HuggingFace folder (`--to hf`).
+ */
+export function convertCommand(
+  input: string,
+  output: string,
+  o: ConvertOptions,
+  log: NodeJS.WritableStream = process.stderr,
+): void {
+  let type: ComputeFormat | undefined;
+  if (o.type !== undefined) {
+    const t = typeFromName(o.type);
+    if (t === undefined || !isComputeFormat(t)) {
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `--type ${o.type} is not one of f32, f16, bf16, q8_0, q4_0`,
+      );
+    }
+    type = t;
+  }
+  const source = openModelFile(input);
+  const bar = progressBar("converting");
+  try {
+    if (o.to === "hf") {
+      if (!(source instanceof GGUFFile))
+        throw new RyzansteinError("INVALID_ARGUMENT", "--to hf takes a GGUF file as input");
+      if (type !== undefined)
+        throw new RyzansteinError("INVALID_ARGUMENT", "--type applies to GGUF output only");
+      writeModelAsHF(source, output, (p) => bar.update(p.tensorsDone / p.tensorsTotal));
+      bar.stop();
+      log.write(`wrote ${output} (${source.tensors.length} tensors)\n`);
+      return;
+    }
+    const { fallbacks } = writeModelAsGGUF(source, output, {
+      type,
+      onProgress: (p) => bar.update(p.tensorsDone / p.tensorsTotal),
+    });
+    bar.stop();
+    for (const f of fallbacks)
+      log.write(`note: ${f.name} written as ${f.written} (rows do not fit ${f.requested} blocks)\n`);
+    log.write(`wrote ${output} (${source.tensors.length} tensors)\n`);
+  } finally {
+    bar.stop();
+  }
+}

@@ -1,0 +1,172 @@
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { GGUFValueType } from "./gguf-types.js";
+import type { GGUFWriteValue } from "./gguf-writer.js";
+
+/** A HuggingFace `config.json` (the keys the mappings read). */
+export type HFConfig = Record<string, unknown>;
+
+/** How one HF tensor becomes one GGUF tensor. */
+export interface TensorMapping {
+  /** GGUF tensor name. */
+  gguf: string;
+  /** Row permutation applied on the way to GGUF (and inverted on the way back). */
+  permuteHeads?: number;
+}
+
+/** One HuggingFace architecture: its GGUF metadata and tensor names. One row per architecture in {@link HF_ARCHITECTURES}. */
+export interface HFArchitecture {
+  /** `general.architecture` in GGUF. */
+  ggufArchitecture: string;
+  /** GGUF metadata (without tokenizer keys) from `config.json`. */
+  metadata(config: HFConfig, file: string): Record<string, GGUFWriteValue>;
+  /** GGUF name (and transform) of an HF tensor name, or undefined for tensors GGUF does not keep. */
+  mapTensor(hfName: string, config: HFConfig): TensorMapping | undefined;
+  /** The shape `config.json` implies for a GGUF tensor, and the config keys it comes from. */
+  expectedShape(ggufName: string, config: HFConfig): { shape: number[]; keys: string } | undefined;
+  /** `config.json` from GGUF metadata, for the reverse export. */
+  configFromMetadata(meta: Record<string, unknown>): HFConfig;
+}
+
+const f32 = (value: number): GGUFWriteValue => ({ type: GGUFValueType.FLOAT32, value });
+const u32 = (value: number): GGUFWriteValue => ({ type: GGUFValueType.UINT32, value });
+
+/** Reads a required positive integer from config.json. */
+export function configInt(config: HFConfig, key: string, file: string, fallback?: number): number {
+  const v = config[key] ?? fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+    throw new RyzansteinError(
+      v === undefined ? "MISSING_METADATA" : "BAD_METADATA",
+      v === undefined
+        ? `config.json has no ${key}`
+        : `config.json: ${key} must be a positive integer, got ${JSON.stringify(v)}`,
+      { file },
+    );
+  }
+  return v;
+}
+
+function configNumber(config: HFConfig, key: string, fallback: number): number {
+  const v = config[key];
+  return typeof v === "number" ? v : fallback;
+}
+
+const LAYER = /^model\.layers\.(\d+)\.(.+)$/;
+
+const LLAMA_LAYER_TENSORS: Record<string, string> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "self_attn.q_proj.weight": "attn_q.weight",
+  "self_attn.k_proj.weight": "attn_k.weight",
+  "self_attn.v_proj.weight": "attn_v.weight",
+  "self_attn.o_proj.weight": "attn_output.weight",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "mlp.gate_proj.weight": "ffn_gate.weight",
+  "mlp.up_proj.weight": "ffn_up.weight",
+  "mlp.down_proj.weight": "ffn_down.weight",
+};
+
+/** Llama 2/3 and the models that share its layout (TinyLlama, SmolLM). */
+const llama: HFArchitecture = {
+  ggufArchitecture: "llama",
+  metadata(c, file) {
+    const heads = configInt(c, "num_attention_heads", file);
+    const hidden = configInt(c, "hidden_size", file);
+    const meta: Record<string, GGUFWriteValue> = {
+      "general.architecture": "llama",
+      "llama.context_length": u32(configInt(c, "max_position_embeddings", file, 2048)),
+      "llama.embedding_length": u32(hidden),
+      "llama.block_count": u32(configInt(c, "num_hidden_layers", file)),
+      "llama.feed_forward_length": u32(configInt(c, "intermediate_size", file)),
+      "llama.attention.head_count": u32(heads),
+      "llama.attention.head_count_kv": u32(configInt(c, "num_key_value_heads", file, heads)),
+      "llama.rope.freq_base": f32(configNumber(c, "rope_theta", 10000)),
+      "llama.attention.layer_norm_rms_epsilon": f32(configNumber(c, "rms_norm_eps", 1e-6)),
+      "llama.rope.dimension_count": u32(configInt(c, "head_dim", file, hidden / heads)),
+      "llama.vocab_size": u32(configInt(c, "vocab_size", file)),
+    };
+    const scaling = c.rope_scaling as
+      | { type?: string; rope_type?: string; factor?: number }
+      | null
+      | undefined;
+    const kind = scaling?.rope_type ?? scaling?.type;
+    if (kind === "linear" && typeof scaling?.factor === "number") {
+      meta["llama.rope.scaling.type"] = "linear";
+      meta["llama.rope.scaling.factor"] = f32(scaling.factor);
+    } else if (kind && kind !== "default") {
+      throw new RyzansteinError(
+        "UNSUPPORTED_ARCHITECTURE",
+        `config.json: rope_scaling type ${kind} is not supported yet`,
+        { file },
+      );
+    }
+    return meta;
+  },
+  mapTensor(name, c) {
+    if (name === "model.embed_tokens.weight") return { gguf: "token_embd.weight" };
+    if (name === "model.norm.weight") return { gguf: "output_norm.weight" };
+    if (name === "lm_head.weight")
+      return c.tie_word_embeddings === true ? undefined : { gguf: "output.weight" };
+    const m = LAYER.exec(name);
+    const target = m ? LLAMA_LAYER_TENSORS[m[2]] : undefined;
+    if (!m || !target) return undefined;
+    const heads = c.num_attention_heads as number;
+    const kvHeads = (c.num_key_value_heads as number | undefined) ?? heads;
+    const permuteHeads =
+      m[2] === "self_attn.q_proj.weight" ? heads : m[2] === "self_attn.k_proj.weight" ? kvHeads : undefined;
+    return { gguf: `blk.${m[1]}.${target}`, ...(permuteHeads ? { permuteHeads } : {}) };
+  },
+  expectedShape(name, c) {
+    const H = c.hidden_size as number;
+    const heads = c.num_attention_heads as number;
+    const hd = (c.head_dim as number | undefined) ?? H / heads;
+    const kv = ((c.num_key_value_heads as number | undefined) ?? heads) * hd;
+    const I = c.intermediate_size as number;
+    const V = c.vocab_size as number;
+    const part = name.replace(/^blk\.\d+\./, "");
+    const shapes: Record<string, [number[], string]> = {
+      "token_embd.weight": [[V, H], "vocab_size, hidden_size"],
+      "output.weight": [[V, H], "vocab_size, hidden_size"],
+      "output_norm.weight": [[H], "hidden_size"],
+      "attn_norm.weight": [[H], "hidden_size"],
+      "ffn_norm.weight": [[H], "hidden_size"],
+      "attn_q.weight": [[heads * hd, H], "num_attention_heads, hidden_size"],
+      "attn_k.weight": [[kv, H], "num_key_value_heads, hidden_size"],
+      "attn_v.weight": [[kv, H], "num_key_value_heads, hidden_size"],
+      "attn_output.weight": [[H, heads * hd], "hidden_size, num_attention_heads"],
+      "ffn_gate.weight": [[I, H], "intermediate_size, hidden_size"],
+      "ffn_up.weight": [[I, H], "intermediate_size, hidden_size"],
+      "ffn_down.weight": [[H, I], "hidden_size, intermediate_size"],
+    };
+    const hit = shapes[part];
+    return hit ? { shape: hit[0], keys: hit[1] } : undefined;
+  },
+  configFromMetadata(meta) {
+    const n = (k: string) => Number(meta[`llama.${k}`]);
+    const heads = n("attention.head_count");
+    return {
+      architectures: ["LlamaForCausalLM"],
+      model_type: "llama",
+      hidden_size: n("embedding_length"),
+      intermediate_size: n("feed_forward_length"),
+      num_hidden_layers: n("block_count"),
+      num_attention_heads: heads,
+      num_key_value_heads:
+        meta["llama.attention.head_count_kv"] !== undefined ? n("attention.head_count_kv") : heads,
+      max_position_embeddings: meta["llama.context_length"] !== undefined ? n("context_length") : 2048,
+      rms_norm_eps:
+        meta["llama.attention.layer_norm_rms_epsilon"] !== undefined
+          ? n("attention.layer_norm_rms_epsilon")
+          : 1e-5,
+      rope_theta: meta["llama.rope.freq_base"] !== undefined ? n("rope.freq_base") : 10000,
+      hidden_act: "silu",
+      torch_dtype: "float32",
+    };
+  },
+};
+
+/** HF `architectures[0]` → mapping. TinyLlama and SmolLM ship as `LlamaForCausalLM`. */
+export const HF_ARCHITECTURES: Readonly<Record<string, HFArchitecture>> = {
+  LlamaForCausalLM: llama,
+};
+
+/** GGUF `general.architecture` → the HF class name the reverse export writes. */
+export const GGUF_TO_HF_ARCHITECTURE: Readonly<Record<string, string>> = { llama: "LlamaForCausalLM" };

@@ -1,0 +1,278 @@
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  detectFormat,
+  readGGUF,
+  readSafetensors,
+  writeModelAsGGUF,
+  writeModelAsHF,
+} from "@ryzanstein/convert";
+import { GGMLType, RyzansteinError } from "@ryzanstein/core-tensor";
+import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ModelSession, openModelFile } from "../src/index.js";
+import { logSoftmax, relL2 } from "./helpers.js";
+
+const dir = mkdtempSync(join(tmpdir(), "rz-hf-"));
+const gguf = join(dir, "base.gguf");
+const folder = join(dir, "hf-llama");
+const spec = {
+  nLayers: 2,
+  dim: 64,
+  nHeads: 4,
+  nKvHeads: 2,
+  ffnDim: 128,
+  vocabSize: 512,
+  type: GGMLType.F32,
+} as const;
+const tokens = [1, 300, 301, 302, 40, 41, 42, 43];
+
+beforeAll(() => {
+  writeRandomLlamaGGUF(gguf, { ...spec, seed: 5 });
+  writeModelAsHF(readGGUF(gguf), folder);
+});
+afterAll(async () => {
+  await disposeLlamaCpp();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Float64 forward pass written from the HuggingFace Llama equations (HF layout, rotate-half RoPE). */
+function hfReferenceLogits(path: string, ids: number[]): Float64Array[] {
+  const config = JSON.parse(readFileSync(join(path, "config.json"), "utf8"));
+  const st = readSafetensors(join(path, "model.safetensors"));
+  const w = (name: string) => Float64Array.from(st.tensor(name).toF32());
+  const H = config.hidden_size;
+  const nH = config.num_attention_heads;
+  const nKv = config.num_key_value_heads;
+  const hd = H / nH;
+  const eps = config.rms_norm_eps;
+  const matvec = (m: Float64Array, x: Float64Array, rows: number) => {
+    const cols = x.length;
+    const y = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += m[r * cols + c] * x[c];
+      y[r] = s;
+    }
+    return y;
+  };
+  const rms = (x: Float64Array, g: Float64Array) => {
+    const ms = x.reduce((a, v) => a + v * v, 0) / x.length;
+    return x.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]);
+  };
+  const rope = (x: Float64Array, heads: number, pos: number) => {
+    const out = new Float64Array(x.length);
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < hd / 2; i++) {
+        const theta = pos * config.rope_theta ** ((-2 * i) / hd);
+        const a = x[h * hd + i];
+        const b = x[h * hd + i + hd / 2];
+        out[h * hd + i] = a * Math.cos(theta) - b * Math.sin(theta);
+        out[h * hd + i + hd / 2] = b * Math.cos(theta) + a * Math.sin(theta);
+      }
+    }
+    return out;
+  };
+  const embed = w("model.embed_tokens.weight");
+  const head = config.tie_word_embeddings ? embed : w("lm_head.weight");
+  const V = config.vocab_size;
+  const keys: Float64Array[][] = [];
+  const values: Float64Array[][] = [];
+  const logits: Float64Array[] = [];
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    keys.push([]);
+    values.push([]);
+  }
+  ids.forEach((id, pos) => {
+    let x = embed.slice(id * H, (id + 1) * H);
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const p = `model.layers.${l}.`;
+      const xn = rms(x, w(`${p}input_layernorm.weight`));
+      const q = rope(matvec(w(`${p}self_attn.q_proj.weight`), xn, nH * hd), nH, pos);
+      keys[l].push(rope(matvec(w(`${p}self_attn.k_proj.weight`), xn, nKv * hd), nKv, pos));
+      values[l].push(matvec(w(`${p}self_attn.v_proj.weight`), xn, nKv * hd));
+      const att = new Float64Array(nH * hd);
+      for (let h = 0; h < nH; h++) {
+        const kh = Math.floor(h / (nH / nKv));
+        const scores = keys[l].map((k) => {
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += q[h * hd + d] * k[kh * hd + d];
+          return s / Math.sqrt(hd);
+        });
+        const m = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        for (let d = 0; d < hd; d++)
+          att[h * hd + d] = e.reduce((a, p2, j) => a + (p2 / z) * values[l][j][kh * hd + d], 0);
+      }
+      x = x.map((v, i) => v + matvec(w(`${p}self_attn.o_proj.weight`), att, H)[i]);
+      const xn2 = rms(x, w(`${p}post_attention_layernorm.weight`));
+      const I = config.intermediate_size;
+      const g = matvec(w(`${p}mlp.gate_proj.weight`), xn2, I);
+      const u = matvec(w(`${p}mlp.up_proj.weight`), xn2, I);
+      const act = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]);
+      const down = matvec(w(`${p}mlp.down_proj.weight`), act, H);
+      x = x.map((v, i) => v + down[i]);
+    }
+    logits.push(matvec(head, rms(x, w("model.norm.weight")), V));
+  });
+  return logits;
+}
+
+describe("HuggingFace folders (Llama)", () => {
+  it("detects formats", () => {
+    expect(detectFormat(gguf)).toBe("gguf");
+    expect(detectFormat(folder)).toBe("hf-folder");
+    expect(detectFormat(join(folder, "model.safetensors"))).toBe("safetensors");
+    const pickle = join(dir, "pytorch_model.bin");
+    writeFileSync(pickle, Buffer.from([0x80, 0x02, 0x7d, 0x71]));
+    expect(() => detectFormat(pickle)).toThrow(/safetensors/);
+  });
+
+  it("the engine runs the folder directly: same logits as the GGUF, and as the HF equations in float64", () => {
+    const fromGGUF = new ModelSession(openModelFile(gguf), { backend: "reference" }).logits(tokens);
+    const session = new ModelSession(openModelFile(folder), { backend: "reference" });
+    const fromFolder = session.logits(tokens);
+    expect(relL2(fromFolder, fromGGUF)).toBeLessThan(1e-5);
+    expect(session.tokenizer.encode("Hello world", { addBos: true })).toEqual(
+      new ModelSession(openModelFile(gguf), { backend: "reference" }).tokenizer.encode("Hello world", {
+        addBos: true,
+      }),
+    );
+    const ref = hfReferenceLogits(folder, tokens);
+    let maxErr = 0;
+    ref.forEach((row, t) => {
+      for (let i = 0; i < row.length; i++)
+        maxErr = Math.max(maxErr, Math.abs(row[i] - fromFolder[t * row.length + i]));
+    });
+    expect(maxErr).toBeLessThan(1e-4);
+    const native = new ModelSession(openModelFile(folder), { backend: "native" }).logits(tokens);
+    expect(relL2(native, fromFolder)).toBeLessThan(1e-4);
+  });
+
+  it("HF → GGUF gives back the original tensors, and llama.cpp runs it like our engine", async () => {
+    const out = join(dir, "roundtrip.gguf");
+    writeModelAsGGUF(openModelFile(folder), out);
+    const a = readGGUF(gguf);
+    const b = readGGUF(out);
+    expect(b.tensors.map((t) => t.name).sort()).toEqual(a.tensors.map((t) => t.name).sort());
+    for (const t of a.tensors)
+      expect(Buffer.compare(b.tensor(t.name).data, a.tensor(t.name).data), t.name).toBe(0);
+    for (const key of [
+      "llama.block_count",
+      "llama.embedding_length",
+      "llama.attention.head_count_kv",
+      "tokenizer.ggml.bos_token_id",
+    ]) {
+      expect(Number(b.metadata[key]), key).toBe(Number(a.metadata[key]));
+    }
+    const trace = await llamaCppGreedy(out, tokens, 4, { topK: 5, threads: 1 });
+    const ours = new ModelSession(openModelFile(folder), { backend: "native" }).logits([
+      ...tokens,
+      ...trace.steps.slice(0, 3).map((s) => s.token),
+    ]);
+    trace.steps.forEach((step, s) => {
+      const row = logSoftmax(ours.subarray((tokens.length - 1 + s) * 512, (tokens.length + s) * 512));
+      for (const t of step.top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
+    });
+  });
+
+  it("re-encodes matrices on export, falling back where rows do not fit the block", () => {
+    const out = join(dir, "q8.gguf");
+    const { fallbacks } = writeModelAsGGUF(openModelFile(folder), out, { type: GGMLType.Q8_0 });
+    expect(fallbacks).toEqual([]);
+    const q = readGGUF(out);
+    expect(q.info("blk.0.attn_q.weight")?.type).toBe(GGMLType.Q8_0);
+    expect(q.info("blk.0.attn_norm.weight")?.type).toBe(GGMLType.F32);
+    expect(q.metadata["general.file_type"]).toBe(7);
+  });
+
+  describe("bad folders give errors naming the file and key, and leave no output", () => {
+    const broken = (name: string, edit: (d: string) => void): string => {
+      const d = join(dir, name);
+      mkdirSync(d);
+      for (const f of readdirSync(folder)) writeFileSync(join(d, f), readFileSync(join(folder, f)));
+      edit(d);
+      return d;
+    };
+    const editConfig = (d: string, fn: (c: Record<string, unknown>) => void) => {
+      const c = JSON.parse(readFileSync(join(d, "config.json"), "utf8"));
+      fn(c);
+      writeFileSync(join(d, "config.json"), JSON.stringify(c));
+    };
+    const failure = (d: string): RyzansteinError => {
+      const out = join(dir, `${d.split("/").pop()}.gguf`);
+      try {
+        writeModelAsGGUF(openModelFile(d), out);
+        new ModelSession(openModelFile(d), { backend: "reference" });
+      } catch (e) {
+        expect(e).toBeInstanceOf(RyzansteinError);
+        expect(existsSync(out)).toBe(false);
+        return e as RyzansteinError;
+      }
+      throw new Error("expected an error");
+    };
+
+    it("missing config key", () => {
+      const e = failure(broken("no-layers", (d) => editConfig(d, (c) => delete c.num_hidden_layers)));
+      expect(e.message).toMatch(/config\.json.*num_hidden_layers/);
+    });
+    it("shapes that disagree with the config", () => {
+      const e = failure(broken("wide", (d) => editConfig(d, (c) => (c.intermediate_size = 100))));
+      expect(e.code).toBe("SHAPE_MISMATCH");
+      expect(e.message).toMatch(/ffn_gate/);
+    });
+    it("unknown architecture", () => {
+      const e = failure(
+        broken("arch", (d) => editConfig(d, (c) => (c.architectures = ["MambaForCausalLM"]))),
+      );
+      expect(e.code).toBe("UNSUPPORTED_ARCHITECTURE");
+      expect(e.message).toMatch(/config\.json.*MambaForCausalLM/);
+    });
+    it("truncated safetensors header and header length past the end", () => {
+      const cut = failure(
+        broken("cut", (d) =>
+          writeFileSync(
+            join(d, "model.safetensors"),
+            readFileSync(join(folder, "model.safetensors")).subarray(0, 6),
+          ),
+        ),
+      );
+      expect(cut.message).toMatch(/model\.safetensors/);
+      const past = failure(
+        broken("past", (d) => {
+          const b = readFileSync(join(folder, "model.safetensors"));
+          b.writeBigUInt64LE(10n ** 9n, 0);
+          writeFileSync(join(d, "model.safetensors"), b);
+        }),
+      );
+      expect(past.code).toBe("TRUNCATED");
+      expect(past.message).toMatch(/model\.safetensors/);
+    });
+    it("unsupported dtype", () => {
+      const e = failure(
+        broken("dtype", (d) => {
+          const b = readFileSync(join(folder, "model.safetensors"));
+          const len = Number(b.readBigUInt64LE(0));
+          const header = b
+            .subarray(8, 8 + len)
+            .toString("utf8")
+            .replace('"dtype":"F32"', '"dtype":"I32"');
+          b.write(header, 8, "utf8");
+          writeFileSync(join(d, "model.safetensors"), b);
+        }),
+      );
+      expect(e.code).toBe("UNSUPPORTED_TENSOR_TYPE");
+      expect(e.message).toMatch(/model\.safetensors.*I32/);
+    });
+  });
+});
