@@ -17,7 +17,12 @@ import {
   writeModelAsHF,
 } from "@ryzanstein/convert";
 import { GGMLType, RyzansteinError } from "@ryzanstein/core-tensor";
-import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
+import {
+  disposeLlamaCpp,
+  llamaCppGreedy,
+  llamaCppTokenize,
+  writeRandomLlamaGGUF,
+} from "@ryzanstein/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelSession, openModelFile } from "../src/index.js";
 import { logSoftmax, relL2 } from "./helpers.js";
@@ -174,6 +179,12 @@ describe("HuggingFace folders (Llama)", () => {
       "tokenizer.ggml.bos_token_id",
     ]) {
       expect(Number(b.metadata[key]), key).toBe(Number(a.metadata[key]));
+    }
+    const ourTokenizer = new ModelSession(openModelFile(folder), { backend: "reference" }).tokenizer;
+    for (const text of ["Hello world", "abc  def\n\tghi", "w12 w3, 'quoted' ok!"]) {
+      expect(ourTokenizer.encode(text, { addBos: true }), text).toEqual(
+        await llamaCppTokenize(out, text, { addBos: true }),
+      );
     }
     const trace = await llamaCppGreedy(out, tokens, 4, { topK: 5, threads: 1 });
     const ours = new ModelSession(openModelFile(folder), { backend: "native" }).logits([
