@@ -52,6 +52,12 @@ function configNumber(config: HFConfig, key: string, fallback: number): number {
 
 const LAYER = /^model\.layers\.(\d+)\.(.+)$/;
 
+const QKV_BIAS_TENSORS: Record<string, string> = {
+  "self_attn.q_proj.bias": "attn_q.bias",
+  "self_attn.k_proj.bias": "attn_k.bias",
+  "self_attn.v_proj.bias": "attn_v.bias",
+};
+
 const LLAMA_LAYER_TENSORS: Record<string, string> = {
   "input_layernorm.weight": "attn_norm.weight",
   "self_attn.q_proj.weight": "attn_q.weight",
@@ -64,109 +70,152 @@ const LLAMA_LAYER_TENSORS: Record<string, string> = {
   "mlp.down_proj.weight": "ffn_down.weight",
 };
 
-/** Llama 2/3 and the models that share its layout (TinyLlama, SmolLM). */
-const llama: HFArchitecture = {
-  ggufArchitecture: "llama",
-  metadata(c, file) {
-    const heads = configInt(c, "num_attention_heads", file);
-    const hidden = configInt(c, "hidden_size", file);
-    const meta: Record<string, GGUFWriteValue> = {
-      "general.architecture": "llama",
-      "llama.context_length": u32(configInt(c, "max_position_embeddings", file, 2048)),
-      "llama.embedding_length": u32(hidden),
-      "llama.block_count": u32(configInt(c, "num_hidden_layers", file)),
-      "llama.feed_forward_length": u32(configInt(c, "intermediate_size", file)),
-      "llama.attention.head_count": u32(heads),
-      "llama.attention.head_count_kv": u32(configInt(c, "num_key_value_heads", file, heads)),
-      "llama.rope.freq_base": f32(configNumber(c, "rope_theta", 10000)),
-      "llama.attention.layer_norm_rms_epsilon": f32(configNumber(c, "rms_norm_eps", 1e-6)),
-      "llama.rope.dimension_count": u32(configInt(c, "head_dim", file, hidden / heads)),
-      "llama.vocab_size": u32(configInt(c, "vocab_size", file)),
-    };
-    const scaling = c.rope_scaling as
-      | { type?: string; rope_type?: string; factor?: number }
-      | null
-      | undefined;
-    const kind = scaling?.rope_type ?? scaling?.type;
-    if (kind === "linear" && typeof scaling?.factor === "number") {
-      meta["llama.rope.scaling.type"] = "linear";
-      meta["llama.rope.scaling.factor"] = f32(scaling.factor);
-    } else if (kind && kind !== "default") {
-      throw new RyzansteinError(
-        "UNSUPPORTED_ARCHITECTURE",
-        `config.json: rope_scaling type ${kind} is not supported yet`,
-        { file },
-      );
-    }
-    return meta;
-  },
-  mapTensor(name, c) {
-    if (name === "model.embed_tokens.weight") return { gguf: "token_embd.weight" };
-    if (name === "model.norm.weight") return { gguf: "output_norm.weight" };
-    if (name === "lm_head.weight")
-      return c.tie_word_embeddings === true ? undefined : { gguf: "output.weight" };
-    const m = LAYER.exec(name);
-    const target = m ? LLAMA_LAYER_TENSORS[m[2]] : undefined;
-    if (!m || !target) return undefined;
-    const heads = c.num_attention_heads as number;
-    const kvHeads = (c.num_key_value_heads as number | undefined) ?? heads;
-    const permuteHeads =
-      m[2] === "self_attn.q_proj.weight" ? heads : m[2] === "self_attn.k_proj.weight" ? kvHeads : undefined;
-    return { gguf: `blk.${m[1]}.${target}`, ...(permuteHeads ? { permuteHeads } : {}) };
-  },
-  expectedShape(name, c) {
-    const H = c.hidden_size as number;
-    const heads = c.num_attention_heads as number;
-    const hd = (c.head_dim as number | undefined) ?? H / heads;
-    const kv = ((c.num_key_value_heads as number | undefined) ?? heads) * hd;
-    const I = c.intermediate_size as number;
-    const V = c.vocab_size as number;
-    const part = name.replace(/^blk\.\d+\./, "");
-    const shapes: Record<string, [number[], string]> = {
-      "token_embd.weight": [[V, H], "vocab_size, hidden_size"],
-      "output.weight": [[V, H], "vocab_size, hidden_size"],
-      "output_norm.weight": [[H], "hidden_size"],
-      "attn_norm.weight": [[H], "hidden_size"],
-      "ffn_norm.weight": [[H], "hidden_size"],
-      "attn_q.weight": [[heads * hd, H], "num_attention_heads, hidden_size"],
-      "attn_k.weight": [[kv, H], "num_key_value_heads, hidden_size"],
-      "attn_v.weight": [[kv, H], "num_key_value_heads, hidden_size"],
-      "attn_output.weight": [[H, heads * hd], "hidden_size, num_attention_heads"],
-      "ffn_gate.weight": [[I, H], "intermediate_size, hidden_size"],
-      "ffn_up.weight": [[I, H], "intermediate_size, hidden_size"],
-      "ffn_down.weight": [[H, I], "hidden_size, intermediate_size"],
-    };
-    const hit = shapes[part];
-    return hit ? { shape: hit[0], keys: hit[1] } : undefined;
-  },
-  configFromMetadata(meta) {
-    const n = (k: string) => Number(meta[`llama.${k}`]);
-    const heads = n("attention.head_count");
-    return {
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      hidden_size: n("embedding_length"),
-      intermediate_size: n("feed_forward_length"),
-      num_hidden_layers: n("block_count"),
-      num_attention_heads: heads,
-      num_key_value_heads:
-        meta["llama.attention.head_count_kv"] !== undefined ? n("attention.head_count_kv") : heads,
-      max_position_embeddings: meta["llama.context_length"] !== undefined ? n("context_length") : 2048,
-      rms_norm_eps:
-        meta["llama.attention.layer_norm_rms_epsilon"] !== undefined
-          ? n("attention.layer_norm_rms_epsilon")
-          : 1e-5,
-      rope_theta: meta["llama.rope.freq_base"] !== undefined ? n("rope.freq_base") : 10000,
-      hidden_act: "silu",
-      torch_dtype: "float32",
-    };
-  },
-};
+/** What differs between members of the Llama family. */
+interface LlamaLikeOptions {
+  /** GGUF `general.architecture` and key prefix. */
+  arch: string;
+  /** HF class name written by the reverse export. */
+  hfClass: string;
+  /** HF `model_type`. */
+  modelType: string;
+  /** Llama GGUFs interleave RoPE pairs, so Q/K rows are permuted; NeoX-RoPE models keep HF order. */
+  permuteQK: boolean;
+  /** Q, K and V projections carry biases (Qwen2). */
+  qkvBias: boolean;
+}
+
+/** Llama-family layouts: one factory, a row per member. */
+function llamaLike(o: LlamaLikeOptions): HFArchitecture {
+  const a = o.arch;
+  return {
+    ggufArchitecture: a,
+    metadata(c, file) {
+      const heads = configInt(c, "num_attention_heads", file);
+      const hidden = configInt(c, "hidden_size", file);
+      const meta: Record<string, GGUFWriteValue> = {
+        "general.architecture": a,
+        [`${a}.context_length`]: u32(configInt(c, "max_position_embeddings", file, 2048)),
+        [`${a}.embedding_length`]: u32(hidden),
+        [`${a}.block_count`]: u32(configInt(c, "num_hidden_layers", file)),
+        [`${a}.feed_forward_length`]: u32(configInt(c, "intermediate_size", file)),
+        [`${a}.attention.head_count`]: u32(heads),
+        [`${a}.attention.head_count_kv`]: u32(configInt(c, "num_key_value_heads", file, heads)),
+        [`${a}.rope.freq_base`]: f32(configNumber(c, "rope_theta", 10000)),
+        [`${a}.attention.layer_norm_rms_epsilon`]: f32(configNumber(c, "rms_norm_eps", 1e-6)),
+        [`${a}.rope.dimension_count`]: u32(configInt(c, "head_dim", file, hidden / heads)),
+        [`${a}.vocab_size`]: u32(configInt(c, "vocab_size", file)),
+      };
+      const scaling = c.rope_scaling as
+        | { type?: string; rope_type?: string; factor?: number }
+        | null
+        | undefined;
+      const kind = scaling?.rope_type ?? scaling?.type;
+      if (kind === "linear" && typeof scaling?.factor === "number") {
+        meta[`${a}.rope.scaling.type`] = "linear";
+        meta[`${a}.rope.scaling.factor`] = f32(scaling.factor);
+      } else if (kind && kind !== "default") {
+        throw new RyzansteinError(
+          "UNSUPPORTED_ARCHITECTURE",
+          `config.json: rope_scaling type ${kind} is not supported yet`,
+          { file },
+        );
+      }
+      return meta;
+    },
+    mapTensor(name, c) {
+      if (name === "model.embed_tokens.weight") return { gguf: "token_embd.weight" };
+      if (name === "model.norm.weight") return { gguf: "output_norm.weight" };
+      if (name === "lm_head.weight")
+        return c.tie_word_embeddings === true ? undefined : { gguf: "output.weight" };
+      const m = LAYER.exec(name);
+      const target = m
+        ? (LLAMA_LAYER_TENSORS[m[2]] ?? (o.qkvBias ? QKV_BIAS_TENSORS[m[2]] : undefined))
+        : undefined;
+      if (!m || !target) return undefined;
+      const heads = c.num_attention_heads as number;
+      const kvHeads = (c.num_key_value_heads as number | undefined) ?? heads;
+      const permuteHeads = !o.permuteQK
+        ? undefined
+        : m[2] === "self_attn.q_proj.weight"
+          ? heads
+          : m[2] === "self_attn.k_proj.weight"
+            ? kvHeads
+            : undefined;
+      return { gguf: `blk.${m[1]}.${target}`, ...(permuteHeads ? { permuteHeads } : {}) };
+    },
+    expectedShape(name, c) {
+      const H = c.hidden_size as number;
+      const heads = c.num_attention_heads as number;
+      const hd = (c.head_dim as number | undefined) ?? H / heads;
+      const kv = ((c.num_key_value_heads as number | undefined) ?? heads) * hd;
+      const I = c.intermediate_size as number;
+      const V = c.vocab_size as number;
+      const part = name.replace(/^blk\.\d+\./, "");
+      const shapes: Record<string, [number[], string]> = {
+        "token_embd.weight": [[V, H], "vocab_size, hidden_size"],
+        "output.weight": [[V, H], "vocab_size, hidden_size"],
+        "output_norm.weight": [[H], "hidden_size"],
+        "attn_norm.weight": [[H], "hidden_size"],
+        "ffn_norm.weight": [[H], "hidden_size"],
+        "attn_q.weight": [[heads * hd, H], "num_attention_heads, hidden_size"],
+        "attn_k.weight": [[kv, H], "num_key_value_heads, hidden_size"],
+        "attn_v.weight": [[kv, H], "num_key_value_heads, hidden_size"],
+        "attn_output.weight": [[H, heads * hd], "hidden_size, num_attention_heads"],
+        "ffn_gate.weight": [[I, H], "intermediate_size, hidden_size"],
+        "ffn_up.weight": [[I, H], "intermediate_size, hidden_size"],
+        "ffn_down.weight": [[H, I], "hidden_size, intermediate_size"],
+        "attn_q.bias": [[heads * hd], "num_attention_heads"],
+        "attn_k.bias": [[kv], "num_key_value_heads"],
+        "attn_v.bias": [[kv], "num_key_value_heads"],
+      };
+      const hit = shapes[part];
+      return hit ? { shape: hit[0], keys: hit[1] } : undefined;
+    },
+    configFromMetadata(meta) {
+      const n = (k: string) => Number(meta[`${a}.${k}`]);
+      const heads = n("attention.head_count");
+      return {
+        architectures: [o.hfClass],
+        model_type: o.modelType,
+        hidden_size: n("embedding_length"),
+        intermediate_size: n("feed_forward_length"),
+        num_hidden_layers: n("block_count"),
+        num_attention_heads: heads,
+        num_key_value_heads:
+          meta[`${a}.attention.head_count_kv`] !== undefined ? n("attention.head_count_kv") : heads,
+        max_position_embeddings: meta[`${a}.context_length`] !== undefined ? n("context_length") : 2048,
+        rms_norm_eps:
+          meta[`${a}.attention.layer_norm_rms_epsilon`] !== undefined
+            ? n("attention.layer_norm_rms_epsilon")
+            : 1e-5,
+        rope_theta: meta[`${a}.rope.freq_base`] !== undefined ? n("rope.freq_base") : 10000,
+        hidden_act: "silu",
+        torch_dtype: "float32",
+      };
+    },
+  };
+}
 
 /** HF `architectures[0]` → mapping. TinyLlama and SmolLM ship as `LlamaForCausalLM`. */
 export const HF_ARCHITECTURES: Readonly<Record<string, HFArchitecture>> = {
-  LlamaForCausalLM: llama,
+  LlamaForCausalLM: llamaLike({
+    arch: "llama",
+    hfClass: "LlamaForCausalLM",
+    modelType: "llama",
+    permuteQK: true,
+    qkvBias: false,
+  }),
+  Qwen2ForCausalLM: llamaLike({
+    arch: "qwen2",
+    hfClass: "Qwen2ForCausalLM",
+    modelType: "qwen2",
+    permuteQK: false,
+    qkvBias: true,
+  }),
 };
 
 /** GGUF `general.architecture` → the HF class name the reverse export writes. */
-export const GGUF_TO_HF_ARCHITECTURE: Readonly<Record<string, string>> = { llama: "LlamaForCausalLM" };
+export const GGUF_TO_HF_ARCHITECTURE: Readonly<Record<string, string>> = {
+  llama: "LlamaForCausalLM",
+  qwen2: "Qwen2ForCausalLM",
+};

@@ -46,6 +46,7 @@ export interface ArchitectureSpec {
 /** Architectures the engine runs, by `general.architecture`. Variants of Llama share its forward pass. */
 export const ARCHITECTURES: Readonly<Record<string, ArchitectureSpec>> = {
   llama: { name: "llama", ropeNeox: false },
+  qwen2: { name: "qwen2", ropeNeox: true },
 };
 
 /** Reads and validates a model config from a GGUF file. */

@@ -152,6 +152,15 @@ export class Model {
     return logits;
   }
 
+  /** Adds `bias` to each of the `n` rows of `x`. */
+  private addBias(x: Float32Array, bias: Float32Array, n: number): void {
+    const len = bias.length;
+    for (let i = 0; i < n; i++) {
+      const row = x.subarray(i * len, (i + 1) * len);
+      this.backend.add(row, row, bias, len);
+    }
+  }
+
   /** One forward pass over `n` tokens whose ids and positions are in `ctx.buf`. */
   private step(ctx: Context, n: number, mode: LogitsMode): Float32Array {
     const c = this.config;
@@ -172,6 +181,11 @@ export class Model {
       b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
       b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
       b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      if (layer.bq && layer.bk && layer.bv) {
+        this.addBias(q, layer.bq, n);
+        this.addBias(k, layer.bk, n);
+        this.addBias(v, layer.bv, n);
+      }
       b.rope(q, n, positions, this.ropeParams.q);
       b.rope(k, n, positions, this.ropeParams.k);
       const keys = ctx.keys[l]; // [ctx, kvDim]

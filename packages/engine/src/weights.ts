@@ -14,6 +14,12 @@ export interface LayerWeights {
   wv: Tensor;
   /** Attention output projection `[dim, nHeads*headDim]`. */
   wo: Tensor;
+  /** Biases of the Q, K and V projections (Qwen2), when the model has them. */
+  bq?: Float32Array;
+  /** K projection bias. */
+  bk?: Float32Array;
+  /** V projection bias. */
+  bv?: Float32Array;
   /** RMSNorm weight before the feed-forward block, `[dim]`. */
   ffnNorm: Float32Array;
   /** Gate projection `[ffnDim, dim]`. */
@@ -86,6 +92,13 @@ export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeight
       wk: matrix(`${p}attn_k.weight`, kvDim, c.dim),
       wv: matrix(`${p}attn_v.weight`, kvDim, c.dim),
       wo: matrix(`${p}attn_output.weight`, c.dim, qDim),
+      ...(gguf.has(`${p}attn_q.bias`)
+        ? {
+            bq: vector(`${p}attn_q.bias`, qDim),
+            bk: vector(`${p}attn_k.bias`, kvDim),
+            bv: vector(`${p}attn_v.bias`, kvDim),
+          }
+        : {}),
       ffnNorm: vector(`${p}ffn_norm.weight`, c.dim),
       wGate: matrix(`${p}ffn_gate.weight`, c.ffnDim, c.dim),
       wUp: matrix(`${p}ffn_up.weight`, c.ffnDim, c.dim),

@@ -15,14 +15,18 @@ import {
   readSafetensors,
   writeModelAsGGUF,
   writeModelAsHF,
+  writeSafetensors,
 } from "@ryzanstein/convert";
 import { GGMLType, RyzansteinError } from "@ryzanstein/core-tensor";
 import {
   disposeLlamaCpp,
+  fixturesDir,
+  gaussian,
   llamaCppGreedy,
   llamaCppTokenize,
   writeRandomLlamaGGUF,
 } from "@ryzanstein/test-support";
+import { hfTokenizerFromGGUFMetadata } from "@ryzanstein/tokenizers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelSession, openModelFile } from "../src/index.js";
 import { logSoftmax, relL2 } from "./helpers.js";
@@ -55,6 +59,7 @@ function hfReferenceLogits(path: string, ids: number[]): Float64Array[] {
   const config = JSON.parse(readFileSync(join(path, "config.json"), "utf8"));
   const st = readSafetensors(join(path, "model.safetensors"));
   const w = (name: string) => Float64Array.from(st.tensor(name).toF32());
+  const has = (name: string) => st.tensors.some((t) => t.name === name);
   const H = config.hidden_size;
   const nH = config.num_attention_heads;
   const nKv = config.num_key_value_heads;
@@ -67,6 +72,14 @@ function hfReferenceLogits(path: string, ids: number[]): Float64Array[] {
       let s = 0;
       for (let c = 0; c < cols; c++) s += m[r * cols + c] * x[c];
       y[r] = s;
+    }
+    return y;
+  };
+  const proj = (name: string, x: Float64Array, rows: number) => {
+    const y = matvec(w(`${name}.weight`), x, rows);
+    if (has(`${name}.bias`)) {
+      const b = w(`${name}.bias`);
+      for (let i = 0; i < rows; i++) y[i] += b[i];
     }
     return y;
   };
@@ -102,9 +115,9 @@ function hfReferenceLogits(path: string, ids: number[]): Float64Array[] {
     for (let l = 0; l < config.num_hidden_layers; l++) {
       const p = `model.layers.${l}.`;
       const xn = rms(x, w(`${p}input_layernorm.weight`));
-      const q = rope(matvec(w(`${p}self_attn.q_proj.weight`), xn, nH * hd), nH, pos);
-      keys[l].push(rope(matvec(w(`${p}self_attn.k_proj.weight`), xn, nKv * hd), nKv, pos));
-      values[l].push(matvec(w(`${p}self_attn.v_proj.weight`), xn, nKv * hd));
+      const q = rope(proj(`${p}self_attn.q_proj`, xn, nH * hd), nH, pos);
+      keys[l].push(rope(proj(`${p}self_attn.k_proj`, xn, nKv * hd), nKv, pos));
+      values[l].push(proj(`${p}self_attn.v_proj`, xn, nKv * hd));
       const att = new Float64Array(nH * hd);
       for (let h = 0; h < nH; h++) {
         const kh = Math.floor(h / (nH / nKv));
@@ -284,6 +297,120 @@ describe("HuggingFace folders (Llama)", () => {
       );
       expect(e.code).toBe("UNSUPPORTED_TENSOR_TYPE");
       expect(e.message).toMatch(/model\.safetensors.*I32/);
+    });
+  });
+});
+
+/** Writes a random-weight HF folder in HF layout (no GGUF involved), for architectures built directly. */
+function writeRandomHFFolder(
+  path: string,
+  config: Record<string, unknown>,
+  withBias: boolean,
+  tokenizerMeta: Record<string, unknown>,
+): void {
+  mkdirSync(path);
+  const H = config.hidden_size as number;
+  const nH = config.num_attention_heads as number;
+  const nKv = config.num_key_value_heads as number;
+  const hd = H / nH;
+  const I = config.intermediate_size as number;
+  const V = config.vocab_size as number;
+  const rand = gaussian(99);
+  const f32 = (shape: number[], std: number) => {
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < v.length; i++) v[i] = rand() * std;
+    return { type: GGMLType.F32, shape, data: new Uint8Array(v.buffer) };
+  };
+  const ones = (n: number) => {
+    const v = new Float32Array(n).map(() => 1 + 0.1 * rand());
+    return { type: GGMLType.F32, shape: [n], data: new Uint8Array(v.buffer) };
+  };
+  const tensors: Array<{ name: string; type: GGMLType; shape: number[]; data: Uint8Array }> = [];
+  tensors.push({ name: "model.embed_tokens.weight", ...f32([V, H], 0.08) });
+  for (let l = 0; l < (config.num_hidden_layers as number); l++) {
+    const p = `model.layers.${l}.`;
+    tensors.push({ name: `${p}input_layernorm.weight`, ...ones(H) });
+    tensors.push({ name: `${p}self_attn.q_proj.weight`, ...f32([nH * hd, H], 0.08) });
+    tensors.push({ name: `${p}self_attn.k_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    tensors.push({ name: `${p}self_attn.v_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    if (withBias) {
+      tensors.push({ name: `${p}self_attn.q_proj.bias`, ...f32([nH * hd], 0.5) });
+      tensors.push({ name: `${p}self_attn.k_proj.bias`, ...f32([nKv * hd], 0.5) });
+      tensors.push({ name: `${p}self_attn.v_proj.bias`, ...f32([nKv * hd], 0.5) });
+    }
+    tensors.push({ name: `${p}self_attn.o_proj.weight`, ...f32([H, nH * hd], 0.08) });
+    tensors.push({ name: `${p}post_attention_layernorm.weight`, ...ones(H) });
+    tensors.push({ name: `${p}mlp.gate_proj.weight`, ...f32([I, H], 0.08) });
+    tensors.push({ name: `${p}mlp.up_proj.weight`, ...f32([I, H], 0.08) });
+    tensors.push({ name: `${p}mlp.down_proj.weight`, ...f32([H, I], 0.08) });
+  }
+  tensors.push({ name: "model.norm.weight", ...ones(H) });
+  if (!config.tie_word_embeddings) tensors.push({ name: "lm_head.weight", ...f32([V, H], 4 / Math.sqrt(H)) });
+  writeSafetensors(join(path, "model.safetensors"), tensors, { format: "pt" });
+  writeFileSync(join(path, "config.json"), JSON.stringify(config));
+  const { tokenizerJson, tokenizerConfig } = hfTokenizerFromGGUFMetadata(tokenizerMeta);
+  writeFileSync(join(path, "tokenizer.json"), JSON.stringify(tokenizerJson));
+  writeFileSync(join(path, "tokenizer_config.json"), JSON.stringify(tokenizerConfig));
+}
+
+describe("HuggingFace folders (Qwen2: QKV bias, NeoX RoPE)", () => {
+  const qwen = join(dir, "hf-qwen2");
+  const config = {
+    architectures: ["Qwen2ForCausalLM"],
+    model_type: "qwen2",
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    vocab_size: 50257,
+    tie_word_embeddings: false,
+  };
+  const ids = [50256, 15496, 995, 11, 262, 2068, 7586, 21831];
+
+  beforeAll(() => {
+    const gpt2 = readGGUF(join(fixturesDir(), "tokenizers/ggml-vocab-gpt-2.gguf")).metadata;
+    writeRandomHFFolder(qwen, config, true, {
+      ...gpt2,
+      "tokenizer.ggml.pre": "qwen2",
+      "tokenizer.ggml.bos_token_id": 50256,
+    });
+  });
+
+  it("the engine runs the folder: float64 HF equations agree within 1e-4", () => {
+    const session = new ModelSession(openModelFile(qwen), { backend: "reference" });
+    expect(session.config.architecture).toBe("qwen2");
+    const ours = session.logits(ids);
+    const ref = hfReferenceLogits(qwen, ids);
+    let maxErr = 0;
+    ref.forEach((row, t) => {
+      for (let i = 0; i < row.length; i++)
+        maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
+    });
+    expect(maxErr).toBeLessThan(1e-4);
+  });
+
+  it("exports a GGUF that llama.cpp runs and tokenizes like our engine", async () => {
+    const out = join(dir, "qwen2.gguf");
+    writeModelAsGGUF(openModelFile(qwen), out);
+    const exported = new ModelSession(openModelFile(out), { backend: "native" });
+    const fromFolder = new ModelSession(openModelFile(qwen), { backend: "native" });
+    expect(relL2(exported.logits(ids), fromFolder.logits(ids))).toBeLessThan(1e-5);
+    for (const text of ["Hello world", "It's 2024: numbers 12345 and CAPS!"]) {
+      expect(exported.tokenizer.encode(text, { addBos: false }), text).toEqual(
+        await llamaCppTokenize(out, text, { addBos: false }),
+      );
+    }
+    const trace = await llamaCppGreedy(out, ids, 4, { topK: 5, threads: 1 });
+    const seq = [...ids, ...trace.steps.slice(0, 3).map((s) => s.token)];
+    const ours = exported.logits(seq);
+    trace.steps.forEach((step, s) => {
+      const row = logSoftmax(ours.subarray((ids.length - 1 + s) * 50257, (ids.length + s) * 50257));
+      if (step.top2Gap >= 0.05) expect(row.indexOf(Math.max(...row))).toBe(step.token);
+      for (const t of step.top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
     });
   });
 });
