@@ -82,6 +82,8 @@ interface LlamaLikeOptions {
   permuteQK: boolean;
   /** Q, K and V projections carry biases (Qwen2). */
   qkvBias: boolean;
+  /** `config.sliding_window` is honoured (Mistral): written as `<arch>.attention.sliding_window`. */
+  slidingWindow?: boolean;
 }
 
 /** Llama-family layouts: one factory, a row per member. */
@@ -105,6 +107,9 @@ function llamaLike(o: LlamaLikeOptions): HFArchitecture {
         [`${a}.rope.dimension_count`]: u32(configInt(c, "head_dim", file, hidden / heads)),
         [`${a}.vocab_size`]: u32(configInt(c, "vocab_size", file)),
       };
+      if (o.slidingWindow && typeof c.sliding_window === "number" && c.sliding_window > 0) {
+        meta[`${a}.attention.sliding_window`] = u32(c.sliding_window);
+      }
       const scaling = c.rope_scaling as
         | { type?: string; rope_type?: string; factor?: number }
         | null
@@ -174,9 +179,13 @@ function llamaLike(o: LlamaLikeOptions): HFArchitecture {
     configFromMetadata(meta) {
       const n = (k: string) => Number(meta[`${a}.${k}`]);
       const heads = n("attention.head_count");
+      const window = meta[`${a}.attention.sliding_window`];
+      // A Llama GGUF with a sliding window came from Mistral.
+      const mistral = window !== undefined && a === "llama";
       return {
-        architectures: [o.hfClass],
-        model_type: o.modelType,
+        architectures: [mistral ? "MistralForCausalLM" : o.hfClass],
+        model_type: mistral ? "mistral" : o.modelType,
+        ...(window !== undefined ? { sliding_window: Number(window) } : {}),
         hidden_size: n("embedding_length"),
         intermediate_size: n("feed_forward_length"),
         num_hidden_layers: n("block_count"),
@@ -204,6 +213,14 @@ export const HF_ARCHITECTURES: Readonly<Record<string, HFArchitecture>> = {
     modelType: "llama",
     permuteQK: true,
     qkvBias: false,
+  }),
+  MistralForCausalLM: llamaLike({
+    arch: "llama",
+    hfClass: "MistralForCausalLM",
+    modelType: "mistral",
+    permuteQK: true,
+    qkvBias: false,
+    slidingWindow: true,
   }),
   Qwen2ForCausalLM: llamaLike({
     arch: "qwen2",

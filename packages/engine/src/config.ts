@@ -33,6 +33,8 @@ export interface ModelConfig {
   ropeDims: number;
   /** NeoX rotation layout (false for Llama GGUFs, whose Q/K were permuted at conversion). */
   ropeNeox: boolean;
+  /** Keys a query sees: the last `slidingWindow` positions (Mistral), or 0 for all. */
+  slidingWindow: number;
 }
 
 /** One architecture: how to read its config from GGUF metadata. One row per architecture in {@link ARCHITECTURES}. */
@@ -88,6 +90,7 @@ export function readModelConfig(gguf: ModelSource): ModelConfig {
     ropeFreqScale: scalingType === "linear" && scalingFactor > 0 ? 1 / scalingFactor : 1,
     ropeDims: gguf.getNumberOr(k("rope.dimension_count"), headDim),
     ropeNeox: spec.ropeNeox,
+    slidingWindow: gguf.getNumberOr(k("attention.sliding_window"), 0),
   };
   validateConfig(config, gguf.file);
   return config;

@@ -152,6 +152,41 @@ export class Model {
     return logits;
   }
 
+  /**
+   * Causal attention over the cache. With a sliding window, a query past the window sees a view of
+   * the cache that starts where its window does (its keys already carry their RoPE positions).
+   */
+  private attend(
+    out: Float32Array,
+    q: Float32Array,
+    keys: Float32Array,
+    values: Float32Array,
+    positions: Int32Array,
+    n: number,
+  ): void {
+    const window = this.config.slidingWindow;
+    if (window <= 0 || positions[n - 1] < window) {
+      this.backend.attention(out, q, keys, values, positions, n, this.attnParams);
+      return;
+    }
+    const qRow = this.config.nHeads * this.config.headDim;
+    const kvRow = this.config.nKvHeads * this.config.headDim;
+    const last = new Int32Array(1);
+    for (let i = 0; i < n; i++) {
+      const start = Math.max(0, positions[i] - window + 1);
+      last[0] = positions[i] - start;
+      this.backend.attention(
+        out.subarray(i * qRow, (i + 1) * qRow),
+        q.subarray(i * qRow, (i + 1) * qRow),
+        keys.subarray(start * kvRow),
+        values.subarray(start * kvRow),
+        last,
+        1,
+        this.attnParams,
+      );
+    }
+  }
+
   /** Adds `bias` to each of the `n` rows of `x`. */
   private addBias(x: Float32Array, bias: Float32Array, n: number): void {
     const len = bias.length;
@@ -194,7 +229,7 @@ export class Model {
         keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
         values.set(v.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
       }
-      b.attention(att, q, keys, values, positions, n, this.attnParams); // att [n, nHeads*headDim]
+      this.attend(att, q, keys, values, positions, n); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       b.add(x, x, xb, n * c.dim); // residual
 
