@@ -143,7 +143,9 @@ export function writeModelAsHF(
       hfNames.push(`model.layers.${l}.${part}.weight`);
     for (const p of ["q_proj", "k_proj", "v_proj", "o_proj"])
       hfNames.push(`model.layers.${l}.self_attn.${p}.weight`);
-    for (const p of ["gate_proj", "up_proj", "down_proj"]) hfNames.push(`model.layers.${l}.mlp.${p}.weight`);
+    for (const p of ["gate_proj", "up_proj", "down_proj", "gate_up_proj"])
+      hfNames.push(`model.layers.${l}.mlp.${p}.weight`);
+    hfNames.push(`model.layers.${l}.self_attn.qkv_proj.weight`);
   }
   const reverse = new Map<string, { hf: string; permuteHeads?: number }>();
   for (const hf of hfNames) {

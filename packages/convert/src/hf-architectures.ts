@@ -84,7 +84,18 @@ interface LlamaLikeOptions {
   qkvBias: boolean;
   /** `config.sliding_window` is honoured (Mistral): written as `<arch>.attention.sliding_window`. */
   slidingWindow?: boolean;
+  /** Q/K/V in one `qkv_proj` and gate/up in one `gate_up_proj` (Phi-3), kept fused as llama.cpp does. */
+  fused?: boolean;
 }
+
+const FUSED_LAYER_TENSORS: Record<string, string> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "self_attn.qkv_proj.weight": "attn_qkv.weight",
+  "self_attn.o_proj.weight": "attn_output.weight",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "mlp.gate_up_proj.weight": "ffn_up.weight",
+  "mlp.down_proj.weight": "ffn_down.weight",
+};
 
 /** Llama-family layouts: one factory, a row per member. */
 function llamaLike(o: LlamaLikeOptions): HFArchitecture {
@@ -104,7 +115,11 @@ function llamaLike(o: LlamaLikeOptions): HFArchitecture {
         [`${a}.attention.head_count_kv`]: u32(configInt(c, "num_key_value_heads", file, heads)),
         [`${a}.rope.freq_base`]: f32(configNumber(c, "rope_theta", 10000)),
         [`${a}.attention.layer_norm_rms_epsilon`]: f32(configNumber(c, "rms_norm_eps", 1e-6)),
-        [`${a}.rope.dimension_count`]: u32(configInt(c, "head_dim", file, hidden / heads)),
+        [`${a}.rope.dimension_count`]: u32(
+          Math.round(
+            configInt(c, "head_dim", file, hidden / heads) * configNumber(c, "partial_rotary_factor", 1),
+          ),
+        ),
         [`${a}.vocab_size`]: u32(configInt(c, "vocab_size", file)),
       };
       if (o.slidingWindow && typeof c.sliding_window === "number" && c.sliding_window > 0) {
@@ -133,9 +148,8 @@ function llamaLike(o: LlamaLikeOptions): HFArchitecture {
       if (name === "lm_head.weight")
         return c.tie_word_embeddings === true ? undefined : { gguf: "output.weight" };
       const m = LAYER.exec(name);
-      const target = m
-        ? (LLAMA_LAYER_TENSORS[m[2]] ?? (o.qkvBias ? QKV_BIAS_TENSORS[m[2]] : undefined))
-        : undefined;
+      const table = o.fused ? FUSED_LAYER_TENSORS : LLAMA_LAYER_TENSORS;
+      const target = m ? (table[m[2]] ?? (o.qkvBias ? QKV_BIAS_TENSORS[m[2]] : undefined)) : undefined;
       if (!m || !target) return undefined;
       const heads = c.num_attention_heads as number;
       const kvHeads = (c.num_key_value_heads as number | undefined) ?? heads;
@@ -167,8 +181,12 @@ function llamaLike(o: LlamaLikeOptions): HFArchitecture {
         "attn_v.weight": [[kv, H], "num_key_value_heads, hidden_size"],
         "attn_output.weight": [[H, heads * hd], "hidden_size, num_attention_heads"],
         "ffn_gate.weight": [[I, H], "intermediate_size, hidden_size"],
-        "ffn_up.weight": [[I, H], "intermediate_size, hidden_size"],
+        "ffn_up.weight": [[o.fused ? 2 * I : I, H], "intermediate_size, hidden_size"],
         "ffn_down.weight": [[H, I], "hidden_size, intermediate_size"],
+        "attn_qkv.weight": [
+          [heads * hd + 2 * kv, H],
+          "num_attention_heads, num_key_value_heads, hidden_size",
+        ],
         "attn_q.bias": [[heads * hd], "num_attention_heads"],
         "attn_k.bias": [[kv], "num_key_value_heads"],
         "attn_v.bias": [[kv], "num_key_value_heads"],
@@ -222,6 +240,15 @@ export const HF_ARCHITECTURES: Readonly<Record<string, HFArchitecture>> = {
     qkvBias: false,
     slidingWindow: true,
   }),
+  Phi3ForCausalLM: llamaLike({
+    arch: "phi3",
+    hfClass: "Phi3ForCausalLM",
+    modelType: "phi3",
+    permuteQK: false,
+    qkvBias: false,
+    slidingWindow: true,
+    fused: true,
+  }),
   Qwen2ForCausalLM: llamaLike({
     arch: "qwen2",
     hfClass: "Qwen2ForCausalLM",
@@ -235,4 +262,5 @@ export const HF_ARCHITECTURES: Readonly<Record<string, HFArchitecture>> = {
 export const GGUF_TO_HF_ARCHITECTURE: Readonly<Record<string, string>> = {
   llama: "LlamaForCausalLM",
   qwen2: "Qwen2ForCausalLM",
+  phi3: "Phi3ForCausalLM",
 };

@@ -49,6 +49,7 @@ export interface ArchitectureSpec {
 export const ARCHITECTURES: Readonly<Record<string, ArchitectureSpec>> = {
   llama: { name: "llama", ropeNeox: false },
   qwen2: { name: "qwen2", ropeNeox: true },
+  phi3: { name: "phi3", ropeNeox: true },
 };
 
 /** Reads and validates a model config from a GGUF file. */

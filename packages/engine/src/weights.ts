@@ -1,5 +1,5 @@
 import type { ModelSource } from "@ryzanstein/convert";
-import { isComputeFormat, RyzansteinError, type Tensor, typeName } from "@ryzanstein/core-tensor";
+import { isComputeFormat, RyzansteinError, Tensor, typeName } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
 
 /** Weights of one transformer block. Matrices stay in their file format and memory. */
@@ -40,6 +40,17 @@ export interface ModelWeights {
   outputNorm: Float32Array;
   /** Output projection `[vocab, dim]` (the embedding table when tied). */
   output: Tensor;
+}
+
+/** Rows `[start, start + count)` of a matrix, as a zero-copy tensor. */
+function rowView(t: Tensor, start: number, count: number): Tensor {
+  const rb = t.rowBytes;
+  return new Tensor(
+    t.type,
+    [count, t.cols],
+    t.data.subarray(start * rb, (start + count) * rb),
+    `${t.name}[${start}:${start + count}]`,
+  );
 }
 
 /** Reads the weights of a Llama-family model from GGUF, checking every shape against the config. */
@@ -86,11 +97,16 @@ export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeight
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const p = `blk.${l}.`;
+    // Phi-3 keeps Q/K/V in one matrix and gate/up in another: split them into row views.
+    const qkv = gguf.has(`${p}attn_qkv.weight`)
+      ? matrix(`${p}attn_qkv.weight`, qDim + 2 * kvDim, c.dim)
+      : undefined;
+    const gateUp = qkv ? matrix(`${p}ffn_up.weight`, 2 * c.ffnDim, c.dim) : undefined;
     layers.push({
       attnNorm: vector(`${p}attn_norm.weight`, c.dim),
-      wq: matrix(`${p}attn_q.weight`, qDim, c.dim),
-      wk: matrix(`${p}attn_k.weight`, kvDim, c.dim),
-      wv: matrix(`${p}attn_v.weight`, kvDim, c.dim),
+      wq: qkv ? rowView(qkv, 0, qDim) : matrix(`${p}attn_q.weight`, qDim, c.dim),
+      wk: qkv ? rowView(qkv, qDim, kvDim) : matrix(`${p}attn_k.weight`, kvDim, c.dim),
+      wv: qkv ? rowView(qkv, qDim + kvDim, kvDim) : matrix(`${p}attn_v.weight`, kvDim, c.dim),
       wo: matrix(`${p}attn_output.weight`, c.dim, qDim),
       ...(gguf.has(`${p}attn_q.bias`)
         ? {
@@ -100,8 +116,8 @@ export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeight
           }
         : {}),
       ffnNorm: vector(`${p}ffn_norm.weight`, c.dim),
-      wGate: matrix(`${p}ffn_gate.weight`, c.ffnDim, c.dim),
-      wUp: matrix(`${p}ffn_up.weight`, c.ffnDim, c.dim),
+      wGate: gateUp ? rowView(gateUp, 0, c.ffnDim) : matrix(`${p}ffn_gate.weight`, c.ffnDim, c.dim),
+      wUp: gateUp ? rowView(gateUp, c.ffnDim, c.ffnDim) : matrix(`${p}ffn_up.weight`, c.ffnDim, c.dim),
       wDown: matrix(`${p}ffn_down.weight`, c.dim, c.ffnDim),
     });
   }

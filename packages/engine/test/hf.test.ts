@@ -115,9 +115,23 @@ function hfReferenceLogits(path: string, ids: number[], windowOverride?: number)
     for (let l = 0; l < config.num_hidden_layers; l++) {
       const p = `model.layers.${l}.`;
       const xn = rms(x, w(`${p}input_layernorm.weight`));
-      const q = rope(proj(`${p}self_attn.q_proj`, xn, nH * hd), nH, pos);
-      keys[l].push(rope(proj(`${p}self_attn.k_proj`, xn, nKv * hd), nKv, pos));
-      values[l].push(proj(`${p}self_attn.v_proj`, xn, nKv * hd));
+      let qRaw: Float64Array;
+      let kRaw: Float64Array;
+      let vRaw: Float64Array;
+      if (has(`${p}self_attn.qkv_proj.weight`)) {
+        // Phi-3: one projection, then split into Q, K, V.
+        const qkv = proj(`${p}self_attn.qkv_proj`, xn, (nH + 2 * nKv) * hd);
+        qRaw = qkv.slice(0, nH * hd);
+        kRaw = qkv.slice(nH * hd, (nH + nKv) * hd);
+        vRaw = qkv.slice((nH + nKv) * hd);
+      } else {
+        qRaw = proj(`${p}self_attn.q_proj`, xn, nH * hd);
+        kRaw = proj(`${p}self_attn.k_proj`, xn, nKv * hd);
+        vRaw = proj(`${p}self_attn.v_proj`, xn, nKv * hd);
+      }
+      const q = rope(qRaw, nH, pos);
+      keys[l].push(rope(kRaw, nKv, pos));
+      values[l].push(vRaw);
       const att = new Float64Array(nH * hd);
       const window = windowOverride ?? config.sliding_window ?? 0;
       for (let h = 0; h < nH; h++) {
@@ -137,8 +151,16 @@ function hfReferenceLogits(path: string, ids: number[], windowOverride?: number)
       x = x.map((v, i) => v + matvec(w(`${p}self_attn.o_proj.weight`), att, H)[i]);
       const xn2 = rms(x, w(`${p}post_attention_layernorm.weight`));
       const I = config.intermediate_size;
-      const g = matvec(w(`${p}mlp.gate_proj.weight`), xn2, I);
-      const u = matvec(w(`${p}mlp.up_proj.weight`), xn2, I);
+      let g: Float64Array;
+      let u: Float64Array;
+      if (has(`${p}mlp.gate_up_proj.weight`)) {
+        const gu = matvec(w(`${p}mlp.gate_up_proj.weight`), xn2, 2 * I);
+        g = gu.slice(0, I);
+        u = gu.slice(I);
+      } else {
+        g = matvec(w(`${p}mlp.gate_proj.weight`), xn2, I);
+        u = matvec(w(`${p}mlp.up_proj.weight`), xn2, I);
+      }
       const act = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]);
       const down = matvec(w(`${p}mlp.down_proj.weight`), act, H);
       x = x.map((v, i) => v + down[i]);
@@ -309,6 +331,7 @@ function writeRandomHFFolder(
   config: Record<string, unknown>,
   withBias: boolean,
   tokenizerMeta: Record<string, unknown>,
+  fused = false,
 ): void {
   mkdirSync(path);
   const H = config.hidden_size as number;
@@ -332,9 +355,13 @@ function writeRandomHFFolder(
   for (let l = 0; l < (config.num_hidden_layers as number); l++) {
     const p = `model.layers.${l}.`;
     tensors.push({ name: `${p}input_layernorm.weight`, ...ones(H) });
-    tensors.push({ name: `${p}self_attn.q_proj.weight`, ...f32([nH * hd, H], 0.08) });
-    tensors.push({ name: `${p}self_attn.k_proj.weight`, ...f32([nKv * hd, H], 0.08) });
-    tensors.push({ name: `${p}self_attn.v_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    if (fused)
+      tensors.push({ name: `${p}self_attn.qkv_proj.weight`, ...f32([(nH + 2 * nKv) * hd, H], 0.08) });
+    else {
+      tensors.push({ name: `${p}self_attn.q_proj.weight`, ...f32([nH * hd, H], 0.08) });
+      tensors.push({ name: `${p}self_attn.k_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+      tensors.push({ name: `${p}self_attn.v_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    }
     if (withBias) {
       tensors.push({ name: `${p}self_attn.q_proj.bias`, ...f32([nH * hd], 0.5) });
       tensors.push({ name: `${p}self_attn.k_proj.bias`, ...f32([nKv * hd], 0.5) });
@@ -342,8 +369,11 @@ function writeRandomHFFolder(
     }
     tensors.push({ name: `${p}self_attn.o_proj.weight`, ...f32([H, nH * hd], 0.08) });
     tensors.push({ name: `${p}post_attention_layernorm.weight`, ...ones(H) });
-    tensors.push({ name: `${p}mlp.gate_proj.weight`, ...f32([I, H], 0.08) });
-    tensors.push({ name: `${p}mlp.up_proj.weight`, ...f32([I, H], 0.08) });
+    if (fused) tensors.push({ name: `${p}mlp.gate_up_proj.weight`, ...f32([2 * I, H], 0.08) });
+    else {
+      tensors.push({ name: `${p}mlp.gate_proj.weight`, ...f32([I, H], 0.08) });
+      tensors.push({ name: `${p}mlp.up_proj.weight`, ...f32([I, H], 0.08) });
+    }
     tensors.push({ name: `${p}mlp.down_proj.weight`, ...f32([H, I], 0.08) });
   }
   tensors.push({ name: "model.norm.weight", ...ones(H) });
@@ -479,5 +509,69 @@ describe("HuggingFace folders (Mistral: sliding window)", () => {
     const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits(ids.slice(0, 3));
     const row = logSoftmax(ours.subarray(2 * 512, 3 * 512));
     for (const t of trace.steps[0].top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
+  });
+});
+
+describe("HuggingFace folders (Phi-3: fused QKV and gate/up)", () => {
+  const phi = join(dir, "hf-phi3");
+  const config = {
+    architectures: ["Phi3ForCausalLM"],
+    model_type: "phi3",
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    vocab_size: 512,
+    sliding_window: 2047,
+    tie_word_embeddings: false,
+  };
+  const ids = [1, 403, 407, 261, 378, 300, 301, 302];
+
+  beforeAll(() => {
+    writeRandomHFFolder(
+      phi,
+      config,
+      false,
+      readGGUF(join(fixturesDir(), "models/stories260K.gguf")).metadata,
+      true,
+    );
+  });
+
+  it("the engine splits the fused matrices: float64 HF equations agree within 1e-4", () => {
+    const session = new ModelSession(openModelFile(phi), { backend: "native" });
+    expect(session.config.architecture).toBe("phi3");
+    const ours = session.logits(ids);
+    const ref = hfReferenceLogits(phi, ids);
+    let maxErr = 0;
+    ref.forEach((row, t) => {
+      for (let i = 0; i < row.length; i++)
+        maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
+    });
+    expect(maxErr).toBeLessThan(1e-4);
+  });
+
+  it("exports a GGUF that llama.cpp runs like our engine, and round-trips to HF", async () => {
+    const out = join(dir, "phi3.gguf");
+    writeModelAsGGUF(openModelFile(phi), out);
+    expect(readGGUF(out).info("blk.0.attn_qkv.weight")?.shape).toEqual([192, 64]);
+    const trace = await llamaCppGreedy(out, ids, 3, { topK: 5, threads: 1 });
+    const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits([
+      ...ids,
+      ...trace.steps.slice(0, 2).map((s) => s.token),
+    ]);
+    trace.steps.forEach((step, s) => {
+      const row = logSoftmax(ours.subarray((ids.length - 1 + s) * 512, (ids.length + s) * 512));
+      for (const t of step.top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
+    });
+    const back = join(dir, "phi3-back");
+    writeModelAsHF(readGGUF(out), back);
+    const a = readSafetensors(join(phi, "model.safetensors"));
+    const b = readSafetensors(join(back, "model.safetensors"));
+    for (const t of a.tensors)
+      expect(Buffer.compare(b.tensor(t.name).data, a.tensor(t.name).data), t.name).toBe(0);
   });
 });
