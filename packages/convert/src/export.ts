@@ -139,7 +139,12 @@ export function writeModelAsHF(
   const layers = Number(config.num_hidden_layers);
   const hfNames = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
   for (let l = 0; l < layers; l++) {
-    for (const part of ["input_layernorm", "post_attention_layernorm"])
+    for (const part of [
+      "input_layernorm",
+      "post_attention_layernorm",
+      "pre_feedforward_layernorm",
+      "post_feedforward_layernorm",
+    ])
       hfNames.push(`model.layers.${l}.${part}.weight`);
     for (const p of ["q_proj", "k_proj", "v_proj", "o_proj"])
       hfNames.push(`model.layers.${l}.self_attn.${p}.weight`);
@@ -147,10 +152,10 @@ export function writeModelAsHF(
       hfNames.push(`model.layers.${l}.mlp.${p}.weight`);
     hfNames.push(`model.layers.${l}.self_attn.qkv_proj.weight`);
   }
-  const reverse = new Map<string, { hf: string; permuteHeads?: number }>();
+  const reverse = new Map<string, { hf: string; permuteHeads?: number; normOffset?: number }>();
   for (const hf of hfNames) {
     const m = arch.mapTensor(hf, config);
-    if (m) reverse.set(m.gguf, { hf, permuteHeads: m.permuteHeads });
+    if (m) reverse.set(m.gguf, { hf, permuteHeads: m.permuteHeads, normOffset: m.normOffset });
   }
   const tensors = source.tensors.map((info) => {
     const target = reverse.get(info.name);
@@ -167,10 +172,15 @@ export function writeModelAsHF(
     }
     return {
       name: target.hf,
-      type: info.type,
+      type: target.normOffset !== undefined ? GGMLType.F32 : info.type,
       shape: info.shape,
       data: () => {
         const t = source.tensor(info.name);
+        if (target.normOffset !== undefined) {
+          const values = t.toF32();
+          for (let i = 0; i < values.length; i++) values[i] -= target.normOffset;
+          return new Uint8Array(values.buffer);
+        }
         return target.permuteHeads
           ? permuteHeadRows(t.data, t.rows, t.rowBytes, target.permuteHeads, true)
           : t.data;

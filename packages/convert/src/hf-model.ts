@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
+import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 import { ggufMetadataFromHFTokenizer, type HFTokenizerConfig } from "@ryzanstein/tokenizers";
 import type { GGUFValue } from "./gguf-types.js";
 import type { GGUFWriteValue } from "./gguf-writer.js";
@@ -19,6 +19,7 @@ interface Entry {
   shard: SafetensorsFile;
   hfName: string;
   permuteHeads?: number;
+  normOffset?: number;
 }
 
 function readJson(path: string, what: string): unknown {
@@ -143,6 +144,11 @@ export class HFModel extends ModelSource {
     const e = this.entries.get(name);
     if (!e) return this.missingTensor(name);
     const view = e.shard.tensor(e.hfName);
+    if (e.normOffset !== undefined) {
+      const values = view.toF32();
+      for (let i = 0; i < values.length; i++) values[i] += e.normOffset;
+      return new Tensor(GGMLType.F32, view.shape, new Uint8Array(values.buffer), name);
+    }
     if (!e.permuteHeads) return new Tensor(view.type, view.shape, view.data, name);
     const rows = view.shape[0];
     if (rows % (2 * e.permuteHeads) !== 0) {
@@ -226,11 +232,19 @@ export function openHFModel(dir: string, options: OpenHFModelOptions = {}): HFMo
           { file: path },
         );
       }
+      // Offset norms are decoded to F32 with the offset added.
+      const type = mapping.normOffset !== undefined ? GGMLType.F32 : tensor.type;
       entries.set(mapping.gguf, {
-        info: { name: mapping.gguf, type: tensor.type, shape: [...tensor.shape], byteLength: t.byteLength },
+        info: {
+          name: mapping.gguf,
+          type,
+          shape: [...tensor.shape],
+          byteLength: Tensor.byteSize(type, tensor.shape),
+        },
         shard,
         hfName: t.name,
         permuteHeads: mapping.permuteHeads,
+        normOffset: mapping.normOffset,
       });
     }
   }

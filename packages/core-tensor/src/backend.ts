@@ -26,6 +26,8 @@ export interface AttentionParams {
   headDim: number;
   /** Factor applied to q·k before the softmax, usually `1/sqrt(headDim)`. */
   scale: number;
+  /** Gemma 2's soft-capping of attention scores, `c·tanh(s/c)`; 0 or absent for none. */
+  softcap?: number;
 }
 
 /**
@@ -58,6 +60,9 @@ export interface Backend {
 
   /** `y[i] = silu(gate[i]) * up[i]` for `len` elements. `y` may alias either input. */
   swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
+
+  /** `y[i] = gelu(gate[i]) * up[i]` (GeGLU, tanh-approximated GELU) for `len` elements. `y` may alias either input. */
+  geglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
 
   /** `y[i] = a[i] + b[i]` for `len` elements. `y` may alias either input. */
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void;

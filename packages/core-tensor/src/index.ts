@@ -6,5 +6,5 @@ export { isRyzansteinError, RyzansteinError } from "./errors.js";
 export type { ComputeFormat, FormatTraits } from "./formats.js";
 export { dequantizeRow, FORMAT_TRAITS, isComputeFormat, quantizeRow } from "./formats.js";
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "./half.js";
-export { ReferenceBackend } from "./reference.js";
+export { geluTanh, ReferenceBackend } from "./reference.js";
 export { Tensor } from "./tensor.js";

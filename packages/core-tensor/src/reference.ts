@@ -86,6 +86,10 @@ export class ReferenceBackend implements Backend {
     }
   }
 
+  geglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
+    for (let i = 0; i < len; i++) y[i] = geluTanh(gate[i]) * up[i];
+  }
+
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
     for (let i = 0; i < len; i++) y[i] = a[i] + b[i];
   }
@@ -112,7 +116,7 @@ export class ReferenceBackend implements Backend {
         for (let j = 0; j < len; j++) {
           let s = 0;
           for (let d = 0; d < p.headDim; d++) s += q[qo + d] * k[j * kvRow + kvh + d];
-          scores[j] = s * p.scale;
+          scores[j] = p.softcap ? p.softcap * Math.tanh((s * p.scale) / p.softcap) : s * p.scale;
           if (scores[j] > max) max = scores[j];
         }
         let sum = 0;
@@ -128,6 +132,11 @@ export class ReferenceBackend implements Backend {
       }
     }
   }
+}
+
+/** GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`). */
+export function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
 }
 
 function softmaxRow(x: Float32Array, o: number, dim: number): void {

@@ -35,6 +35,18 @@ export interface ModelConfig {
   ropeNeox: boolean;
   /** Keys a query sees: the last `slidingWindow` positions (Mistral), or 0 for all. */
   slidingWindow: number;
+  /** Layers that use the sliding window: all, or every other one starting at 0 (Gemma 2). */
+  slidingWindowLayers: "all" | "even";
+  /** Feed-forward gate activation: SiLU (SwiGLU) or tanh-GELU (GeGLU, Gemma). */
+  activation: "silu" | "gelu";
+  /** Factor on the token embeddings (√dim for Gemma, else 1). */
+  embeddingScale: number;
+  /** Factor on q·k, `1/√headDim` unless the architecture says otherwise. */
+  attentionScale: number;
+  /** Soft-capping of attention scores (Gemma 2), 0 for none. */
+  attnSoftcap: number;
+  /** Soft-capping of the output logits (Gemma 2), 0 for none. */
+  finalSoftcap: number;
 }
 
 /** One architecture: how to read its config from GGUF metadata. One row per architecture in {@link ARCHITECTURES}. */
@@ -43,6 +55,12 @@ export interface ArchitectureSpec {
   name: string;
   /** RoPE layout the architecture uses. */
   ropeNeox: boolean;
+  /** Feed-forward activation (default SiLU). */
+  activation?: "silu" | "gelu";
+  /** Scale token embeddings by √dim (Gemma). */
+  scaleEmbeddings?: boolean;
+  /** Which layers use the sliding window, when there is one (default all). */
+  slidingWindowLayers?: "all" | "even";
 }
 
 /** Architectures the engine runs, by `general.architecture`. Variants of Llama share its forward pass. */
@@ -50,6 +68,14 @@ export const ARCHITECTURES: Readonly<Record<string, ArchitectureSpec>> = {
   llama: { name: "llama", ropeNeox: false },
   qwen2: { name: "qwen2", ropeNeox: true },
   phi3: { name: "phi3", ropeNeox: true },
+  gemma: { name: "gemma", ropeNeox: true, activation: "gelu", scaleEmbeddings: true },
+  gemma2: {
+    name: "gemma2",
+    ropeNeox: true,
+    activation: "gelu",
+    scaleEmbeddings: true,
+    slidingWindowLayers: "even",
+  },
 };
 
 /** Reads and validates a model config from a GGUF file. */
@@ -92,6 +118,12 @@ export function readModelConfig(gguf: ModelSource): ModelConfig {
     ropeDims: gguf.getNumberOr(k("rope.dimension_count"), headDim),
     ropeNeox: spec.ropeNeox,
     slidingWindow: gguf.getNumberOr(k("attention.sliding_window"), 0),
+    slidingWindowLayers: spec.slidingWindowLayers ?? "all",
+    activation: spec.activation ?? "silu",
+    embeddingScale: spec.scaleEmbeddings ? Math.sqrt(dim) : 1,
+    attentionScale: 1 / Math.sqrt(headDim),
+    attnSoftcap: gguf.getNumberOr(k("attn_logit_softcapping"), 0),
+    finalSoftcap: gguf.getNumberOr(k("final_logit_softcapping"), 0),
   };
   validateConfig(config, gguf.file);
   return config;

@@ -100,7 +100,8 @@ export class Model {
       nHeads: config.nHeads,
       nKvHeads: config.nKvHeads,
       headDim: config.headDim,
-      scale: 1 / Math.sqrt(config.headDim),
+      scale: config.attentionScale,
+      ...(config.attnSoftcap ? { softcap: config.attnSoftcap } : {}),
     };
   }
 
@@ -157,6 +158,7 @@ export class Model {
    * the cache that starts where its window does (its keys already carry their RoPE positions).
    */
   private attend(
+    layer: number,
     out: Float32Array,
     q: Float32Array,
     keys: Float32Array,
@@ -164,7 +166,9 @@ export class Model {
     positions: Int32Array,
     n: number,
   ): void {
-    const window = this.config.slidingWindow;
+    const c = this.config;
+    const windowed = c.slidingWindowLayers === "all" || layer % 2 === 0;
+    const window = windowed ? c.slidingWindow : 0;
     if (window <= 0 || positions[n - 1] < window) {
       this.backend.attention(out, q, keys, values, positions, n, this.attnParams);
       return;
@@ -207,6 +211,7 @@ export class Model {
     const kvDim = c.nKvHeads * c.headDim;
 
     b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
+    if (c.embeddingScale !== 1) for (let i = 0; i < n * c.dim; i++) x[i] *= c.embeddingScale;
 
     for (let l = 0; l < c.nLayers; l++) {
       const layer = w.layers[l];
@@ -229,16 +234,20 @@ export class Model {
         keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
         values.set(v.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
       }
-      this.attend(att, q, keys, values, positions, n); // att [n, nHeads*headDim]
+      this.attend(l, att, q, keys, values, positions, n); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
+      if (layer.postAttnNorm) b.rmsNorm(xb, xb, layer.postAttnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual
 
-      // Feed-forward block (SwiGLU).
+      // Feed-forward block (gated: SwiGLU, or GeGLU for Gemma).
       b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
       b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
       b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
-      b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
+      if (c.activation === "gelu")
+        b.geglu(gate, gate, up, n * c.ffnDim); // gate = gelu(gate) * up
+      else b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
       b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+      if (layer.postFfnNorm) b.rmsNorm(xb, xb, layer.postFfnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual
     }
 
@@ -246,11 +255,18 @@ export class Model {
     if (mode === "all") {
       b.rmsNorm(xb, x, w.outputNorm, n, c.dim, c.normEps);
       b.matmul(logits, w.output, xb, n); // logits [n, vocab]
-      return logits.subarray(0, n * c.vocabSize);
+      return this.softcap(logits.subarray(0, n * c.vocabSize));
     }
     const last = x.subarray((n - 1) * c.dim, n * c.dim);
     b.rmsNorm(xb, last, w.outputNorm, 1, c.dim, c.normEps);
     b.matmul(logits, w.output, xb, 1); // logits [vocab]
-    return logits.subarray(0, c.vocabSize);
+    return this.softcap(logits.subarray(0, c.vocabSize));
+  }
+
+  /** Gemma 2's final soft-capping, `c·tanh(logit/c)`, in place. */
+  private softcap(logits: Float32Array): Float32Array {
+    const cap = this.config.finalSoftcap;
+    if (cap > 0) for (let i = 0; i < logits.length; i++) logits[i] = cap * Math.tanh(logits[i] / cap);
+    return logits;
   }
 }

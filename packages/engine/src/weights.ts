@@ -22,6 +22,10 @@ export interface LayerWeights {
   bv?: Float32Array;
   /** RMSNorm weight before the feed-forward block, `[dim]`. */
   ffnNorm: Float32Array;
+  /** RMSNorm on the attention output before the residual add (Gemma 2). */
+  postAttnNorm?: Float32Array;
+  /** RMSNorm on the feed-forward output before the residual add (Gemma 2). */
+  postFfnNorm?: Float32Array;
   /** Gate projection `[ffnDim, dim]`. */
   wGate: Tensor;
   /** Up projection `[ffnDim, dim]`. */
@@ -116,6 +120,12 @@ export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeight
           }
         : {}),
       ffnNorm: vector(`${p}ffn_norm.weight`, c.dim),
+      ...(gguf.has(`${p}post_attention_norm.weight`)
+        ? {
+            postAttnNorm: vector(`${p}post_attention_norm.weight`, c.dim),
+            postFfnNorm: vector(`${p}post_ffw_norm.weight`, c.dim),
+          }
+        : {}),
       wGate: gateUp ? rowView(gateUp, 0, c.ffnDim) : matrix(`${p}ffn_gate.weight`, c.ffnDim, c.dim),
       wUp: gateUp ? rowView(gateUp, c.ffnDim, c.ffnDim) : matrix(`${p}ffn_up.weight`, c.ffnDim, c.dim),
       wDown: matrix(`${p}ffn_down.weight`, c.dim, c.ffnDim),

@@ -575,3 +575,205 @@ describe("HuggingFace folders (Phi-3: fused QKV and gate/up)", () => {
       expect(Buffer.compare(b.tensor(t.name).data, a.tensor(t.name).data), t.name).toBe(0);
   });
 });
+
+/** A random Gemma (1 or 2) folder in HF layout: tied embeddings, explicit head size, `1 + w` norms. */
+function writeRandomGemmaFolder(path: string, config: Record<string, unknown>, version: 1 | 2): void {
+  mkdirSync(path);
+  const H = config.hidden_size as number;
+  const nH = config.num_attention_heads as number;
+  const nKv = config.num_key_value_heads as number;
+  const hd = config.head_dim as number;
+  const I = config.intermediate_size as number;
+  const V = config.vocab_size as number;
+  const rand = gaussian(7);
+  const f32 = (shape: number[], std: number) => {
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < v.length; i++) v[i] = rand() * std;
+    return { type: GGMLType.F32, shape, data: new Uint8Array(v.buffer) };
+  };
+  const norms =
+    version === 1
+      ? ["input_layernorm", "post_attention_layernorm"]
+      : [
+          "input_layernorm",
+          "post_attention_layernorm",
+          "pre_feedforward_layernorm",
+          "post_feedforward_layernorm",
+        ];
+  const tensors: Array<{ name: string; type: GGMLType; shape: number[]; data: Uint8Array }> = [
+    // The tied table is also the classifier; embeddings are scaled by √H on the way in.
+    { name: "model.embed_tokens.weight", ...f32([V, H], 4 / Math.sqrt(H)) },
+  ];
+  for (let l = 0; l < (config.num_hidden_layers as number); l++) {
+    const p = `model.layers.${l}.`;
+    for (const n of norms) tensors.push({ name: `${p}${n}.weight`, ...f32([H], 0.1) });
+    tensors.push({ name: `${p}self_attn.q_proj.weight`, ...f32([nH * hd, H], 0.08) });
+    tensors.push({ name: `${p}self_attn.k_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    tensors.push({ name: `${p}self_attn.v_proj.weight`, ...f32([nKv * hd, H], 0.08) });
+    tensors.push({ name: `${p}self_attn.o_proj.weight`, ...f32([H, nH * hd], 0.08) });
+    tensors.push({ name: `${p}mlp.gate_proj.weight`, ...f32([I, H], 0.08) });
+    tensors.push({ name: `${p}mlp.up_proj.weight`, ...f32([I, H], 0.08) });
+    tensors.push({ name: `${p}mlp.down_proj.weight`, ...f32([H, I], 0.08) });
+  }
+  tensors.push({ name: "model.norm.weight", ...f32([H], 0.1) });
+  writeSafetensors(join(path, "model.safetensors"), tensors, { format: "pt" });
+  writeFileSync(join(path, "config.json"), JSON.stringify(config));
+  const { tokenizerJson, tokenizerConfig } = hfTokenizerFromGGUFMetadata(
+    readGGUF(join(fixturesDir(), "models/stories260K.gguf")).metadata,
+  );
+  writeFileSync(join(path, "tokenizer.json"), JSON.stringify(tokenizerJson));
+  writeFileSync(join(path, "tokenizer_config.json"), JSON.stringify(tokenizerConfig));
+}
+
+/** Float64 Gemma / Gemma 2 forward pass from the HuggingFace modelling code's equations. */
+function gemmaReferenceLogits(path: string, ids: number[], version: 1 | 2): Float64Array[] {
+  const c = JSON.parse(readFileSync(join(path, "config.json"), "utf8"));
+  const st = readSafetensors(join(path, "model.safetensors"));
+  const w = (name: string) => Float64Array.from(st.tensor(name).toF32());
+  const H = c.hidden_size;
+  const nH = c.num_attention_heads;
+  const nKv = c.num_key_value_heads;
+  const hd = c.head_dim;
+  const matvec = (m: Float64Array, x: Float64Array, rows: number) => {
+    const y = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let i = 0; i < x.length; i++) s += m[r * x.length + i] * x[i];
+      y[r] = s;
+    }
+    return y;
+  };
+  const rms = (x: Float64Array, g: Float64Array) => {
+    const ms = x.reduce((a, v) => a + v * v, 0) / x.length;
+    return x.map((v, i) => (v / Math.sqrt(ms + c.rms_norm_eps)) * (1 + g[i]));
+  };
+  const rope = (x: Float64Array, heads: number, pos: number) => {
+    const out = new Float64Array(x.length);
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < hd / 2; i++) {
+        const t = pos * c.rope_theta ** ((-2 * i) / hd);
+        const a = x[h * hd + i];
+        const b = x[h * hd + i + hd / 2];
+        out[h * hd + i] = a * Math.cos(t) - b * Math.sin(t);
+        out[h * hd + i + hd / 2] = b * Math.cos(t) + a * Math.sin(t);
+      }
+    }
+    return out;
+  };
+  const gelu = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+  const embed = w("model.embed_tokens.weight");
+  const keys: Float64Array[][] = Array.from({ length: c.num_hidden_layers }, () => []);
+  const values: Float64Array[][] = Array.from({ length: c.num_hidden_layers }, () => []);
+  return ids.map((id, pos) => {
+    let x = embed.slice(id * H, (id + 1) * H).map((v) => v * Math.sqrt(H));
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const p = `model.layers.${l}.`;
+      const xn = rms(x, w(`${p}input_layernorm.weight`));
+      const q = rope(matvec(w(`${p}self_attn.q_proj.weight`), xn, nH * hd), nH, pos);
+      keys[l].push(rope(matvec(w(`${p}self_attn.k_proj.weight`), xn, nKv * hd), nKv, pos));
+      values[l].push(matvec(w(`${p}self_attn.v_proj.weight`), xn, nKv * hd));
+      const window = version === 2 && l % 2 === 0 ? c.sliding_window : 0;
+      const att = new Float64Array(nH * hd);
+      for (let h = 0; h < nH; h++) {
+        const kh = Math.floor(h / (nH / nKv));
+        const scores = keys[l].map((k, j) => {
+          if (window > 0 && pos - j >= window) return Number.NEGATIVE_INFINITY;
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += q[h * hd + d] * k[kh * hd + d];
+          s /= Math.sqrt(c.query_pre_attn_scalar ?? hd);
+          return version === 2 ? c.attn_logit_softcapping * Math.tanh(s / c.attn_logit_softcapping) : s;
+        });
+        const m = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        for (let d = 0; d < hd; d++)
+          att[h * hd + d] = e.reduce((a, pj, j) => a + (pj / z) * values[l][j][kh * hd + d], 0);
+      }
+      let o = matvec(w(`${p}self_attn.o_proj.weight`), att, H);
+      if (version === 2) o = rms(o, w(`${p}post_attention_layernorm.weight`));
+      x = x.map((v, i) => v + o[i]);
+      const xn2 = rms(
+        x,
+        w(version === 2 ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`),
+      );
+      const g = matvec(w(`${p}mlp.gate_proj.weight`), xn2, c.intermediate_size);
+      const u = matvec(w(`${p}mlp.up_proj.weight`), xn2, c.intermediate_size);
+      let down = matvec(
+        w(`${p}mlp.down_proj.weight`),
+        g.map((v, i) => gelu(v) * u[i]),
+        H,
+      );
+      if (version === 2) down = rms(down, w(`${p}post_feedforward_layernorm.weight`));
+      x = x.map((v, i) => v + down[i]);
+    }
+    const logits = matvec(embed, rms(x, w("model.norm.weight")), c.vocab_size);
+    return version === 2
+      ? logits.map((v) => c.final_logit_softcapping * Math.tanh(v / c.final_logit_softcapping))
+      : logits;
+  });
+}
+
+for (const version of [1, 2] as const) {
+  describe(`HuggingFace folders (Gemma${version === 2 ? " 2" : ""})`, () => {
+    const folderPath = join(dir, `hf-gemma${version}`);
+    const config = {
+      architectures: [version === 1 ? "GemmaForCausalLM" : "Gemma2ForCausalLM"],
+      model_type: version === 1 ? "gemma" : "gemma2",
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 32,
+      max_position_embeddings: 512,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      vocab_size: 512,
+      hidden_activation: "gelu_pytorch_tanh",
+      ...(version === 2
+        ? {
+            attn_logit_softcapping: 50,
+            final_logit_softcapping: 30,
+            sliding_window: 4,
+            query_pre_attn_scalar: 32,
+          }
+        : {}),
+    };
+    const ids = [1, 403, 407, 261, 378, 300, 301, 302];
+
+    beforeAll(() => writeRandomGemmaFolder(folderPath, config, version));
+
+    it("the engine matches the HF equations in float64 (GeGLU, √dim embeddings, 1+w norms)", () => {
+      const ref = gemmaReferenceLogits(folderPath, ids, version);
+      for (const backend of ["reference", "native"] as const) {
+        const ours = new ModelSession(openModelFile(folderPath), { backend, batchSize: 3 }).logits(ids);
+        let maxErr = 0;
+        ref.forEach((row, t) => {
+          for (let i = 0; i < row.length; i++)
+            maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
+        });
+        expect(maxErr, backend).toBeLessThan(1e-4);
+      }
+    });
+
+    it("exports a GGUF that llama.cpp runs like our engine, and back to the same HF tensors", async () => {
+      const out = join(dir, `gemma${version}.gguf`);
+      writeModelAsGGUF(openModelFile(folderPath), out);
+      // llama.cpp's Gemma 2 windows every other layer too; keep the check inside the window for version 2.
+      const prompt = version === 2 ? ids.slice(0, 3) : ids;
+      const trace = await llamaCppGreedy(out, prompt, 1, { topK: 5, threads: 1 });
+      const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits(prompt);
+      const row = logSoftmax(ours.subarray((prompt.length - 1) * 512, prompt.length * 512));
+      for (const t of trace.steps[0].top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
+      const back = join(dir, `gemma${version}-back`);
+      writeModelAsHF(readGGUF(out), back);
+      const a = readSafetensors(join(folderPath, "model.safetensors"));
+      const b = readSafetensors(join(back, "model.safetensors"));
+      for (const t of a.tensors) {
+        const x = a.tensor(t.name).toF32();
+        const y = b.tensor(t.name).toF32();
+        expect(relL2(y, x), t.name).toBeLessThan(1e-6);
+      }
+    });
+  });
+}

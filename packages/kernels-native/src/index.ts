@@ -8,7 +8,9 @@ import os from "node:os";
 import {
   type AttentionParams,
   type Backend,
+  geluTanh,
   isComputeFormat,
+  ReferenceBackend,
   type RopeParams,
   RyzansteinError,
   rowBytes,
@@ -333,6 +335,16 @@ export class NativeBackend implements Backend {
   }
 
   /** `y[i] = silu(gate[i]) * up[i]` for `len` elements; `y` may alias either input. */
+  /** GeGLU. Runs in TypeScript for now (it is a small share of a Gemma step); the C++ kernel is a follow-up. */
+  geglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
+    const op = "geglu";
+    int(op, "len", len);
+    f32(op, "y", y, len);
+    f32(op, "gate", gate, len);
+    f32(op, "up", up, len);
+    for (let i = 0; i < len; i++) y[i] = geluTanh(gate[i]) * up[i];
+  }
+
   swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
     const op = "swiglu";
     const e = this.#e(op);
@@ -400,12 +412,19 @@ export class NativeBackend implements Backend {
       if (p < 0 || p >= ctx)
         fail("OUT_OF_BOUNDS", op, `position ${p} of row ${i} is outside the KV cache of ${ctx} rows`);
     }
+    if (params.softcap) {
+      // Soft-capped scores (Gemma 2) run on the reference path until the kernel takes the cap.
+      (this.#softcapFallback ??= new ReferenceBackend()).attention(out, q, k, v, positions, n, params);
+      return;
+    }
     try {
       e.attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale);
     } catch (cause) {
       throw nativeError(op, cause);
     }
   }
+
+  #softcapFallback: ReferenceBackend | undefined;
 
   /** Stops the native threads and frees scratch memory. The backend must not be used afterwards. */
   dispose(): void {
