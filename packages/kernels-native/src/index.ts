@@ -414,7 +414,8 @@ export class NativeBackend implements Backend {
     }
     if (params.softcap) {
       // Soft-capped scores (Gemma 2) run on the reference path until the kernel takes the cap.
-      (this.#softcapFallback ??= new ReferenceBackend()).attention(out, q, k, v, positions, n, params);
+      this.#softcapFallback ??= new ReferenceBackend();
+      this.#softcapFallback.attention(out, q, k, v, positions, n, params);
       return;
     }
     try {
