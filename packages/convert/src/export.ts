@@ -157,7 +157,9 @@ export function writeModelAsHF(
     const m = arch.mapTensor(hf, config);
     if (m) reverse.set(m.gguf, { hf, permuteHeads: m.permuteHeads, normOffset: m.normOffset });
   }
-  const tensors = source.tensors.map((info) => {
+  // Tensors derived from the config (rope_freqs.weight) have no checkpoint name: the config carries them.
+  const stored = source.tensors.filter((t) => t.name !== "rope_freqs.weight");
+  const tensors = stored.map((info) => {
     const target = reverse.get(info.name);
     if (!target)
       throw new RyzansteinError("BAD_METADATA", `tensor ${info.name} has no HuggingFace name`, {

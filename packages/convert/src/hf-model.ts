@@ -16,7 +16,9 @@ export interface OpenHFModelOptions {
 
 interface Entry {
   info: TensorInfo;
-  shard: SafetensorsFile;
+  /** Set for tensors the conversion makes rather than reads (`rope_freqs.weight`). */
+  made?: Float32Array;
+  shard: SafetensorsFile | undefined;
   hfName: string;
   permuteHeads?: number;
   normOffset?: number;
@@ -143,6 +145,8 @@ export class HFModel extends ModelSource {
   tensor(name: string): Tensor {
     const e = this.entries.get(name);
     if (!e) return this.missingTensor(name);
+    if (e.made) return new Tensor(GGMLType.F32, e.info.shape, new Uint8Array(e.made.buffer), name);
+    if (!e.shard) return this.missingTensor(name);
     const view = e.shard.tensor(e.hfName);
     if (e.normOffset !== undefined) {
       const values = view.toF32();
@@ -247,6 +251,19 @@ export function openHFModel(dir: string, options: OpenHFModelOptions = {}): HFMo
         normOffset: mapping.normOffset,
       });
     }
+  }
+  for (const extra of architecture.extraTensors?.(config) ?? []) {
+    entries.set(extra.name, {
+      info: {
+        name: extra.name,
+        type: GGMLType.F32,
+        shape: [extra.values.length],
+        byteLength: extra.values.byteLength,
+      },
+      made: extra.values,
+      shard: undefined,
+      hfName: extra.name,
+    });
   }
   if (!entries.has("token_embd.weight")) {
     throw new RyzansteinError("MISSING_METADATA", "the safetensors files have no model.embed_tokens.weight", {

@@ -14,6 +14,24 @@ export interface RopeParams {
   freqScale: number;
   /** NeoX layout rotates (i, i + nDims/2) pairs; the normal layout rotates (2i, 2i+1). */
   neox: boolean;
+  /** Per-pair divisors of the frequencies (`rope_freqs.weight`, Llama 3.1 scaling), length `nDims/2`. */
+  freqFactors?: Float32Array;
+  /** YaRN context extension, as llama.cpp's `rope_yarn`. */
+  yarn?: YarnParams;
+}
+
+/** YaRN settings (llama.cpp's `ext_factor`, `attn_factor`, `beta_fast`, `beta_slow`, `n_ctx_orig`). */
+export interface YarnParams {
+  /** Mix of extrapolated frequencies in the ramp, 1 for YaRN. */
+  extFactor: number;
+  /** Magnitude scale of the rotation. */
+  attnFactor: number;
+  /** High-frequency boundary of the ramp, in rotations (32). */
+  betaFast: number;
+  /** Low-frequency boundary of the ramp, in rotations (1). */
+  betaSlow: number;
+  /** Context length the model was trained at. */
+  origContext: number;
 }
 
 /** Shapes of one causal attention call over a KV cache. */

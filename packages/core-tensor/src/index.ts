@@ -1,4 +1,4 @@
-export type { AttentionParams, Backend, RopeParams } from "./backend.js";
+export type { AttentionParams, Backend, RopeParams, YarnParams } from "./backend.js";
 export type { TypeInfo } from "./dtypes.js";
 export { GGMLType, isKnownType, rowBytes, TYPE_INFO, typeFromName, typeName } from "./dtypes.js";
 export type { RyzansteinErrorCode, RyzansteinErrorOptions } from "./errors.js";
@@ -6,5 +6,5 @@ export { isRyzansteinError, RyzansteinError } from "./errors.js";
 export type { ComputeFormat, FormatTraits } from "./formats.js";
 export { dequantizeRow, FORMAT_TRAITS, isComputeFormat, quantizeRow } from "./formats.js";
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "./half.js";
-export { geluTanh, ReferenceBackend } from "./reference.js";
+export { geluTanh, ReferenceBackend, yarnCorrDims } from "./reference.js";
 export { Tensor } from "./tensor.js";

@@ -1,4 +1,4 @@
-import type { AttentionParams, Backend, RopeParams } from "./backend.js";
+import type { AttentionParams, Backend, RopeParams, YarnParams } from "./backend.js";
 import { typeName } from "./dtypes.js";
 import { RyzansteinError } from "./errors.js";
 import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";
@@ -56,14 +56,27 @@ export class ReferenceBackend implements Backend {
   rope(x: Float32Array, n: number, positions: Int32Array, p: RopeParams): void {
     const rowLen = p.nHeads * p.headDim;
     const half = p.nDims / 2;
+    const corr = p.yarn ? yarnCorrDims(p.nDims, p.yarn, p.freqBase) : [0, 0];
     for (let t = 0; t < n; t++) {
-      const pos = positions[t] * p.freqScale;
       for (let h = 0; h < p.nHeads; h++) {
         const o = t * rowLen + h * p.headDim;
         for (let i = 0; i < half; i++) {
-          const theta = pos * p.freqBase ** ((-2 * i) / p.nDims);
-          const c = Math.cos(theta);
-          const s = Math.sin(theta);
+          const extrap =
+            (positions[t] * p.freqBase ** ((-2 * i) / p.nDims)) / (p.freqFactors ? p.freqFactors[i] : 1);
+          let theta = p.freqScale * extrap;
+          let mscale = 1;
+          if (p.yarn) {
+            mscale = p.yarn.attnFactor;
+            if (p.yarn.extFactor !== 0) {
+              const ramp =
+                (1 - Math.min(1, Math.max(0, (i - corr[0]) / Math.max(0.001, corr[1] - corr[0])))) *
+                p.yarn.extFactor;
+              theta = theta * (1 - ramp) + extrap * ramp;
+              mscale *= 1 + 0.1 * Math.log(1 / p.freqScale);
+            }
+          }
+          const c = Math.cos(theta) * mscale;
+          const s = Math.sin(theta) * mscale;
           const a = p.neox ? o + i : o + 2 * i;
           const b = p.neox ? o + i + half : o + 2 * i + 1;
           const x0 = x[a];
@@ -132,6 +145,13 @@ export class ReferenceBackend implements Backend {
       }
     }
   }
+}
+
+/** The pair indices where YaRN's ramp starts and ends (llama.cpp's `ggml_rope_yarn_corr_dims`). */
+export function yarnCorrDims(nDims: number, y: YarnParams, base: number): [number, number] {
+  const dim = (rotations: number) =>
+    (nDims * Math.log(y.origContext / (rotations * 2 * Math.PI))) / (2 * Math.log(base));
+  return [Math.max(0, Math.floor(dim(y.betaFast))), Math.min(nDims - 1, Math.ceil(dim(y.betaSlow)))];
 }
 
 /** GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`). */

@@ -1,5 +1,5 @@
 import type { ModelSource } from "@ryzanstein/convert";
-import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { RyzansteinError, type YarnParams } from "@ryzanstein/core-tensor";
 
 /** Hyper-parameters of a Llama-family model, read from GGUF metadata. */
 export interface ModelConfig {
@@ -33,6 +33,8 @@ export interface ModelConfig {
   ropeDims: number;
   /** NeoX rotation layout (false for Llama GGUFs, whose Q/K were permuted at conversion). */
   ropeNeox: boolean;
+  /** YaRN context extension (`rope.scaling.type = yarn`), or undefined. */
+  ropeYarn?: YarnParams;
   /** Keys a query sees: the last `slidingWindow` positions (Mistral), or 0 for all. */
   slidingWindow: number;
   /** Layers that use the sliding window: all, or every other one starting at 0 (Gemma 2). */
@@ -114,7 +116,22 @@ export function readModelConfig(gguf: ModelSource): ModelConfig {
     contextLength: gguf.getNumberOr(k("context_length"), 2048),
     normEps: gguf.getNumberOr(k("attention.layer_norm_rms_epsilon"), 1e-5),
     ropeFreqBase: gguf.getNumberOr(k("rope.freq_base"), 10000),
-    ropeFreqScale: scalingType === "linear" && scalingFactor > 0 ? 1 / scalingFactor : 1,
+    ropeFreqScale:
+      (scalingType === "linear" || scalingType === "yarn") && scalingFactor > 0 ? 1 / scalingFactor : 1,
+    ...(scalingType === "yarn"
+      ? {
+          ropeYarn: {
+            extFactor: 1,
+            attnFactor: gguf.getNumberOr(k("rope.scaling.attn_factor"), 1),
+            betaFast: gguf.getNumberOr(k("rope.scaling.yarn_beta_fast"), 32),
+            betaSlow: gguf.getNumberOr(k("rope.scaling.yarn_beta_slow"), 1),
+            origContext: gguf.getNumberOr(
+              k("rope.scaling.original_context_length"),
+              gguf.getNumberOr(k("context_length"), 2048),
+            ),
+          },
+        }
+      : {}),
     ropeDims: gguf.getNumberOr(k("rope.dimension_count"), headDim),
     ropeNeox: spec.ropeNeox,
     slidingWindow: gguf.getNumberOr(k("attention.sliding_window"), 0),

@@ -94,6 +94,8 @@ export class Model {
       freqBase: config.ropeFreqBase,
       freqScale: config.ropeFreqScale,
       neox: config.ropeNeox,
+      ...(weights.ropeFreqs ? { freqFactors: weights.ropeFreqs } : {}),
+      ...(config.ropeYarn ? { yarn: config.ropeYarn } : {}),
     });
     this.ropeParams = { q: rope(config.nHeads), k: rope(config.nKvHeads) };
     this.attnParams = {

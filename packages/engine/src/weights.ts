@@ -44,6 +44,8 @@ export interface ModelWeights {
   outputNorm: Float32Array;
   /** Output projection `[vocab, dim]` (the embedding table when tied). */
   output: Tensor;
+  /** Divisors of the RoPE frequencies (`rope_freqs.weight`, Llama 3.1 scaling), `[ropeDims/2]`. */
+  ropeFreqs?: Float32Array;
 }
 
 /** Rows `[start, start + count)` of a matrix, as a zero-copy tensor. */
@@ -136,5 +138,6 @@ export function readLlamaWeights(gguf: ModelSource, c: ModelConfig): ModelWeight
     layers,
     outputNorm: vector("output_norm.weight", c.dim),
     output: gguf.has("output.weight") ? matrix("output.weight", c.vocabSize, c.dim) : tokenEmbd,
+    ...(gguf.has("rope_freqs.weight") ? { ropeFreqs: vector("rope_freqs.weight", c.ropeDims / 2) } : {}),
   };
 }

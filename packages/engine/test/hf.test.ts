@@ -54,6 +54,60 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** transformers' `ROPE_INIT_FUNCTIONS` for default, linear, llama3 and yarn scaling. */
+interface RopeScalingConfig {
+  rope_type?: string;
+  type?: string;
+  factor: number;
+  original_max_position_embeddings?: number;
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  beta_fast?: number;
+  beta_slow?: number;
+}
+
+function hfInvFreq(
+  config: { rope_theta?: number; rope_scaling?: RopeScalingConfig; max_position_embeddings: number },
+  dim: number,
+): { invFreq: Float64Array; mscale: number } {
+  const base = config.rope_theta ?? 10000;
+  const inv = Float64Array.from({ length: dim / 2 }, (_, i) => 1 / base ** ((2 * i) / dim));
+  const s = config.rope_scaling;
+  const kind = s?.rope_type ?? s?.type;
+  if (!s || !kind || kind === "default") return { invFreq: inv, mscale: 1 };
+  if (kind === "linear") return { invFreq: inv.map((f) => f / s.factor), mscale: 1 };
+  if (kind === "llama3") {
+    const old = s.original_max_position_embeddings ?? 8192;
+    const lowFactor = s.low_freq_factor ?? 1;
+    const highFactor = s.high_freq_factor ?? 4;
+    const lowWave = old / lowFactor;
+    const highWave = old / highFactor;
+    return {
+      invFreq: inv.map((f) => {
+        const wavelen = (2 * Math.PI) / f;
+        if (wavelen > lowWave) return f / s.factor;
+        if (wavelen < highWave) return f;
+        const smooth = (old / wavelen - lowFactor) / (highFactor - lowFactor);
+        return (1 - smooth) * (f / s.factor) + smooth * f;
+      }),
+      mscale: 1,
+    };
+  }
+  // yarn
+  const orig = s.original_max_position_embeddings ?? config.max_position_embeddings;
+  const corr = (rot: number) => (dim * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+  const low = Math.max(Math.floor(corr(s.beta_fast ?? 32)), 0);
+  let high = Math.min(Math.ceil(corr(s.beta_slow ?? 1)), dim - 1);
+  if (low === high) high += 0.001;
+  return {
+    invFreq: inv.map((f, i) => {
+      const extrapolationFactor = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+      return (f / s.factor) * (1 - extrapolationFactor) + f * extrapolationFactor;
+    }),
+    mscale: 0.1 * Math.log(s.factor) + 1,
+  };
+}
+
 /** Float64 forward pass written from the HuggingFace Llama equations (HF layout, rotate-half RoPE). */
 function hfReferenceLogits(path: string, ids: number[], windowOverride?: number): Float64Array[] {
   const config = JSON.parse(readFileSync(join(path, "config.json"), "utf8"));
@@ -87,15 +141,19 @@ function hfReferenceLogits(path: string, ids: number[], windowOverride?: number)
     const ms = x.reduce((a, v) => a + v * v, 0) / x.length;
     return x.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]);
   };
+  // inv_freq and the cos/sin magnitude, as transformers' rope initialisers compute them.
+  const { invFreq, mscale } = hfInvFreq(config, hd);
   const rope = (x: Float64Array, heads: number, pos: number) => {
     const out = new Float64Array(x.length);
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < hd / 2; i++) {
-        const theta = pos * config.rope_theta ** ((-2 * i) / hd);
+        const theta = pos * invFreq[i];
+        const c = Math.cos(theta) * mscale;
+        const s2 = Math.sin(theta) * mscale;
         const a = x[h * hd + i];
         const b = x[h * hd + i + hd / 2];
-        out[h * hd + i] = a * Math.cos(theta) - b * Math.sin(theta);
-        out[h * hd + i + hd / 2] = b * Math.cos(theta) + a * Math.sin(theta);
+        out[h * hd + i] = a * c - b * s2;
+        out[h * hd + i + hd / 2] = b * c + a * s2;
       }
     }
     return out;
@@ -777,3 +835,71 @@ for (const version of [1, 2] as const) {
     });
   });
 }
+
+describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", () => {
+  const scalings = {
+    linear: { rope_type: "linear", factor: 4 },
+    llama3: {
+      rope_type: "llama3",
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 64,
+    },
+    yarn: { rope_type: "yarn", factor: 4, original_max_position_embeddings: 64 },
+  };
+  const ids = [1, 403, 407, 261, 378, 300, 301, 302, 303, 304, 305, 306];
+  for (const [name, rope_scaling] of Object.entries(scalings)) {
+    it(name, async () => {
+      const path = join(dir, `hf-rope-${name}`);
+      const config = {
+        architectures: ["LlamaForCausalLM"],
+        model_type: "llama",
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        max_position_embeddings: 256,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
+        vocab_size: 512,
+        rope_scaling,
+      };
+      writeRandomHFFolder(
+        path,
+        config,
+        false,
+        readGGUF(join(fixturesDir(), "models/stories260K.gguf")).metadata,
+      );
+      const ref = hfReferenceLogits(path, ids);
+      const ours = new ModelSession(openModelFile(path), { backend: "native" }).logits(ids);
+      let maxErr = 0;
+      ref.forEach((row, t) => {
+        for (let i = 0; i < row.length; i++)
+          maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
+      });
+      expect(maxErr).toBeLessThan(1e-4);
+      // The GGUF export runs the same in llama.cpp.
+      const out = join(dir, `rope-${name}.gguf`);
+      writeModelAsGGUF(openModelFile(path), out);
+      const trace = await llamaCppGreedy(out, ids, 1, { topK: 5, threads: 1 });
+      const row = logSoftmax(ours.subarray((ids.length - 1) * 512, ids.length * 512));
+      for (const t of trace.steps[0].top) expect(Math.abs(row[t.token] - t.logprob)).toBeLessThan(2e-2);
+    });
+  }
+
+  it("dynamic NTK scaling is refused with a clear message", () => {
+    const path = join(dir, "hf-rope-dynamic");
+    writeRandomHFFolder(
+      path,
+      {
+        ...JSON.parse(readFileSync(join(dir, "hf-rope-linear", "config.json"), "utf8")),
+        rope_scaling: { rope_type: "dynamic", factor: 2 },
+      },
+      false,
+      readGGUF(join(fixturesDir(), "models/stories260K.gguf")).metadata,
+    );
+    expect(() => openModelFile(path)).toThrow(/dynamic/);
+  });
+});

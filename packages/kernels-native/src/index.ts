@@ -303,6 +303,12 @@ export class NativeBackend implements Backend {
     finite(op, "freqScale", params.freqScale);
     f32(op, "x", x, n * nHeads * headDim);
     i32(op, "positions", positions, n);
+    if (params.freqFactors || params.yarn) {
+      // Llama 3.1 frequency factors and YaRN run on the reference path until the kernel takes them.
+      this.#fallback ??= new ReferenceBackend();
+      this.#fallback.rope(x, n, positions, params);
+      return;
+    }
     try {
       e.rope(
         x,
@@ -414,8 +420,8 @@ export class NativeBackend implements Backend {
     }
     if (params.softcap) {
       // Soft-capped scores (Gemma 2) run on the reference path until the kernel takes the cap.
-      this.#softcapFallback ??= new ReferenceBackend();
-      this.#softcapFallback.attention(out, q, k, v, positions, n, params);
+      this.#fallback ??= new ReferenceBackend();
+      this.#fallback.attention(out, q, k, v, positions, n, params);
       return;
     }
     try {
@@ -425,7 +431,7 @@ export class NativeBackend implements Backend {
     }
   }
 
-  #softcapFallback: ReferenceBackend | undefined;
+  #fallback: ReferenceBackend | undefined;
 
   /** Stops the native threads and frees scratch memory. The backend must not be used afterwards. */
   dispose(): void {
