@@ -1,6 +1,7 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { type GGMLType, isKnownType, RyzansteinError, Tensor, TYPE_INFO } from "@ryzanstein/core-tensor";
 import { type GGUFTensorInfo, type GGUFTypedValue, type GGUFValue, GGUFValueType } from "./gguf-types.js";
+import { readRange } from "./io.js";
 import { ModelSource } from "./model-source.js";
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
@@ -13,6 +14,10 @@ const MAX_NESTING = 8;
 export interface ParseGGUFOptions {
   /** File name for error messages. */
   file?: string;
+  /** Size of the whole file when `bytes` holds only its start (lazy reading). */
+  fileSize?: number;
+  /** Reads `length` bytes at `offset` for tensors beyond `bytes` (lazy reading). */
+  read?: (offset: number, length: number) => Uint8Array;
 }
 
 /** A parsed GGUF file: metadata, tensor table, and zero-copy access to tensor data. */
@@ -33,6 +38,7 @@ export class GGUFFile extends ModelSource {
   readonly bytes: Uint8Array;
   /** File name, when known, for messages. */
   readonly file: string | undefined;
+  private readonly read: ((offset: number, length: number) => Uint8Array) | undefined;
 
   /** @internal Use {@link parseGGUF}. */
   constructor(init: {
@@ -43,6 +49,7 @@ export class GGUFFile extends ModelSource {
     dataOffset: number;
     bytes: Uint8Array;
     file: string | undefined;
+    read?: (offset: number, length: number) => Uint8Array;
   }) {
     super();
     this.version = init.version;
@@ -53,6 +60,7 @@ export class GGUFFile extends ModelSource {
     this.dataOffset = init.dataOffset;
     this.bytes = init.bytes;
     this.file = init.file;
+    this.read = init.read;
   }
 
   /** Tensor table entry by name (with its absolute file offset), or undefined. */
@@ -69,12 +77,12 @@ export class GGUFFile extends ModelSource {
   tensor(name: string): Tensor {
     const info = this.info(name);
     if (!info) return this.missingTensor(name);
-    return new Tensor(
-      info.type,
-      info.shape,
-      this.bytes.subarray(info.offset, info.offset + info.byteLength),
-      name,
-    );
+    const end = info.offset + info.byteLength;
+    const data =
+      end <= this.bytes.byteLength || !this.read
+        ? this.bytes.subarray(info.offset, end)
+        : this.read(info.offset, info.byteLength);
+    return new Tensor(info.type, info.shape, data, name);
   }
 }
 
@@ -257,6 +265,7 @@ function readValue(c: Cursor, type: GGUFValueType, key: string, depth: number): 
  */
 export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GGUFFile {
   const file = options.file;
+  const fileSize = options.fileSize ?? bytes.byteLength;
   const c = new Cursor(bytes, file);
   if (bytes.byteLength < 4 || c.u32("the magic") !== GGUF_MAGIC) {
     throw new RyzansteinError("BAD_MAGIC", "not a GGUF file (the first four bytes are not 'GGUF')", { file });
@@ -354,18 +363,27 @@ export function parseGGUF(bytes: Uint8Array, options: ParseGGUFOptions = {}): GG
   const tensors: GGUFTensorInfo[] = raw.map((t) => {
     const byteLength = Tensor.byteSize(t.type, t.shape);
     const end = BigInt(dataOffset) + t.rel + BigInt(byteLength);
-    if (end > BigInt(bytes.byteLength)) {
-      const code = BigInt(dataOffset) + t.rel >= BigInt(bytes.byteLength) ? "OUT_OF_BOUNDS" : "TRUNCATED";
+    if (end > BigInt(fileSize)) {
+      const code = BigInt(dataOffset) + t.rel >= BigInt(fileSize) ? "OUT_OF_BOUNDS" : "TRUNCATED";
       throw new RyzansteinError(
         code,
-        `tensor ${t.name} (${byteLength} bytes at data offset ${t.rel}) runs past the end of the file (${bytes.byteLength} bytes)`,
+        `tensor ${t.name} (${byteLength} bytes at data offset ${t.rel}) runs past the end of the file (${fileSize} bytes)`,
         { file },
       );
     }
     return { name: t.name, type: t.type, shape: t.shape, offset: dataOffset + Number(t.rel), byteLength };
   });
   checkOverlaps(tensors, file);
-  return new GGUFFile({ version, typedMetadata, tensors, alignment, dataOffset, bytes, file });
+  return new GGUFFile({
+    version,
+    typedMetadata,
+    tensors,
+    alignment,
+    dataOffset,
+    bytes,
+    file,
+    read: options.read,
+  });
 }
 
 function checkOverlaps(tensors: GGUFTensorInfo[], file: string | undefined): void {
@@ -389,4 +407,26 @@ export function readGGUF(path: string): GGUFFile {
     throw new RyzansteinError("IO_ERROR", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
   }
   return parseGGUF(bytes, { file: path });
+}
+
+/**
+ * Opens a GGUF file reading only its header (growing the read until the header fits); each tensor's
+ * bytes are read from disk when asked for. Converting a model this way keeps one tensor in memory.
+ */
+export function openGGUFLazy(path: string): GGUFFile {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    throw new RyzansteinError("IO_ERROR", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const read = (offset: number, length: number) => readRange(path, offset, length);
+  for (let prefix = Math.min(size, 1 << 20); ; prefix = Math.min(size, prefix * 8)) {
+    try {
+      return parseGGUF(read(0, prefix), { file: path, fileSize: size, read });
+    } catch (e) {
+      // The header did not fit the prefix: read more, unless the whole file was read already.
+      if (!(e instanceof RyzansteinError && e.code === "TRUNCATED") || prefix >= size) throw e;
+    }
+  }
 }

@@ -6,11 +6,14 @@ import type { GGUFValue } from "./gguf-types.js";
 import type { GGUFWriteValue } from "./gguf-writer.js";
 import { HF_ARCHITECTURES, type HFArchitecture, type HFConfig } from "./hf-architectures.js";
 import { ModelSource, type TensorInfo } from "./model-source.js";
-import { parseSafetensors, type SafetensorsFile } from "./safetensors.js";
+import { openSafetensorsLazy, parseSafetensors, type SafetensorsFile } from "./safetensors.js";
 
 /** Options of {@link openHFModel}. */
 export interface OpenHFModelOptions {
-  /** Reads a whole file; pass a memory-mapping reader for large models. Default: `fs.readFileSync`. */
+  /**
+   * Reads a whole safetensors file (pass a memory-mapping reader to run a model). Without it each
+   * tensor is read from disk when asked for, which keeps conversion memory to about one tensor.
+   */
   readFile?: (path: string) => Uint8Array;
 }
 
@@ -175,7 +178,7 @@ export class HFModel extends ModelSource {
 
 /** Opens a HuggingFace model folder for running or converting. */
 export function openHFModel(dir: string, options: OpenHFModelOptions = {}): HFModel {
-  const read = options.readFile ?? ((p: string) => readFileSync(p));
+  const read = options.readFile;
   const configPath = join(dir, "config.json");
   if (!existsSync(configPath))
     throw new RyzansteinError("MODEL_NOT_FOUND", "no config.json in the folder", { file: dir });
@@ -223,7 +226,7 @@ export function openHFModel(dir: string, options: OpenHFModelOptions = {}): HFMo
     throw new RyzansteinError("MODEL_NOT_FOUND", "no *.safetensors files in the folder", { file: dir });
   const entries = new Map<string, Entry>();
   for (const path of files) {
-    const shard = parseSafetensors(read(path), { file: path });
+    const shard = read ? parseSafetensors(read(path), { file: path }) : openSafetensorsLazy(path);
     for (const t of shard.tensors) {
       const mapping = architecture.mapTensor(t.name, config);
       if (!mapping) continue;

@@ -1,5 +1,6 @@
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
+import { readRange } from "./io.js";
 
 /** safetensors dtype names and their element sizes. */
 const DTYPE_SIZES: Record<string, number> = {
@@ -52,12 +53,23 @@ export interface SafetensorsFile {
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
+/** Options of {@link parseSafetensors}. */
+export interface ParseSafetensorsOptions {
+  /** File name for messages. */
+  file?: string;
+  /** Size of the whole file when `bytes` holds only its start (lazy reading). */
+  fileSize?: number;
+  /** Reads `length` bytes at `offset` for tensors beyond `bytes` (lazy reading). */
+  read?: (offset: number, length: number) => Uint8Array;
+}
+
 /**
  * Parses a safetensors file in memory: an 8-byte little-endian header length, a JSON header, then
  * the data. Checks the header bounds, JSON, dtypes, shapes against byte ranges, and overlaps.
  */
-export function parseSafetensors(bytes: Uint8Array, options: { file?: string } = {}): SafetensorsFile {
+export function parseSafetensors(bytes: Uint8Array, options: ParseSafetensorsOptions = {}): SafetensorsFile {
   const file = options.file;
+  const fileSize = options.fileSize ?? bytes.byteLength;
   if (bytes.byteLength < 8) {
     throw new RyzansteinError("TRUNCATED", "file is shorter than the 8-byte safetensors header length", {
       file,
@@ -65,10 +77,10 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(bytes.byteLength - 8)) {
+  if (headerLen > BigInt(fileSize - 8)) {
     throw new RyzansteinError(
       "TRUNCATED",
-      `safetensors header length ${headerLen} runs past the end of the file (${bytes.byteLength} bytes)`,
+      `safetensors header length ${headerLen} runs past the end of the file (${fileSize} bytes)`,
       { file },
     );
   }
@@ -90,7 +102,7 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
     throw new RyzansteinError("BAD_METADATA", "safetensors header is not a JSON object", { file });
   }
   const base = 8 + hl;
-  const dataLen = bytes.byteLength - base;
+  const dataLen = fileSize - base;
   const metadata: Record<string, string> = {};
   const tensors: SafetensorsTensorInfo[] = [];
   for (const [name, entry] of Object.entries(header)) {
@@ -163,7 +175,11 @@ export function parseSafetensors(bytes: Uint8Array, options: { file?: string } =
         );
       }
       const shape = t.shape.length ? t.shape : [1];
-      return new Tensor(type, shape, bytes.subarray(t.offset, t.offset + t.byteLength), name);
+      const data =
+        t.offset + t.byteLength <= bytes.byteLength || !options.read
+          ? bytes.subarray(t.offset, t.offset + t.byteLength)
+          : options.read(t.offset, t.byteLength);
+      return new Tensor(type, shape, data, name);
     },
   };
 }
@@ -248,4 +264,24 @@ export function writeSafetensors(
     if (e instanceof RyzansteinError) throw e;
     throw new RyzansteinError("IO_ERROR", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * Opens a safetensors file reading only its header; each tensor's bytes are read from disk when
+ * asked for, into a buffer of their own. Converting a model this way keeps one tensor in memory.
+ */
+export function openSafetensorsLazy(path: string): SafetensorsFile {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    throw new RyzansteinError("IO_ERROR", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (size < 8) return parseSafetensors(readRange(path, 0, size), { file: path });
+  const headerLen = Number(new DataView(readRange(path, 0, 8).buffer).getBigUint64(0, true));
+  const prefix =
+    headerLen <= size - 8 && headerLen <= MAX_HEADER
+      ? readRange(path, 0, 8 + headerLen)
+      : readRange(path, 0, 8);
+  return parseSafetensors(prefix, { file: path, fileSize: size, read: (o, n) => readRange(path, o, n) });
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
@@ -189,5 +189,30 @@ describe("GGUF fuzzing", () => {
     }
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(outcomes.size).toBeGreaterThan(3);
+  });
+});
+
+describe("lazy reading", () => {
+  it("openGGUFLazy reads the header only and each tensor on demand, growing past a 1 MiB header", async () => {
+    const { openGGUFLazy } = await import("../src/index.js");
+    for (const path of [stories, join(fixtures, "tokenizers/ggml-vocab-gpt-2.gguf")]) {
+      const lazy = openGGUFLazy(path);
+      const whole = readGGUF(path);
+      expect(lazy.bytes.byteLength).toBeLessThan(readFileSync(path).byteLength + 1);
+      expect(Object.keys(lazy.metadata)).toEqual(Object.keys(whole.metadata));
+      for (const t of whole.tensors)
+        expect(Buffer.compare(lazy.tensor(t.name).data, whole.tensor(t.name).data)).toBe(0);
+    }
+    // stories260K's header fits in 1 MiB, so its tensors come from separate reads.
+    const lazy = openGGUFLazy(stories);
+    expect(lazy.bytes.byteLength).toBe(1 << 20);
+    expect(lazy.tensor("blk.4.ffn_norm.weight").data.buffer).not.toBe(lazy.bytes.buffer); // past the first MiB
+  });
+
+  it("openGGUFLazy still rejects truncated files", async () => {
+    const { openGGUFLazy } = await import("../src/index.js");
+    const cut = join(dir, "cut.gguf");
+    writeFileSync(cut, readFileSync(stories).subarray(0, 600_000));
+    expect(() => openGGUFLazy(cut)).toThrow(/runs past the end/);
   });
 });

@@ -1,6 +1,12 @@
-import { GGUFFile, writeModelAsGGUF, writeModelAsHF } from "@ryzanstein/convert";
+import {
+  detectFormat,
+  GGUFFile,
+  openGGUFLazy,
+  openHFModel,
+  writeModelAsGGUF,
+  writeModelAsHF,
+} from "@ryzanstein/convert";
 import { type ComputeFormat, isComputeFormat, RyzansteinError, typeFromName } from "@ryzanstein/core-tensor";
-import { openModelFile } from "@ryzanstein/engine";
 import { progressBar } from "../progress.js";
 
 /** Options of `ryzanstein convert`. */
@@ -30,7 +36,8 @@ export function convertCommand(
     }
     type = t;
   }
-  const source = openModelFile(input);
+  // Read lazily, one tensor at a time, so memory stays near the largest tensor.
+  const source = detectFormat(input) === "hf-folder" ? openHFModel(input) : openGGUFLazy(input);
   const bar = progressBar("converting");
   try {
     if (o.to === "hf") {
