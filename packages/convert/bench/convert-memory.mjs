@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GGMLType, f32ToF16 } from "@ryzanstein/core-tensor";
+import { f32ToF16, GGMLType } from "@ryzanstein/core-tensor";
 import { hfTokenizerFromGGUFMetadata } from "@ryzanstein/tokenizers";
 import { writeSafetensors } from "../dist/index.js";
 
@@ -29,7 +29,14 @@ function vocab(size) {
     types.push(1);
   }
   const scores = new Float32Array(size).map((_, i) => -i);
-  return { "tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores, "tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2 };
+  return {
+    "tokenizer.ggml.model": "llama",
+    "tokenizer.ggml.tokens": tokens,
+    "tokenizer.ggml.scores": scores,
+    "tokenizer.ggml.token_type": types,
+    "tokenizer.ggml.bos_token_id": 1,
+    "tokenizer.ggml.eos_token_id": 2,
+  };
 }
 
 function writeFolder(dir) {
@@ -38,12 +45,18 @@ function writeFolder(dir) {
   const tile = new Uint16Array(1 << 20).map(() => f32ToF16((Math.random() - 0.5) * 0.1));
   const f16 = (rows, cols) => () => {
     const out = new Uint16Array(rows * cols);
-    for (let o = 0; o < out.length; o += tile.length) out.set(tile.subarray(0, Math.min(tile.length, out.length - o)), o);
+    for (let o = 0; o < out.length; o += tile.length)
+      out.set(tile.subarray(0, Math.min(tile.length, out.length - o)), o);
     return new Uint8Array(out.buffer);
   };
   const { dim, heads, kvHeads, ff, vocab: V } = shape;
   const hd = dim / heads;
-  const t = (name, rows, cols) => ({ name, type: GGMLType.F16, shape: cols ? [rows, cols] : [rows], data: f16(rows, cols ?? 1) });
+  const t = (name, rows, cols) => ({
+    name,
+    type: GGMLType.F16,
+    shape: cols ? [rows, cols] : [rows],
+    data: f16(rows, cols ?? 1),
+  });
   const tensors = [t("model.embed_tokens.weight", V, dim)];
   for (let l = 0; l < shape.layers; l++) {
     const p = `model.layers.${l}.`;
@@ -127,9 +140,14 @@ for (const [label, args] of [
   const peak = await peakRss(args);
   rows.push({ label, peak, seconds: (performance.now() - started) / 1000 });
 }
-console.log(`largest tensor ${(largest / MiB).toFixed(0)} MiB; bound 1.2 × largest + 200 MiB = ${(bound / MiB).toFixed(0)} MiB`);
+console.log(
+  `largest tensor ${(largest / MiB).toFixed(0)} MiB; bound 1.2 × largest + 200 MiB = ${(bound / MiB).toFixed(0)} MiB`,
+);
 console.log("| conversion | peak RSS (MiB) | within bound | time (s) |");
 console.log("|---|---|---|---|");
-for (const r of rows) console.log(`| ${r.label} | ${(r.peak / MiB).toFixed(0)} | ${r.peak <= bound ? "yes" : "NO"} | ${r.seconds.toFixed(1)} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.label} | ${(r.peak / MiB).toFixed(0)} | ${r.peak <= bound ? "yes" : "NO"} | ${r.seconds.toFixed(1)} |`,
+  );
 if (!process.argv.includes("--keep")) rmSync(work, { recursive: true, force: true });
 if (rows.some((r) => r.peak > bound)) process.exitCode = 1;

@@ -56,6 +56,16 @@ function ropeScalingMetadata(a: string, c: HFConfig, file: string): Record<strin
   }
   if (kind === "linear")
     return { [`${a}.rope.scaling.type`]: "linear", [`${a}.rope.scaling.factor`]: f32(factor) };
+  if (kind === "dynamic") {
+    // Dynamic NTK: llama.cpp has no such type (it runs these models unscaled); our engine reads it.
+    return {
+      [`${a}.rope.scaling.type`]: "dynamic",
+      [`${a}.rope.scaling.factor`]: f32(factor),
+      [`${a}.rope.scaling.original_context_length`]: u32(
+        scaling.original_max_position_embeddings ?? configInt(c, "max_position_embeddings", file),
+      ),
+    };
+  }
   if (kind === "yarn") {
     return {
       [`${a}.rope.scaling.type`]: "yarn",
@@ -76,7 +86,7 @@ function ropeScalingMetadata(a: string, c: HFConfig, file: string): Record<strin
   }
   throw new RyzansteinError(
     "UNSUPPORTED_ARCHITECTURE",
-    `config.json: rope_scaling type ${kind} is not supported (linear, yarn and llama3 are; dynamic NTK rescales by the live sequence length, which GGUF cannot express)`,
+    `config.json: rope_scaling type ${kind} is not supported (linear, dynamic, yarn and llama3 are)`,
     { file },
   );
 }

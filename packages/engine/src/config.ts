@@ -33,6 +33,11 @@ export interface ModelConfig {
   ropeDims: number;
   /** NeoX rotation layout (false for Llama GGUFs, whose Q/K were permuted at conversion). */
   ropeNeox: boolean;
+  /**
+   * Dynamic NTK scaling (`rope.scaling.type = dynamic`): past `origContext` positions the RoPE base
+   * grows with the sequence, as transformers' `dynamic` rope does.
+   */
+  ropeDynamic?: { factor: number; origContext: number };
   /** YaRN context extension (`rope.scaling.type = yarn`), or undefined. */
   ropeYarn?: YarnParams;
   /** Keys a query sees: the last `slidingWindow` positions (Mistral), or 0 for all. */
@@ -118,6 +123,17 @@ export function readModelConfig(gguf: ModelSource): ModelConfig {
     ropeFreqBase: gguf.getNumberOr(k("rope.freq_base"), 10000),
     ropeFreqScale:
       (scalingType === "linear" || scalingType === "yarn") && scalingFactor > 0 ? 1 / scalingFactor : 1,
+    ...(scalingType === "dynamic"
+      ? {
+          ropeDynamic: {
+            factor: scalingFactor,
+            origContext: gguf.getNumberOr(
+              k("rope.scaling.original_context_length"),
+              gguf.getNumberOr(k("context_length"), 2048),
+            ),
+          },
+        }
+      : {}),
     ...(scalingType === "yarn"
       ? {
           ropeYarn: {

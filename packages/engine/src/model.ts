@@ -193,6 +193,23 @@ export class Model {
     }
   }
 
+  /**
+   * Dynamic NTK: the base for a step whose sequence reaches `seqLen` positions (transformers'
+   * `dynamic_rope_update`: grown past the original context, the original base within it).
+   */
+  private updateRopeBase(seqLen: number): void {
+    const d = this.config.ropeDynamic;
+    if (!d) return;
+    const dims = this.config.ropeDims;
+    const base =
+      seqLen > d.origContext
+        ? this.config.ropeFreqBase *
+          ((d.factor * seqLen) / d.origContext - (d.factor - 1)) ** (dims / (dims - 2))
+        : this.config.ropeFreqBase;
+    this.ropeParams.q.freqBase = base;
+    this.ropeParams.k.freqBase = base;
+  }
+
   /** Adds `bias` to each of the `n` rows of `x`. */
   private addBias(x: Float32Array, bias: Float32Array, n: number): void {
     const len = bias.length;
@@ -212,6 +229,7 @@ export class Model {
     const positions = ctx.buf.positions.subarray(0, n);
     const kvDim = c.nKvHeads * c.headDim;
 
+    this.updateRopeBase(positions[n - 1] + 1);
     b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
     if (c.embeddingScale !== 1) for (let i = 0; i < n * c.dim; i++) x[i] *= c.embeddingScale;
 
