@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import { infoCommand } from "./commands/info.js";
 import { type RunOptions, runCommand } from "./commands/run.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
+import { type TrainCommandOptions, trainCommand } from "./commands/train.js";
 import { floatOption, intOption } from "./options.js";
 
 const VERSION = "0.1.0";
@@ -57,6 +58,22 @@ function buildProgram(): Command {
     .argument("<path>", "GGUF file")
     .option("--json", "machine-readable output")
     .action((path: string, o: { json?: boolean }) => infoCommand(path, o));
+
+  program
+    .command("train")
+    .description("train a byte-level BPE tokenizer and a Llama model from scratch on a text file")
+    .requiredOption("--config <path>", "JSON config: { model, tokenizer: { vocabSize }, training }")
+    .requiredOption("--data <path>", "UTF-8 text to train on")
+    .requiredOption("--out <path>", "output GGUF (also writes <out>.loss.svg and <out>.metrics.json)")
+    .option("--checkpoint <path>", "checkpoint file, resumed when present (default <out>.ckpt)")
+    .option("--steps <n>", "override training.steps", intOption(1))
+    .option("--stop-after <n>", "stop after n steps (checkpointed; run again to resume)", intOption(1))
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
+    .addOption(
+      new Option("--export-type <type>", "matrix format of the GGUF").choices(["f32", "f16", "q8_0"]).default("f16"),
+    )
+    .action((o: TrainCommandOptions) => trainCommand(o));
 
   return program;
 }

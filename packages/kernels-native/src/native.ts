@@ -57,9 +57,57 @@ export interface NativeEngine {
   dispose(): void;
 }
 
+/** Training kernels over a private thread pool (native/train_addon.cpp). @internal */
+export interface NativeTrainEngine {
+  gemm(
+    c: Float32Array,
+    a: Float32Array,
+    aRs: number,
+    aCs: number,
+    b: Float32Array,
+    bRs: number,
+    bCs: number,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+  ): void;
+  attentionForward(
+    out: Float32Array,
+    probs: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    batch: number,
+    seq: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  attentionBackward(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+    dout: Float32Array,
+    batch: number,
+    seq: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  dispose(): void;
+}
+
 /** The addon's exports. @internal */
 export interface NativeAddon {
   NativeEngine: new (threads: number, isa: string) => NativeEngine;
+  TrainEngine: new (threads: number, isa: string) => NativeTrainEngine;
   cpuIsas(): string[];
   mapFile(path: string): Uint8Array;
 }
