@@ -71,7 +71,9 @@ function buildProgram(): Command {
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
     .addOption(
-      new Option("--export-type <type>", "matrix format of the GGUF").choices(["f32", "f16", "q8_0"]).default("f16"),
+      new Option("--export-type <type>", "matrix format of the GGUF")
+        .choices(["f32", "f16", "q8_0"])
+        .default("f16"),
     )
     .action((o: TrainCommandOptions) => trainCommand(o));
 

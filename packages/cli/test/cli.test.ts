@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fixturesDir } from "@ryzanstein/test-support";
@@ -111,16 +111,78 @@ describe("errors", () => {
     expect(v.stderr).toContain("    at ");
   });
 
-  it("no model says how to point at one", () => {
-    const r = cli(["run", "hi"]);
+  it("no model flag runs the default model (@ryzanstein/default-model)", () => {
+    const r = cli(["run", "In the beginning", "--max-tokens", "16", "--temperature", "0"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().length).toBeGreaterThan(10);
+  });
+
+  it("a missing model file says so", () => {
+    const r = cli(["run", "hi", "--model", join(dir, "nope.gguf")]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("--model");
-    expect(r.stderr).toContain("RYZANSTEIN_MODEL");
+    expect(r.stderr).toContain("model file not found");
   });
 
   it("bad option values are rejected", () => {
     const r = cli(["run", "hi", "--model", stories, "--top-p", "7"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("--top-p");
+  });
+});
+
+describe("ryzanstein train", () => {
+  const config = join(dir, "tiny.json");
+  const data = join(dir, "tiny.txt");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      name: "tiny",
+      model: { nLayers: 1, dim: 32, nHeads: 2, nKvHeads: 1, ffnDim: 64, contextLength: 64 },
+      tokenizer: { vocabSize: 300 },
+      training: { seqLen: 16, batchSize: 2, steps: 6, lr: 0.003, evalFraction: 0.1, seed: 3 },
+    }),
+  );
+  writeFileSync(
+    data,
+    Array.from(
+      { length: 80 },
+      (_, i) => `And the ${["lamb", "lion", "dove"][i % 3]} came unto the ${["river", "hill"][i % 2]}.`,
+    ).join("\n"),
+  );
+
+  it("trains, writes the GGUF, the loss curve and the metrics, and the model runs", () => {
+    const out = join(dir, "tiny.gguf");
+    const r = cli(["train", "--config", config, "--data", data, "--out", out, "--threads", "1"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*tiny\.gguf.*bits\/byte model/);
+    expect(r.stderr).toContain("step 6/6");
+    expect(existsSync(join(dir, "tiny.loss.svg"))).toBe(true);
+    const metrics = JSON.parse(readFileSync(join(dir, "tiny.metrics.json"), "utf8"));
+    expect(metrics.steps).toBe(6);
+    expect(metrics.bitsPerByte.unigram).toBeGreaterThan(0);
+    const run = cli(["run", "And the", "--model", out, "--max-tokens", "5", "--temperature", "0"]);
+    expect(run.code).toBe(0);
+  });
+
+  it("empty data is a clear error and writes nothing", () => {
+    const empty = join(dir, "empty.txt");
+    writeFileSync(empty, "  \n");
+    const out = join(dir, "never.gguf");
+    const r = cli(["train", "--config", config, "--data", empty, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("is empty");
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("data too short for the windows is a clear error and writes nothing", () => {
+    const short = join(dir, "short.txt");
+    writeFileSync(short, "In the beginning.");
+    const out = join(dir, "never2.gguf");
+    const r = cli(["train", "--config", config, "--data", short, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("too short");
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.ckpt`)).toBe(false);
   });
 });

@@ -13,4 +13,9 @@ import { fileURLToPath } from "node:url";
 export const modelFile = "kjv-4m-q8_0.gguf";
 
 /** Absolute path of the shipped GGUF (the module sits in `src/` or `dist/`, one level below the package root). */
-export const modelPath: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "model", modelFile);
+export const modelPath: string = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "model",
+  modelFile,
+);

@@ -32,6 +32,32 @@ F32View f32(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return F32View{ta.Data(), static_cast<double>(ta.ElementLength())};
 }
 
+struct I32View {
+  int32_t* data;
+  double length;
+};
+
+I32View i32(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(env, std::string(what) + " must be an Int32Array");
+  }
+  auto ta = info[i].As<Napi::Int32Array>();
+  return I32View{ta.Data(), static_cast<double>(ta.ElementLength())};
+}
+
+double number(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+/** [begin, end) of thread tid's share of `total` items. */
+inline void share(int64_t total, int tid, int nth, int64_t* b, int64_t* e) {
+  const int64_t per = (total + nth - 1) / nth;
+  *b = std::min(total, per * tid);
+  *e = std::min(total, *b + per);
+}
+
 int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t min = 0) {
   if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
   const double d = info[i].As<Napi::Number>().DoubleValue();
@@ -53,6 +79,13 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
                            InstanceMethod<&TrainEngineWrap::Gemm>("gemm"),
                            InstanceMethod<&TrainEngineWrap::AttnFwd>("attentionForward"),
                            InstanceMethod<&TrainEngineWrap::AttnBwd>("attentionBackward"),
+                           InstanceMethod<&TrainEngineWrap::RmsNorm>("rmsNorm"),
+                           InstanceMethod<&TrainEngineWrap::RmsNormBwd>("rmsNormBackward"),
+                           InstanceMethod<&TrainEngineWrap::Rope>("rope"),
+                           InstanceMethod<&TrainEngineWrap::Swiglu>("swiglu"),
+                           InstanceMethod<&TrainEngineWrap::SwigluBwd>("swigluBackward"),
+                           InstanceMethod<&TrainEngineWrap::CrossEntropy>("crossEntropy"),
+                           InstanceMethod<&TrainEngineWrap::EmbeddingBwd>("embeddingBackward"),
                            InstanceMethod<&TrainEngineWrap::Dispose>("dispose"),
                        });
   }
@@ -191,11 +224,185 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
     tp.run_fn(fn);
   }
 
+  // rmsNorm(y, x, w, n, dim, eps)
+  void RmsNorm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto y = f32(info, 0, "y");
+    auto x = f32(info, 1, "x");
+    auto w = f32(info, 2, "w");
+    const int64_t n = integer(info, 3, "n");
+    const int64_t dim = integer(info, 4, "dim", 1);
+    const float eps = static_cast<float>(number(info, 5, "eps"));
+    need(env, y.length, static_cast<double>(n) * dim, "y");
+    need(env, x.length, static_cast<double>(n) * dim, "x");
+    need(env, w.length, static_cast<double>(dim), "w");
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(n, tid, nth, &b, &e);
+      if (b < e) k->rms_norm(y.data, x.data, w.data, dim, eps, b, e);
+    };
+    tp.run_fn(fn);
+  }
+
+  // rmsNormBackward(dx, dw, dy, x, w, n, dim, eps): dx += ..., dw += ...
+  void RmsNormBwd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto dx = f32(info, 0, "dx");
+    auto dw = f32(info, 1, "dw");
+    auto dy = f32(info, 2, "dy");
+    auto x = f32(info, 3, "x");
+    auto w = f32(info, 4, "w");
+    const int64_t n = integer(info, 5, "n");
+    const int64_t dim = integer(info, 6, "dim", 1);
+    const float eps = static_cast<float>(number(info, 7, "eps"));
+    const double nd = static_cast<double>(n) * dim;
+    need(env, dx.length, nd, "dx");
+    need(env, dy.length, nd, "dy");
+    need(env, x.length, nd, "x");
+    need(env, w.length, static_cast<double>(dim), "w");
+    need(env, dw.length, static_cast<double>(dim), "dw");
+    const int nth_all = tp.size();
+    partials_.assign(static_cast<size_t>(nth_all) * static_cast<size_t>(dim), 0.0f);
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(n, tid, nth, &b, &e);
+      if (b < e) k->rms_norm_bwd(dx.data, partials_.data() + tid * dim, dy.data, x.data, w.data, dim, eps, b, e);
+    };
+    tp.run_fn(fn);
+    for (int t = 0; t < nth_all; t++) {
+      for (int64_t i = 0; i < dim; i++) dw.data[i] += partials_[static_cast<size_t>(t * dim + i)];
+    }
+  }
+
+  // rope(x, n, seq, nHeads, headDim, freqBase, sign)
+  void Rope(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto x = f32(info, 0, "x");
+    const int64_t n = integer(info, 1, "n");
+    const int64_t seq = integer(info, 2, "seq", 1);
+    const int64_t heads = integer(info, 3, "nHeads", 1);
+    const int64_t hd = integer(info, 4, "headDim", 2);
+    const double base = number(info, 5, "freqBase");
+    const int sign = number(info, 6, "sign") < 0 ? -1 : 1;
+    if (hd % 2 != 0) throw Napi::RangeError::New(env, "headDim must be even");
+    need(env, x.length, static_cast<double>(n) * heads * hd, "x");
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(n, tid, nth, &b, &e);
+      if (b < e) k->rope(x.data, seq, heads, hd, base, sign, b, e);
+    };
+    tp.run_fn(fn);
+  }
+
+  // swiglu(out, gate, up, len)
+  void Swiglu(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto out = f32(info, 0, "out");
+    auto gate = f32(info, 1, "gate");
+    auto up = f32(info, 2, "up");
+    const int64_t len = integer(info, 3, "len");
+    need(env, out.length, static_cast<double>(len), "out");
+    need(env, gate.length, static_cast<double>(len), "gate");
+    need(env, up.length, static_cast<double>(len), "up");
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(len, tid, nth, &b, &e);
+      if (b < e) k->swiglu(out.data, gate.data, up.data, b, e);
+    };
+    tp.run_fn(fn);
+  }
+
+  // swigluBackward(dgate, dup, dout, gate, up, len)
+  void SwigluBwd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto dgate = f32(info, 0, "dgate");
+    auto dup = f32(info, 1, "dup");
+    auto dout = f32(info, 2, "dout");
+    auto gate = f32(info, 3, "gate");
+    auto up = f32(info, 4, "up");
+    const int64_t len = integer(info, 5, "len");
+    for (auto* v : {&dgate, &dup, &dout, &gate, &up}) need(env, v->length, static_cast<double>(len), "swiglu buffer");
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(len, tid, nth, &b, &e);
+      if (b < e) k->swiglu_bwd(dgate.data, dup.data, dout.data, gate.data, up.data, b, e);
+    };
+    tp.run_fn(fn);
+  }
+
+  // crossEntropy(logits, targets, n, vocab, dlogits | null, scale) -> summed loss
+  Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto logits = f32(info, 0, "logits");
+    auto targets = i32(info, 1, "targets");
+    const int64_t n = integer(info, 2, "n");
+    const int64_t vocab = integer(info, 3, "vocab", 1);
+    float* dl = nullptr;
+    if (!info[4].IsNull() && !info[4].IsUndefined()) {
+      auto d = f32(info, 4, "dlogits");
+      need(env, d.length, static_cast<double>(n) * vocab, "dlogits");
+      dl = d.data;
+    }
+    const float scale = static_cast<float>(number(info, 5, "scale"));
+    need(env, logits.length, static_cast<double>(n) * vocab, "logits");
+    need(env, targets.length, static_cast<double>(n), "targets");
+    for (int64_t r = 0; r < n; r++) {
+      if (targets.data[r] >= vocab) throw Napi::RangeError::New(env, "target outside the vocabulary");
+    }
+    std::vector<double> part(static_cast<size_t>(tp.size()), 0.0);
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(n, tid, nth, &b, &e);
+      if (b < e) part[static_cast<size_t>(tid)] = k->cross_entropy(logits.data, targets.data, vocab, dl, scale, b, e);
+    };
+    tp.run_fn(fn);
+    double total = 0.0;
+    for (double p : part) total += p;
+    return Napi::Number::New(env, total);
+  }
+
+  // embeddingBackward(dtable, dy, ids, n, dim): dtable[ids[r]] += dy[r]
+  void EmbeddingBwd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto dt = f32(info, 0, "dtable");
+    auto dy = f32(info, 1, "dy");
+    auto ids = i32(info, 2, "ids");
+    const int64_t n = integer(info, 3, "n");
+    const int64_t dim = integer(info, 4, "dim", 1);
+    need(env, dy.length, static_cast<double>(n) * dim, "dy");
+    need(env, ids.length, static_cast<double>(n), "ids");
+    const double rows = dt.length / static_cast<double>(dim);
+    for (int64_t r = 0; r < n; r++) {
+      if (ids.data[r] < 0 || ids.data[r] >= rows) throw Napi::RangeError::New(env, "id outside the table");
+    }
+    const TrainKernels* k = kernels_;
+    auto fn = [&](int tid, int nth) {
+      int64_t b, e;
+      share(dim, tid, nth, &b, &e);
+      if (b < e) k->embedding_bwd(dt.data, dy.data, ids.data, n, dim, b, e);
+    };
+    tp.run_fn(fn);
+  }
+
   void Dispose(const Napi::CallbackInfo&) { pool_.reset(); }
 
   const TrainKernels* kernels_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<std::vector<float>> scratch_;
+  std::vector<float> partials_;
 };
 
 }  // namespace

@@ -42,6 +42,25 @@ struct TrainKernels {
   /** Gradients of q, k, v (overwritten) for the (b, kv-head) pairs [p0, p1); scratch ≥ seq floats. */
   void (*attn_bwd)(const AttnArgs& a, const float* q, const float* k, const float* v, const float* probs,
                    const float* dout, float* dq, float* dk, float* dv, int64_t p0, int64_t p1, float* scratch);
+  /** Rows [r0, r1): y = x / rms(x) * w. */
+  void (*rms_norm)(float* y, const float* x, const float* w, int64_t dim, float eps, int64_t r0, int64_t r1);
+  /** Rows [r0, r1): dx += ∂/∂x, dw_partial += ∂/∂w (one partial per thread, summed by the caller). */
+  void (*rms_norm_bwd)(float* dx, float* dw_partial, const float* dy, const float* x, const float* w, int64_t dim,
+                       float eps, int64_t r0, int64_t r1);
+  /** Rows [r0, r1), position r % seq: Llama (adjacent-pair) RoPE in place; sign -1 is the backward. */
+  void (*rope)(float* x, int64_t seq, int64_t n_heads, int64_t head_dim, double freq_base, int sign, int64_t r0,
+               int64_t r1);
+  /** Elements [i0, i1): out = silu(gate) * up. */
+  void (*swiglu)(float* out, const float* gate, const float* up, int64_t i0, int64_t i1);
+  /** Elements [i0, i1): gradients of gate and up (overwritten). */
+  void (*swiglu_bwd)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t i0,
+                     int64_t i1);
+  /** Rows [r0, r1): summed softmax cross-entropy (targets < 0 ignored); dlogits = scale·(p − onehot) if given. */
+  double (*cross_entropy)(const float* logits, const int32_t* targets, int64_t vocab, float* dlogits, float scale,
+                          int64_t r0, int64_t r1);
+  /** Columns [c0, c1) of every row: dtable[ids[r]] += dy[r] (split by columns, so no races). */
+  void (*embedding_bwd)(float* dtable, const float* dy, const int32_t* ids, int64_t n, int64_t dim, int64_t c0,
+                        int64_t c1);
 };
 
 const TrainKernels* train_kernels_generic();

@@ -101,6 +101,44 @@ export interface NativeTrainEngine {
     headDim: number,
     scale: number,
   ): void;
+  rmsNorm(y: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void;
+  rmsNormBackward(
+    dx: Float32Array,
+    dw: Float32Array,
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+  ): void;
+  rope(
+    x: Float32Array,
+    n: number,
+    seq: number,
+    nHeads: number,
+    headDim: number,
+    freqBase: number,
+    sign: number,
+  ): void;
+  swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
+  swigluBackward(
+    dgate: Float32Array,
+    dup: Float32Array,
+    dout: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    len: number,
+  ): void;
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    n: number,
+    vocab: number,
+    dlogits: Float32Array | null,
+    scale: number,
+  ): number;
+  embeddingBackward(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, dim: number): void;
   dispose(): void;
 }
 

@@ -48,9 +48,13 @@ export class NativeTrainKernels {
   constructor(options: NativeTrainKernelsOptions = {}) {
     const addon = loadAddon();
     const available = addon.cpuIsas() as Isa[];
-    const wanted = options.isa ?? (process.env.RYZANSTEIN_ISA as Isa | undefined) ?? available[available.length - 1];
+    const wanted =
+      options.isa ?? (process.env.RYZANSTEIN_ISA as Isa | undefined) ?? available[available.length - 1];
     if (!available.includes(wanted)) {
-      throw new RyzansteinError("INVALID_ARGUMENT", `ISA '${wanted}' is not available on this CPU (${available.join(", ")})`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `ISA '${wanted}' is not available on this CPU (${available.join(", ")})`,
+      );
     }
     const threads = options.threads ?? Math.max(1, os.availableParallelism());
     if (!Number.isInteger(threads) || threads < 1) {
@@ -67,8 +71,18 @@ export class NativeTrainKernels {
   }
 
   /** `y[n, out] = x[n, in] · w[out, in]ᵀ` (linear layer forward). */
-  linearForward(y: Float32Array, x: Float32Array, w: Float32Array, n: number, inDim: number, outDim: number): void {
-    check(x.length >= n * inDim && w.length >= outDim * inDim && y.length >= n * outDim, "linearForward: buffer too short");
+  linearForward(
+    y: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    n: number,
+    inDim: number,
+    outDim: number,
+  ): void {
+    check(
+      x.length >= n * inDim && w.length >= outDim * inDim && y.length >= n * outDim,
+      "linearForward: buffer too short",
+    );
     this.e.gemm(y, x, inDim, 1, w, 1, inDim, n, outDim, inDim, false);
   }
 
@@ -82,7 +96,10 @@ export class NativeTrainKernels {
     outDim: number,
     accumulate = false,
   ): void {
-    check(dx.length >= n * inDim && w.length >= outDim * inDim && dy.length >= n * outDim, "linearBackwardInput: buffer too short");
+    check(
+      dx.length >= n * inDim && w.length >= outDim * inDim && dy.length >= n * outDim,
+      "linearBackwardInput: buffer too short",
+    );
     this.e.gemm(dx, dy, outDim, 1, w, inDim, 1, n, inDim, outDim, accumulate);
   }
 
@@ -96,7 +113,10 @@ export class NativeTrainKernels {
     outDim: number,
     accumulate = true,
   ): void {
-    check(dw.length >= outDim * inDim && x.length >= n * inDim && dy.length >= n * outDim, "linearBackwardWeight: buffer too short");
+    check(
+      dw.length >= outDim * inDim && x.length >= n * inDim && dy.length >= n * outDim,
+      "linearBackwardWeight: buffer too short",
+    );
     this.e.gemm(dw, dy, 1, outDim, x, inDim, 1, outDim, inDim, n, accumulate);
   }
 
@@ -132,16 +152,129 @@ export class NativeTrainKernels {
     this.checkAttention(s, q, k, v, probs);
     const qn = s.batch * s.seq * s.nHeads * s.headDim;
     const kn = s.batch * s.seq * s.nKvHeads * s.headDim;
-    check(dq.length >= qn && dout.length >= qn && dk.length >= kn && dv.length >= kn, "attentionBackward: buffer too short");
-    this.e.attentionBackward(dq, dk, dv, q, k, v, probs, dout, s.batch, s.seq, s.nHeads, s.nKvHeads, s.headDim, s.scale);
+    check(
+      dq.length >= qn && dout.length >= qn && dk.length >= kn && dv.length >= kn,
+      "attentionBackward: buffer too short",
+    );
+    this.e.attentionBackward(
+      dq,
+      dk,
+      dv,
+      q,
+      k,
+      v,
+      probs,
+      dout,
+      s.batch,
+      s.seq,
+      s.nHeads,
+      s.nKvHeads,
+      s.headDim,
+      s.scale,
+    );
   }
 
-  private checkAttention(s: TrainAttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array): void {
+  private checkAttention(
+    s: TrainAttentionShape,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+  ): void {
     check(s.nHeads % s.nKvHeads === 0, "attention: nHeads must be a multiple of nKvHeads");
     const t = s.batch * s.seq;
     check(q.length >= t * s.nHeads * s.headDim, "attention: q too short");
-    check(k.length >= t * s.nKvHeads * s.headDim && v.length >= t * s.nKvHeads * s.headDim, "attention: k/v too short");
+    check(
+      k.length >= t * s.nKvHeads * s.headDim && v.length >= t * s.nKvHeads * s.headDim,
+      "attention: k/v too short",
+    );
     check(probs.length >= t * s.nHeads * s.seq, "attention: probs too short");
+  }
+
+  /** `y = x / rms(x) * w` over `n` rows of `dim`. */
+  rmsNorm(y: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
+    check(x.length >= n * dim && y.length >= n * dim && w.length >= dim, "rmsNorm: buffer too short");
+    this.e.rmsNorm(y, x, w, n, dim, eps);
+  }
+
+  /** Backward of {@link rmsNorm}: `dx += ∂L/∂x`, `dw += ∂L/∂w`. */
+  rmsNormBackward(
+    dx: Float32Array,
+    dw: Float32Array,
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+  ): void {
+    check(
+      dx.length >= n * dim && dy.length >= n * dim && x.length >= n * dim,
+      "rmsNormBackward: buffer too short",
+    );
+    check(w.length >= dim && dw.length >= dim, "rmsNormBackward: weight too short");
+    this.e.rmsNormBackward(dx, dw, dy, x, w, n, dim, eps);
+  }
+
+  /**
+   * Llama (adjacent-pair) RoPE in place over `n` rows of `nHeads*headDim`, row r at position
+   * `r % seq`; `sign = -1` applies the inverse rotation (the backward pass).
+   */
+  rope(
+    x: Float32Array,
+    n: number,
+    seq: number,
+    nHeads: number,
+    headDim: number,
+    freqBase: number,
+    sign = 1,
+  ): void {
+    check(headDim % 2 === 0 && x.length >= n * nHeads * headDim, "rope: bad shape");
+    this.e.rope(x, n, seq, nHeads, headDim, freqBase, sign);
+  }
+
+  /** `out = silu(gate) * up`. */
+  swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
+    check(out.length >= len && gate.length >= len && up.length >= len, "swiglu: buffer too short");
+    this.e.swiglu(out, gate, up, len);
+  }
+
+  /** Backward of {@link swiglu}: overwrites `dgate` and `dup`. */
+  swigluBackward(
+    dgate: Float32Array,
+    dup: Float32Array,
+    dout: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    len: number,
+  ): void {
+    check(
+      [dgate, dup, dout, gate, up].every((a) => a.length >= len),
+      "swigluBackward: buffer too short",
+    );
+    this.e.swigluBackward(dgate, dup, dout, gate, up, len);
+  }
+
+  /**
+   * Summed softmax cross-entropy (nats) of `n` rows of `vocab` logits against `targets` (−1 =
+   * ignored); with `dlogits`, writes `scale·(softmax − onehot)`.
+   */
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    n: number,
+    vocab: number,
+    dlogits: Float32Array | null,
+    scale = 1,
+  ): number {
+    check(logits.length >= n * vocab && targets.length >= n, "crossEntropy: buffer too short");
+    return this.e.crossEntropy(logits, targets, n, vocab, dlogits, scale);
+  }
+
+  /** Backward of an embedding lookup: `dtable[ids[r]] += dy[r]`. */
+  embeddingBackward(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, dim: number): void {
+    check(dy.length >= n * dim && ids.length >= n, "embeddingBackward: buffer too short");
+    this.e.embeddingBackward(dtable, dy, ids, n, dim);
   }
 
   /** Stops the thread pool; later calls throw. */

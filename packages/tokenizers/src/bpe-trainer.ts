@@ -12,7 +12,7 @@ import { preTokenize } from "./pre-tokenizers.js";
 
 /** Options of {@link trainBpe}. */
 export interface TrainBpeOptions {
-  /** Final vocabulary size including the 256 byte tokens and `specialTokens` (≥ 256 + specials). */
+  /** Largest vocabulary size, including the 256 byte tokens and `specialTokens` (≥ 256 + specials); smaller when no pair occurs twice. */
   vocabSize: number;
   /** Pre-tokenizer written as `tokenizer.ggml.pre` and used to split the text (default `gpt-2`). */
   pre?: string;

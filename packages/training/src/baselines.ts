@@ -19,7 +19,11 @@ export interface BaselineResult {
  *
  * @param tokenBytes - bytes each token id decodes to
  */
-export function ngramBaselines(evalSet: WindowSet, vocab: number, tokenBytes: ArrayLike<number>): BaselineResult {
+export function ngramBaselines(
+  evalSet: WindowSet,
+  vocab: number,
+  tokenBytes: ArrayLike<number>,
+): BaselineResult {
   const { tokens, seq } = evalSet;
   const end = evalSet.starts.length ? evalSet.starts[0] + 1 : tokens.length;
   const uni = new Float64Array(vocab);

@@ -27,7 +27,8 @@ export function saveCheckpoint(path: string, ckpt: Checkpoint): void {
   try {
     writeSync(fd, pre);
     writeSync(fd, header);
-    for (const a of [ckpt.params, ckpt.m, ckpt.v]) writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    for (const a of [ckpt.params, ckpt.m, ckpt.v])
+      writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -46,6 +47,9 @@ export function loadCheckpoint(path: string): Checkpoint {
   const size = state.size as number;
   const at = 12 + hl;
   if (buf.length !== at + 3 * size * 4) throw new RyzansteinError("TRUNCATED", `${path} is truncated`);
-  const arr = (i: number) => new Float32Array(buf.buffer.slice(buf.byteOffset + at + i * size * 4, buf.byteOffset + at + (i + 1) * size * 4));
+  const arr = (i: number) =>
+    new Float32Array(
+      buf.buffer.slice(buf.byteOffset + at + i * size * 4, buf.byteOffset + at + (i + 1) * size * 4),
+    );
   return { state, params: arr(0), m: arr(1), v: arr(2) };
 }

@@ -32,7 +32,8 @@ export function makeWindows(
       `the data is too short: ${tokens.length} tokens make ${count} windows of ${seq + 1}; need at least ${evalFraction > 0 ? 2 : 1}`,
     );
   }
-  const starts = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => (from + i) * seq);
+  const starts = (from: number, to: number) =>
+    Int32Array.from({ length: to - from }, (_, i) => (from + i) * seq);
   return {
     train: { tokens, starts: starts(0, count - nEval), seq },
     eval: { tokens, starts: starts(count - nEval, count), seq },
@@ -53,7 +54,12 @@ export function epochOrder(count: number, seed: number, epoch: number): Int32Arr
 }
 
 /** Fills `inputs`/`targets` (`[batch, seq]`) with windows `ids` of `set`. */
-export function fillBatch(set: WindowSet, ids: ArrayLike<number>, inputs: Int32Array, targets: Int32Array): void {
+export function fillBatch(
+  set: WindowSet,
+  ids: ArrayLike<number>,
+  inputs: Int32Array,
+  targets: Int32Array,
+): void {
   const { seq, tokens } = set;
   for (let b = 0; b < ids.length; b++) {
     const s = set.starts[ids[b]];

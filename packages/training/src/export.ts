@@ -36,7 +36,8 @@ export function exportGGUF(path: string, o: ExportOptions): void {
     throw new RyzansteinError("SHAPE_MISMATCH", `expected ${total} parameters, got ${o.params.length}`);
   }
   const fmt = TYPES[o.type ?? "f16"];
-  if (!fmt) throw new RyzansteinError("INVALID_ARGUMENT", `unknown export type '${String(o.type)}' (f32, f16, q8_0)`);
+  if (!fmt)
+    throw new RyzansteinError("INVALID_ARGUMENT", `unknown export type '${String(o.type)}' (f32, f16, q8_0)`);
   const tensors: GGUFWriteTensor[] = specs.map((p) => {
     const values = o.params.slice(p.offset, p.offset + p.size);
     const matrix = p.shape.length === 2 && !(fmt.type === GGMLType.Q8_0 && p.shape[1] % 32 !== 0);

@@ -4,19 +4,7 @@
  * and backward passes read top to bottom, each buffer with its shape.
  */
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import {
-  type AttentionShape,
-  crossEntropy,
-  embedding,
-  embeddingBackward,
-  type FloatArray,
-  rmsNorm,
-  rmsNormBackward,
-  rope,
-  swiglu,
-  swigluBackward,
-  type TrainOps,
-} from "./ops.js";
+import { type AttentionShape, embedding, type FloatArray, type TrainOps } from "./ops.js";
 
 /** Shape of a model to train from scratch (what `ryzanstein train --config` reads). */
 export interface ModelShape {
@@ -56,17 +44,33 @@ export interface ParamSpec {
 
 /** Validates a shape and fills in defaults. */
 export function normalizeShape(s: ModelShape): Required<ModelShape> {
-  const ints: (keyof ModelShape)[] = ["nLayers", "dim", "nHeads", "nKvHeads", "ffnDim", "vocabSize", "contextLength"];
+  const ints: (keyof ModelShape)[] = [
+    "nLayers",
+    "dim",
+    "nHeads",
+    "nKvHeads",
+    "ffnDim",
+    "vocabSize",
+    "contextLength",
+  ];
   for (const k of ints) {
     const v = s[k];
     if (!Number.isInteger(v) || (v as number) <= 0) {
-      throw new RyzansteinError("INVALID_ARGUMENT", `model.${k} must be a positive integer, got ${String(v)}`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `model.${k} must be a positive integer, got ${String(v)}`,
+      );
     }
   }
-  if (s.dim % s.nHeads !== 0) throw new RyzansteinError("INVALID_ARGUMENT", `dim ${s.dim} is not a multiple of nHeads ${s.nHeads}`);
-  if ((s.dim / s.nHeads) % 2 !== 0) throw new RyzansteinError("INVALID_ARGUMENT", "head dimension must be even (RoPE)");
+  if (s.dim % s.nHeads !== 0)
+    throw new RyzansteinError("INVALID_ARGUMENT", `dim ${s.dim} is not a multiple of nHeads ${s.nHeads}`);
+  if ((s.dim / s.nHeads) % 2 !== 0)
+    throw new RyzansteinError("INVALID_ARGUMENT", "head dimension must be even (RoPE)");
   if (s.nHeads % s.nKvHeads !== 0)
-    throw new RyzansteinError("INVALID_ARGUMENT", `nHeads ${s.nHeads} is not a multiple of nKvHeads ${s.nKvHeads}`);
+    throw new RyzansteinError(
+      "INVALID_ARGUMENT",
+      `nHeads ${s.nHeads} is not a multiple of nKvHeads ${s.nKvHeads}`,
+    );
   return { normEps: 1e-5, ropeFreqBase: 10000, ...s };
 }
 
@@ -129,7 +133,8 @@ export function initParams(shape: ModelShape, seed: number): Float32Array {
       continue;
     }
     let std = 0.02;
-    if (p.name.endsWith("attn_output.weight") || p.name.endsWith("ffn_down.weight")) std /= Math.sqrt(2 * s.nLayers);
+    if (p.name.endsWith("attn_output.weight") || p.name.endsWith("ffn_down.weight"))
+      std /= Math.sqrt(2 * s.nLayers);
     for (let i = 0; i < view.length; i++) view[i] = gauss() * std;
   }
   return out;
@@ -207,7 +212,18 @@ export class TrainGraph<A extends FloatArray> {
   private readonly xFinal: A;
   private readonly xnF: A;
   private readonly logits: A;
-  private readonly scratch: { dx: A; dxn: A; datt: A; dq: A; dk: A; dv: A; dh: A; dgate: A; dup: A; dlogits: A };
+  private readonly scratch: {
+    dx: A;
+    dxn: A;
+    datt: A;
+    dq: A;
+    dk: A;
+    dv: A;
+    dh: A;
+    dgate: A;
+    dup: A;
+    dlogits: A;
+  };
   private readonly attn: AttentionShape;
 
   constructor(shape: ModelShape, batch: number, seq: number, ops: TrainOps<A>) {
@@ -262,7 +278,8 @@ export class TrainGraph<A extends FloatArray> {
     const s = this.shape;
     const o = this.ops;
     const n = this.batch * this.seq;
-    if (tokens.length < n || targets.length < n) throw new RyzansteinError("SHAPE_MISMATCH", "tokens/targets too short");
+    if (tokens.length < n || targets.length < n)
+      throw new RyzansteinError("SHAPE_MISMATCH", "tokens/targets too short");
     for (let i = 0; i < n; i++) {
       if (tokens[i] < 0 || tokens[i] >= s.vocabSize || targets[i] >= s.vocabSize) {
         throw new RyzansteinError("OUT_OF_BOUNDS", `token id outside the vocabulary of ${s.vocabSize}`);
@@ -279,27 +296,27 @@ export class TrainGraph<A extends FloatArray> {
     for (let l = 0; l < s.nLayers; l++) {
       const a = this.acts[l];
       const L = w.layers[l];
-      rmsNorm(a.xn1, a.xIn, L.attnNorm, n, s.dim, s.normEps); // xn1 [n, dim]
+      o.rmsNorm(a.xn1, a.xIn, L.attnNorm, n, s.dim, s.normEps); // xn1 [n, dim]
       o.linear(a.q, a.xn1, L.wq, n, s.dim, qDim); // q [n, qDim]
       o.linear(a.k, a.xn1, L.wk, n, s.dim, kvDim); // k [n, kvDim]
       o.linear(a.v, a.xn1, L.wv, n, s.dim, kvDim); // v [n, kvDim]
-      rope(a.q, n, this.seq, s.nHeads, hd, s.ropeFreqBase);
-      rope(a.k, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase);
+      o.rope(a.q, n, this.seq, s.nHeads, hd, s.ropeFreqBase, 1);
+      o.rope(a.k, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, 1);
       o.attention(a.att, a.probs, a.q, a.k, a.v, this.attn); // att [n, qDim]
       o.linear(a.xMid, a.att, L.wo, n, qDim, s.dim); // xMid = xIn + att·Woᵀ
       for (let i = 0; i < n * s.dim; i++) a.xMid[i] += a.xIn[i];
-      rmsNorm(a.xn2, a.xMid, L.ffnNorm, n, s.dim, s.normEps); // xn2 [n, dim]
+      o.rmsNorm(a.xn2, a.xMid, L.ffnNorm, n, s.dim, s.normEps); // xn2 [n, dim]
       o.linear(a.gate, a.xn2, L.wGate, n, s.dim, s.ffnDim); // gate [n, ffn]
       o.linear(a.up, a.xn2, L.wUp, n, s.dim, s.ffnDim); // up [n, ffn]
-      swiglu(a.h, a.gate, a.up, n * s.ffnDim); // h [n, ffn]
+      o.swiglu(a.h, a.gate, a.up, n * s.ffnDim); // h [n, ffn]
       x = l + 1 < s.nLayers ? this.acts[l + 1].xIn : this.xFinal;
       o.linear(x, a.h, L.wDown, n, s.ffnDim, s.dim); // next x = xMid + h·Wdownᵀ
       for (let i = 0; i < n * s.dim; i++) x[i] += a.xMid[i];
     }
-    rmsNorm(this.xnF, this.xFinal, w.outputNorm, n, s.dim, s.normEps); // xnF [n, dim]
+    o.rmsNorm(this.xnF, this.xFinal, w.outputNorm, n, s.dim, s.normEps); // xnF [n, dim]
     o.linear(this.logits, this.xnF, w.output, n, s.dim, s.vocabSize); // logits [n, vocab]
     const sc = this.scratch;
-    const loss = crossEntropy(this.logits, targets, n, s.vocabSize, grads ? sc.dlogits : undefined, lossScale);
+    const loss = o.crossEntropy(this.logits, targets, n, s.vocabSize, grads ? sc.dlogits : null, lossScale);
     if (!grads) return loss;
 
     // ---- backward ----
@@ -308,7 +325,7 @@ export class TrainGraph<A extends FloatArray> {
     o.linearBackwardWeight(g.output, sc.dlogits, this.xnF, n, s.dim, s.vocabSize);
     o.linearBackwardInput(sc.dxn, sc.dlogits, w.output, n, s.dim, s.vocabSize, false);
     dx.fill(0);
-    rmsNormBackward(dx, g.outputNorm, sc.dxn, this.xFinal, w.outputNorm, n, s.dim, s.normEps);
+    o.rmsNormBackward(dx, g.outputNorm, sc.dxn, this.xFinal, w.outputNorm, n, s.dim, s.normEps);
     for (let l = s.nLayers - 1; l >= 0; l--) {
       const a = this.acts[l];
       const L = w.layers[l];
@@ -316,27 +333,27 @@ export class TrainGraph<A extends FloatArray> {
       // feed-forward block: dx flows to xMid unchanged plus through the FFN
       o.linearBackwardWeight(G.wDown, dx, a.h, n, s.ffnDim, s.dim);
       o.linearBackwardInput(sc.dh, dx, L.wDown, n, s.ffnDim, s.dim, false);
-      swigluBackward(sc.dgate, sc.dup, sc.dh, a.gate, a.up, n * s.ffnDim);
+      o.swigluBackward(sc.dgate, sc.dup, sc.dh, a.gate, a.up, n * s.ffnDim);
       o.linearBackwardWeight(G.wGate, sc.dgate, a.xn2, n, s.dim, s.ffnDim);
       o.linearBackwardWeight(G.wUp, sc.dup, a.xn2, n, s.dim, s.ffnDim);
       o.linearBackwardInput(sc.dxn, sc.dgate, L.wGate, n, s.dim, s.ffnDim, false);
       o.linearBackwardInput(sc.dxn, sc.dup, L.wUp, n, s.dim, s.ffnDim, true);
-      rmsNormBackward(dx, G.ffnNorm, sc.dxn, a.xMid, L.ffnNorm, n, s.dim, s.normEps);
+      o.rmsNormBackward(dx, G.ffnNorm, sc.dxn, a.xMid, L.ffnNorm, n, s.dim, s.normEps);
       // attention block
       o.linearBackwardWeight(G.wo, dx, a.att, n, qDim, s.dim);
       o.linearBackwardInput(sc.datt, dx, L.wo, n, qDim, s.dim, false);
       o.attentionBackward(sc.dq, sc.dk, sc.dv, a.q, a.k, a.v, a.probs, sc.datt, this.attn);
-      rope(sc.dq, n, this.seq, s.nHeads, hd, s.ropeFreqBase, -1);
-      rope(sc.dk, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, -1);
+      o.rope(sc.dq, n, this.seq, s.nHeads, hd, s.ropeFreqBase, -1);
+      o.rope(sc.dk, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, -1);
       o.linearBackwardWeight(G.wq, sc.dq, a.xn1, n, s.dim, qDim);
       o.linearBackwardWeight(G.wk, sc.dk, a.xn1, n, s.dim, kvDim);
       o.linearBackwardWeight(G.wv, sc.dv, a.xn1, n, s.dim, kvDim);
       o.linearBackwardInput(sc.dxn, sc.dq, L.wq, n, s.dim, qDim, false);
       o.linearBackwardInput(sc.dxn, sc.dk, L.wk, n, s.dim, kvDim, true);
       o.linearBackwardInput(sc.dxn, sc.dv, L.wv, n, s.dim, kvDim, true);
-      rmsNormBackward(dx, G.attnNorm, sc.dxn, a.xIn, L.attnNorm, n, s.dim, s.normEps);
+      o.rmsNormBackward(dx, G.attnNorm, sc.dxn, a.xIn, L.attnNorm, n, s.dim, s.normEps);
     }
-    embeddingBackward(g.embd, dx, tokens, n, s.dim);
+    o.embeddingBackward(g.embd, dx, tokens, n, s.dim);
     return loss;
   }
 }

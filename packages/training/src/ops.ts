@@ -7,7 +7,7 @@
  * Layouts: activations are row-major `[n, features]`; a linear weight is `[out, in]` (ggml layout,
  * `y = x·Wᵀ`). Sequences are packed: `n = batch * seq`, position of row r is `r % seq`.
  */
-import { NativeTrainKernels, type Isa, type TrainAttentionShape } from "@ryzanstein/kernels-native";
+import { type Isa, NativeTrainKernels, type TrainAttentionShape } from "@ryzanstein/kernels-native";
 
 /** A float buffer: Float64Array in the reference, Float32Array natively. */
 export type FloatArray = Float32Array | Float64Array;
@@ -22,19 +22,55 @@ export interface TrainOps<A extends FloatArray> {
   /** `y[n,out] = x[n,in]·w[out,in]ᵀ`. */
   linear(y: A, x: A, w: A, n: number, inDim: number, outDim: number): void;
   /** `dx (+)= dy·w`. */
-  linearBackwardInput(dx: A, dy: A, w: A, n: number, inDim: number, outDim: number, accumulate: boolean): void;
+  linearBackwardInput(
+    dx: A,
+    dy: A,
+    w: A,
+    n: number,
+    inDim: number,
+    outDim: number,
+    accumulate: boolean,
+  ): void;
   /** `dw += dyᵀ·x`. */
   linearBackwardWeight(dw: A, dy: A, x: A, n: number, inDim: number, outDim: number): void;
   /** Causal attention; `probs [batch, nHeads, seq, seq]` is kept for the backward. */
   attention(out: A, probs: A, q: A, k: A, v: A, s: AttentionShape): void;
   /** Gradients of q, k, v (overwritten). */
   attentionBackward(dq: A, dk: A, dv: A, q: A, k: A, v: A, probs: A, dout: A, s: AttentionShape): void;
+  /** See {@link rmsNorm}. */
+  rmsNorm(y: A, x: A, w: A, n: number, dim: number, eps: number): void;
+  /** See {@link rmsNormBackward}. */
+  rmsNormBackward(dx: A, dw: A, dy: A, x: A, w: A, n: number, dim: number, eps: number): void;
+  /** See {@link rope}. */
+  rope(x: A, n: number, seq: number, nHeads: number, headDim: number, freqBase: number, sign: number): void;
+  /** See {@link swiglu}. */
+  swiglu(out: A, gate: A, up: A, len: number): void;
+  /** See {@link swigluBackward}. */
+  swigluBackward(dgate: A, dup: A, dout: A, gate: A, up: A, len: number): void;
+  /** See {@link crossEntropy}. */
+  crossEntropy(
+    logits: A,
+    targets: Int32Array,
+    n: number,
+    vocab: number,
+    dlogits: A | null,
+    scale: number,
+  ): number;
+  /** See {@link embeddingBackward}. */
+  embeddingBackward(dtable: A, dy: A, ids: Int32Array, n: number, dim: number): void;
 }
 
 // ---- element-wise ops shared by both implementations (generic over the array type) ----
 
 /** `y = x / rms(x) * w` per row. */
-export function rmsNorm(y: FloatArray, x: FloatArray, w: FloatArray, n: number, dim: number, eps: number): void {
+export function rmsNorm(
+  y: FloatArray,
+  x: FloatArray,
+  w: FloatArray,
+  n: number,
+  dim: number,
+  eps: number,
+): void {
   for (let r = 0; r < n; r++) {
     const o = r * dim;
     let ss = 0;
@@ -181,7 +217,13 @@ export function crossEntropy(
 }
 
 /** `y[r] = table[ids[r]]`. */
-export function embedding(y: FloatArray, table: FloatArray, ids: ArrayLike<number>, n: number, dim: number): void {
+export function embedding(
+  y: FloatArray,
+  table: FloatArray,
+  ids: ArrayLike<number>,
+  n: number,
+  dim: number,
+): void {
   for (let r = 0; r < n; r++) {
     const src = ids[r] * dim;
     for (let i = 0; i < dim; i++) y[r * dim + i] = table[src + i];
@@ -189,7 +231,13 @@ export function embedding(y: FloatArray, table: FloatArray, ids: ArrayLike<numbe
 }
 
 /** Backward of {@link embedding}: `dtable[ids[r]] += dy[r]`. */
-export function embeddingBackward(dtable: FloatArray, dy: FloatArray, ids: ArrayLike<number>, n: number, dim: number): void {
+export function embeddingBackward(
+  dtable: FloatArray,
+  dy: FloatArray,
+  ids: ArrayLike<number>,
+  n: number,
+  dim: number,
+): void {
   for (let r = 0; r < n; r++) {
     const dst = ids[r] * dim;
     for (let i = 0; i < dim; i++) dtable[dst + i] += dy[r * dim + i];
@@ -201,6 +249,14 @@ export function embeddingBackward(dtable: FloatArray, dy: FloatArray, ids: Array
 /** Plain-TypeScript float64 ops: slow, exact enough for finite differences. */
 export const referenceOps: TrainOps<Float64Array> = {
   alloc: (n) => new Float64Array(n),
+  rmsNorm,
+  rmsNormBackward,
+  rope,
+  swiglu,
+  swigluBackward,
+  crossEntropy: (logits, targets, n, vocab, dlogits, scale) =>
+    crossEntropy(logits, targets, n, vocab, dlogits ?? undefined, scale),
+  embeddingBackward,
   linear(y, x, w, n, inDim, outDim) {
     for (let r = 0; r < n; r++) {
       for (let o = 0; o < outDim; o++) {
@@ -245,7 +301,8 @@ export const referenceOps: TrainOps<Float64Array> = {
               continue;
             }
             let d = 0;
-            for (let e = 0; e < hd; e++) d += q[(b * S + i) * qs + h * hd + e] * k[(b * S + j) * ks + kh * hd + e];
+            for (let e = 0; e < hd; e++)
+              d += q[(b * S + i) * qs + h * hd + e] * k[(b * S + j) * ks + kh * hd + e];
             probs[pr + j] = d * scale;
             mx = Math.max(mx, probs[pr + j]);
           }
@@ -318,5 +375,13 @@ export function nativeOps(options: { isa?: Isa; threads?: number } = {}): TrainO
     attention: (out, probs, q, k, v, s) => kernels.attentionForward(out, probs, q, k, v, s),
     attentionBackward: (dq, dk, dv, q, k, v, probs, dout, s) =>
       kernels.attentionBackward(dq, dk, dv, q, k, v, probs, dout, s),
+    rmsNorm: (y, x, w, n, dim, eps) => kernels.rmsNorm(y, x, w, n, dim, eps),
+    rmsNormBackward: (dx, dw, dy, x, w, n, dim, eps) =>
+      kernels.rmsNormBackward(dx, dw, dy, x, w, n, dim, eps),
+    rope: (x, n, seq, h, hd, base, sign) => kernels.rope(x, n, seq, h, hd, base, sign),
+    swiglu: (out, g, u, len) => kernels.swiglu(out, g, u, len),
+    swigluBackward: (dg, du, dout, g, u, len) => kernels.swigluBackward(dg, du, dout, g, u, len),
+    crossEntropy: (l, t, n, v, d, scale) => kernels.crossEntropy(l, t, n, v, d, scale),
+    embeddingBackward: (dt, dy, ids, n, dim) => kernels.embeddingBackward(dt, dy, ids, n, dim),
   };
 }

@@ -1,7 +1,7 @@
 /** The training loop: full training from random init with AdamW over packed windows. */
 import { existsSync, renameSync, writeFileSync } from "node:fs";
-import type { Isa } from "@ryzanstein/kernels-native";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
+import type { Isa } from "@ryzanstein/kernels-native";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { epochOrder, fillBatch, makeWindows, type WindowSet } from "./data.js";
 import { type ExportType, exportGGUF } from "./export.js";
@@ -117,7 +117,12 @@ export interface TrainResult {
 }
 
 /** Evaluates mean loss (nats/token) over windows of `set` with `graph` (no gradients). */
-function evaluate(graph: TrainGraph<Float32Array>, params: Float32Array, set: WindowSet, limit?: number): { loss: number; tokens: number } {
+function evaluate(
+  graph: TrainGraph<Float32Array>,
+  params: Float32Array,
+  set: WindowSet,
+  limit?: number,
+): { loss: number; tokens: number } {
   const B = graph.batch;
   const S = graph.seq;
   const count = Math.min(set.starts.length, limit ?? set.starts.length);
@@ -147,7 +152,8 @@ export function train(o: TrainOptions): TrainResult {
   const shape = normalizeShape(o.model);
   const h = o.training;
   for (const k of ["seqLen", "batchSize", "steps"] as const) {
-    if (!Number.isInteger(h[k]) || h[k] <= 0) throw new RyzansteinError("INVALID_ARGUMENT", `training.${k} must be a positive integer`);
+    if (!Number.isInteger(h[k]) || h[k] <= 0)
+      throw new RyzansteinError("INVALID_ARGUMENT", `training.${k} must be a positive integer`);
   }
   if (!(h.lr > 0)) throw new RyzansteinError("INVALID_ARGUMENT", "training.lr must be positive");
   const accum = h.gradAccum ?? 1;
@@ -159,7 +165,10 @@ export function train(o: TrainOptions): TrainResult {
   const { train: trainSet, eval: evalSet } = makeWindows(o.tokens, h.seqLen, h.evalFraction ?? 0.02);
   for (let i = 0; i < o.tokens.length; i++) {
     if (o.tokens[i] < 0 || o.tokens[i] >= shape.vocabSize) {
-      throw new RyzansteinError("OUT_OF_BOUNDS", `token ${o.tokens[i]} at ${i} is outside the vocabulary of ${shape.vocabSize}`);
+      throw new RyzansteinError(
+        "OUT_OF_BOUNDS",
+        `token ${o.tokens[i]} at ${i} is outside the vocabulary of ${shape.vocabSize}`,
+      );
     }
   }
 
@@ -175,7 +184,10 @@ export function train(o: TrainOptions): TrainResult {
   if (o.checkpoint && resume && existsSync(o.checkpoint)) {
     const c = loadCheckpoint(o.checkpoint);
     if (c.params.length !== total) {
-      throw new RyzansteinError("SHAPE_MISMATCH", `checkpoint ${o.checkpoint} has ${c.params.length} parameters, the model ${total}`);
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `checkpoint ${o.checkpoint} has ${c.params.length} parameters, the model ${total}`,
+      );
     }
     params = c.params;
     opt.m.set(c.m);
@@ -262,9 +274,17 @@ export function train(o: TrainOptions): TrainResult {
     let finalEval = { loss: Number.NaN, tokens: 0 };
     if (step >= h.steps) {
       finalEval = evaluate(graph, params, evalSet);
-      if (evalHistory.length === 0 || evalHistory[evalHistory.length - 1][0] !== step) evalHistory.push([step, finalEval.loss]);
+      if (evalHistory.length === 0 || evalHistory[evalHistory.length - 1][0] !== step)
+        evalHistory.push([step, finalEval.loss]);
       if (o.out) {
-        exportGGUF(o.out, { shape, params, tokenizer: o.tokenizer, type: o.exportType, name: o.name, metadata: o.metadata });
+        exportGGUF(o.out, {
+          shape,
+          params,
+          tokenizer: o.tokenizer,
+          type: o.exportType,
+          name: o.name,
+          metadata: o.metadata,
+        });
         const svg = lossCurveSvg(
           [
             { label: "train loss", color: "#1f77b4", points: lossHistory.map((l, i) => [i + 1, l]) },

@@ -30,7 +30,13 @@ afterAll(() => {
 });
 
 /** Max |analytic − numeric| of d(Σ r·f(x))/dx over every element of x, and the largest numeric value. */
-function fdCheck(x: Float64Array, f: () => Float64Array, r: Float64Array, analytic: Float64Array, eps = 1e-6) {
+function fdCheck(
+  x: Float64Array,
+  f: () => Float64Array,
+  r: Float64Array,
+  analytic: Float64Array,
+  eps = 1e-6,
+) {
   let err = 0;
   let scale = 0;
   const obj = () => f().reduce((s, v, i) => s + v * r[i], 0);
@@ -179,7 +185,15 @@ describe("finite differences (float64 reference)", () => {
   });
 
   it("a whole model (2 layers, GQA): every 5th parameter", () => {
-    const shape = { nLayers: 2, dim: 16, nHeads: 4, nKvHeads: 2, ffnDim: 32, vocabSize: 20, contextLength: 16 };
+    const shape = {
+      nLayers: 2,
+      dim: 16,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 32,
+      vocabSize: 20,
+      contextLength: 16,
+    };
     const p = Float64Array.from(initParams(shape, 3), (x) => x * 10);
     for (const s of paramLayout(shape).specs) {
       if (s.isNorm) for (let i = 0; i < s.size; i++) p[s.offset + i] = 1 + 0.1 * Math.sin(i);
@@ -270,8 +284,76 @@ describe.each(natives)("native kernels ($isa) against the reference", ({ ops }) 
     for (let i = 0; i < 3; i++) expect(maxDiff(grads[i], grads64[i])).toBeLessThan(1e-5);
   });
 
+  it("RMSNorm, RoPE, SwiGLU, cross-entropy and embedding, forward and backward", () => {
+    const n = 13;
+    const dim = 24;
+    const x = randn(n * dim, 2);
+    const w = randn(dim);
+    const dy = randn(n * dim);
+    const y64 = new Float64Array(n * dim);
+    referenceOps.rmsNorm(y64, x, w, n, dim, 1e-5);
+    const y = new Float32Array(n * dim);
+    ops.rmsNorm(y, f32(x), f32(w), n, dim, 1e-5);
+    expect(maxDiff(y, y64)).toBeLessThan(1e-5);
+    const dx64 = new Float64Array(n * dim);
+    const dw64 = new Float64Array(dim);
+    referenceOps.rmsNormBackward(dx64, dw64, dy, x, w, n, dim, 1e-5);
+    const dx = new Float32Array(n * dim);
+    const dw = new Float32Array(dim);
+    ops.rmsNormBackward(dx, dw, f32(dy), f32(x), f32(w), n, dim, 1e-5);
+    expect(maxDiff(dx, dx64)).toBeLessThan(1e-5);
+    expect(maxDiff(dw, dw64)).toBeLessThan(1e-4);
+
+    for (const sign of [1, -1]) {
+      const r64 = Float64Array.from(x);
+      referenceOps.rope(r64, n, 5, 3, 8, 10000, sign);
+      const r = f32(x);
+      ops.rope(r, n, 5, 3, 8, 10000, sign);
+      expect(maxDiff(r, r64)).toBeLessThan(1e-5);
+    }
+
+    const len = n * dim;
+    const up = randn(len, 2);
+    const s64 = new Float64Array(len);
+    referenceOps.swiglu(s64, x, up, len);
+    const sw = new Float32Array(len);
+    ops.swiglu(sw, f32(x), f32(up), len);
+    expect(maxDiff(sw, s64)).toBeLessThan(1e-5);
+    const g64 = [new Float64Array(len), new Float64Array(len)];
+    referenceOps.swigluBackward(g64[0], g64[1], dy, x, up, len);
+    const g32 = [new Float32Array(len), new Float32Array(len)];
+    ops.swigluBackward(g32[0], g32[1], f32(dy), f32(x), f32(up), len);
+    expect(maxDiff(g32[0], g64[0])).toBeLessThan(1e-5);
+    expect(maxDiff(g32[1], g64[1])).toBeLessThan(1e-5);
+
+    const vocab = 24;
+    const targets = Int32Array.from({ length: n }, (_, i) => (i % 4 === 3 ? -1 : (i * 5) % vocab));
+    const d64 = new Float64Array(n * vocab);
+    const l64 = referenceOps.crossEntropy(x, targets, n, vocab, d64, 0.25);
+    const d32 = new Float32Array(n * vocab);
+    const l32 = ops.crossEntropy(f32(x), targets, n, vocab, d32, 0.25);
+    expect(Math.abs(l32 - l64)).toBeLessThan(1e-4);
+    expect(maxDiff(d32, d64)).toBeLessThan(1e-6);
+    expect(Math.abs(ops.crossEntropy(f32(x), targets, n, vocab, null, 1) - l64)).toBeLessThan(1e-4);
+
+    const ids = Int32Array.from({ length: n }, (_, i) => (i * 3) % 7);
+    const t64 = new Float64Array(7 * dim);
+    referenceOps.embeddingBackward(t64, dy, ids, n, dim);
+    const t32 = new Float32Array(7 * dim);
+    ops.embeddingBackward(t32, f32(dy), ids, n, dim);
+    expect(maxDiff(t32, t64)).toBeLessThan(1e-5);
+  });
+
   it("a whole model: native gradients equal the float64 reference's", () => {
-    const shape = { nLayers: 2, dim: 32, nHeads: 4, nKvHeads: 2, ffnDim: 64, vocabSize: 50, contextLength: 16 };
+    const shape = {
+      nLayers: 2,
+      dim: 32,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 64,
+      vocabSize: 50,
+      contextLength: 16,
+    };
     const p32 = initParams(shape, 5).map((x) => x * 10);
     for (const s of paramLayout(shape).specs) if (s.isNorm) p32.fill(1.1, s.offset, s.offset + s.size);
     const tokens = Int32Array.from({ length: 16 }, (_, i) => (i * 7 + 3) % 50);

@@ -4,8 +4,8 @@ import type { Isa } from "@ryzanstein/kernels-native";
 import { bpeMetadata, createTokenizerFromGGUF, trainBpe } from "@ryzanstein/tokenizers";
 import {
   type ExportType,
-  makeWindows,
   type ModelShape,
+  makeWindows,
   ngramBaselines,
   type TrainHyperParams,
   type TrainProgress,
@@ -54,10 +54,20 @@ function readConfig(path: string): TrainConfigFile {
   try {
     cfg = JSON.parse(readFileSync(path, "utf8")) as TrainConfigFile;
   } catch (cause) {
-    throw new RyzansteinError("INVALID_ARGUMENT", `cannot read config ${path}: ${(cause as Error).message}`, { cause });
+    throw new RyzansteinError("INVALID_ARGUMENT", `cannot read config ${path}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
-  if (!cfg || typeof cfg.model !== "object" || typeof cfg.training !== "object" || typeof cfg.tokenizer !== "object") {
-    throw new RyzansteinError("INVALID_ARGUMENT", `config ${path} needs "model", "tokenizer" and "training" objects`);
+  if (
+    !cfg ||
+    typeof cfg.model !== "object" ||
+    typeof cfg.training !== "object" ||
+    typeof cfg.tokenizer !== "object"
+  ) {
+    throw new RyzansteinError(
+      "INVALID_ARGUMENT",
+      `config ${path} needs "model", "tokenizer" and "training" objects`,
+    );
   }
   return cfg;
 }
@@ -99,7 +109,8 @@ function reporter(steps: number): { update(p: TrainProgress): void; stop(): void
  */
 export function trainCommand(o: TrainCommandOptions, out: NodeJS.WritableStream = process.stdout): void {
   const cfg = readConfig(o.config);
-  if (!existsSync(o.data)) throw new RyzansteinError("IO_ERROR", `data file not found: ${o.data}`, { file: o.data });
+  if (!existsSync(o.data))
+    throw new RyzansteinError("IO_ERROR", `data file not found: ${o.data}`, { file: o.data });
   const text = readFileSync(o.data, "utf8");
   if (text.trim().length === 0) throw new RyzansteinError("INVALID_ARGUMENT", `data file ${o.data} is empty`);
   const t0 = Date.now();
@@ -135,7 +146,9 @@ export function trainCommand(o: TrainCommandOptions, out: NodeJS.WritableStream 
     bar.stop();
   }
   if (result.steps < training.steps) {
-    out.write(`stopped after ${result.steps} of ${training.steps} steps; run the same command again to resume\n`);
+    out.write(
+      `stopped after ${result.steps} of ${training.steps} steps; run the same command again to resume\n`,
+    );
     return;
   }
   // baselines and bits per byte on exactly the held-out targets the model was scored on
@@ -151,7 +164,11 @@ export function trainCommand(o: TrainCommandOptions, out: NodeJS.WritableStream 
     heldOutTokens: base.tokens,
     heldOutBytes: base.bytes,
     heldOutLoss: result.evalLoss,
-    bitsPerByte: { model: bpb(result.evalLoss * base.tokens), unigram: bpb(base.unigramNats), bigram: bpb(base.bigramNats) },
+    bitsPerByte: {
+      model: bpb(result.evalLoss * base.tokens),
+      unigram: bpb(base.unigramNats),
+      bigram: bpb(base.bigramNats),
+    },
     finalTrainLoss: result.lossHistory[result.lossHistory.length - 1],
     evalHistory: result.evalHistory,
   };
