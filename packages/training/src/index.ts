@@ -11,6 +11,7 @@ export { epochOrder, fillBatch, makeWindows, type WindowSet } from "./data.js";
 export { type ExportOptions, type ExportType, exportGGUF } from "./export.js";
 export {
   initParams,
+  type LinearHook,
   type ModelShape,
   normalizeShape,
   type ParamSpec,

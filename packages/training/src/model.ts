@@ -140,6 +140,19 @@ export function initParams(shape: ModelShape, seed: number): Float32Array {
   return out;
 }
 
+/**
+ * Extra trainable terms on linear layers (LoRA adapters): called after each base `y = x·Wᵀ` with
+ * the GGUF name of `W`, and in the backward pass with the same input.
+ */
+export interface LinearHook<A extends FloatArray> {
+  /** Whether the weight `name` has an extra term. */
+  has(name: string): boolean;
+  /** `y += f(x)` for the `n` rows of `x`. */
+  forward(name: string, y: A, x: A, n: number): void;
+  /** `dx += ∂f/∂x·dy`, accumulating the hook's own parameter gradients. */
+  backward(name: string, dx: A, dy: A, x: A, n: number): void;
+}
+
 interface LayerViews<A extends FloatArray> {
   attnNorm: A;
   wq: A;
@@ -225,8 +238,15 @@ export class TrainGraph<A extends FloatArray> {
     dlogits: A;
   };
   private readonly attn: AttentionShape;
+  private readonly hook: LinearHook<A> | undefined;
+  private readonly normScratch: A;
 
-  constructor(shape: ModelShape, batch: number, seq: number, ops: TrainOps<A>) {
+  /**
+   * @param hook - adapters on linear layers (LoRA); with a hook, {@link step} runs the backward
+   *   pass even without base gradients (a frozen base).
+   */
+  constructor(shape: ModelShape, batch: number, seq: number, ops: TrainOps<A>, hook?: LinearHook<A>) {
+    this.hook = hook;
     this.shape = normalizeShape(shape);
     this.batch = batch;
     this.seq = seq;
@@ -267,16 +287,50 @@ export class TrainGraph<A extends FloatArray> {
       dlogits: a(n * s.vocabSize),
     };
     this.attn = { batch, seq, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: hd, scale: 1 / Math.sqrt(hd) };
+    this.normScratch = a(s.dim);
   }
 
   /**
    * Runs the forward pass on `tokens` (`[batch, seq]` inputs) against `targets` (`[batch, seq]`,
    * −1 = ignored) and returns the summed cross-entropy (nats). With `grads`, also runs the backward
-   * pass and adds `lossScale · ∂loss/∂params` into `grads` (same flat layout as `params`).
+   * pass and adds `lossScale · ∂loss/∂params` into `grads` (same flat layout as `params`). With
+   * `backward` but no `grads` the base is frozen and only the hook's parameters get gradients.
    */
-  step(params: A, tokens: Int32Array, targets: Int32Array, grads?: A, lossScale = 1): number {
+  step(
+    params: A,
+    tokens: Int32Array,
+    targets: Int32Array,
+    grads?: A,
+    lossScale = 1,
+    backward = grads !== undefined,
+  ): number {
     const s = this.shape;
-    const o = this.ops;
+    const base = this.ops;
+    const hook = this.hook;
+    // linear layers with the hook's extra terms (forward) and frozen-base aware gradients (backward)
+    const o = {
+      ...base,
+      linearNamed: (name: string, y: A, x: A, w: A, n: number, inDim: number, outDim: number) => {
+        base.linear(y, x, w, n, inDim, outDim);
+        if (hook?.has(name)) hook.forward(name, y, x, n);
+      },
+      backNamed: (
+        name: string,
+        dw: A | undefined,
+        dx: A,
+        dy: A,
+        x: A,
+        w: A,
+        n: number,
+        inDim: number,
+        outDim: number,
+        accumulate: boolean,
+      ) => {
+        if (dw) base.linearBackwardWeight(dw, dy, x, n, inDim, outDim);
+        base.linearBackwardInput(dx, dy, w, n, inDim, outDim, accumulate);
+        if (hook?.has(name)) hook.backward(name, dx, dy, x, n);
+      },
+    };
     const n = this.batch * this.seq;
     if (tokens.length < n || targets.length < n)
       throw new RyzansteinError("SHAPE_MISMATCH", "tokens/targets too short");
@@ -297,63 +351,86 @@ export class TrainGraph<A extends FloatArray> {
       const a = this.acts[l];
       const L = w.layers[l];
       o.rmsNorm(a.xn1, a.xIn, L.attnNorm, n, s.dim, s.normEps); // xn1 [n, dim]
-      o.linear(a.q, a.xn1, L.wq, n, s.dim, qDim); // q [n, qDim]
-      o.linear(a.k, a.xn1, L.wk, n, s.dim, kvDim); // k [n, kvDim]
-      o.linear(a.v, a.xn1, L.wv, n, s.dim, kvDim); // v [n, kvDim]
+      o.linearNamed(`blk.${l}.attn_q.weight`, a.q, a.xn1, L.wq, n, s.dim, qDim); // q [n, qDim]
+      o.linearNamed(`blk.${l}.attn_k.weight`, a.k, a.xn1, L.wk, n, s.dim, kvDim); // k [n, kvDim]
+      o.linearNamed(`blk.${l}.attn_v.weight`, a.v, a.xn1, L.wv, n, s.dim, kvDim); // v [n, kvDim]
       o.rope(a.q, n, this.seq, s.nHeads, hd, s.ropeFreqBase, 1);
       o.rope(a.k, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, 1);
       o.attention(a.att, a.probs, a.q, a.k, a.v, this.attn); // att [n, qDim]
-      o.linear(a.xMid, a.att, L.wo, n, qDim, s.dim); // xMid = xIn + att·Woᵀ
+      o.linearNamed(`blk.${l}.attn_output.weight`, a.xMid, a.att, L.wo, n, qDim, s.dim); // xMid = xIn + att·Woᵀ
       for (let i = 0; i < n * s.dim; i++) a.xMid[i] += a.xIn[i];
       o.rmsNorm(a.xn2, a.xMid, L.ffnNorm, n, s.dim, s.normEps); // xn2 [n, dim]
-      o.linear(a.gate, a.xn2, L.wGate, n, s.dim, s.ffnDim); // gate [n, ffn]
-      o.linear(a.up, a.xn2, L.wUp, n, s.dim, s.ffnDim); // up [n, ffn]
+      o.linearNamed(`blk.${l}.ffn_gate.weight`, a.gate, a.xn2, L.wGate, n, s.dim, s.ffnDim); // gate [n, ffn]
+      o.linearNamed(`blk.${l}.ffn_up.weight`, a.up, a.xn2, L.wUp, n, s.dim, s.ffnDim); // up [n, ffn]
       o.swiglu(a.h, a.gate, a.up, n * s.ffnDim); // h [n, ffn]
       x = l + 1 < s.nLayers ? this.acts[l + 1].xIn : this.xFinal;
-      o.linear(x, a.h, L.wDown, n, s.ffnDim, s.dim); // next x = xMid + h·Wdownᵀ
+      o.linearNamed(`blk.${l}.ffn_down.weight`, x, a.h, L.wDown, n, s.ffnDim, s.dim); // next x = xMid + h·Wdownᵀ
       for (let i = 0; i < n * s.dim; i++) x[i] += a.xMid[i];
     }
     o.rmsNorm(this.xnF, this.xFinal, w.outputNorm, n, s.dim, s.normEps); // xnF [n, dim]
-    o.linear(this.logits, this.xnF, w.output, n, s.dim, s.vocabSize); // logits [n, vocab]
+    o.linearNamed("output.weight", this.logits, this.xnF, w.output, n, s.dim, s.vocabSize); // logits [n, vocab]
     const sc = this.scratch;
-    const loss = o.crossEntropy(this.logits, targets, n, s.vocabSize, grads ? sc.dlogits : null, lossScale);
-    if (!grads) return loss;
+    const loss = o.crossEntropy(
+      this.logits,
+      targets,
+      n,
+      s.vocabSize,
+      backward ? sc.dlogits : null,
+      lossScale,
+    );
+    if (!backward) return loss;
 
-    // ---- backward ----
-    const g = views(grads, s);
+    // ---- backward ---- (without `grads` the base is frozen: only input gradients flow)
+    const g = grads ? views(grads, s) : undefined;
+    const ns = this.normScratch;
     const dx = sc.dx; // [n, dim] gradient of the residual stream
-    o.linearBackwardWeight(g.output, sc.dlogits, this.xnF, n, s.dim, s.vocabSize);
-    o.linearBackwardInput(sc.dxn, sc.dlogits, w.output, n, s.dim, s.vocabSize, false);
+    o.backNamed(
+      "output.weight",
+      g?.output,
+      sc.dxn,
+      sc.dlogits,
+      this.xnF,
+      w.output,
+      n,
+      s.dim,
+      s.vocabSize,
+      false,
+    );
     dx.fill(0);
-    o.rmsNormBackward(dx, g.outputNorm, sc.dxn, this.xFinal, w.outputNorm, n, s.dim, s.normEps);
+    o.rmsNormBackward(dx, g?.outputNorm ?? ns, sc.dxn, this.xFinal, w.outputNorm, n, s.dim, s.normEps);
     for (let l = s.nLayers - 1; l >= 0; l--) {
       const a = this.acts[l];
       const L = w.layers[l];
-      const G = g.layers[l];
+      const G = g?.layers[l];
+      const p = `blk.${l}.`;
       // feed-forward block: dx flows to xMid unchanged plus through the FFN
-      o.linearBackwardWeight(G.wDown, dx, a.h, n, s.ffnDim, s.dim);
-      o.linearBackwardInput(sc.dh, dx, L.wDown, n, s.ffnDim, s.dim, false);
+      o.backNamed(`${p}ffn_down.weight`, G?.wDown, sc.dh, dx, a.h, L.wDown, n, s.ffnDim, s.dim, false);
       o.swigluBackward(sc.dgate, sc.dup, sc.dh, a.gate, a.up, n * s.ffnDim);
-      o.linearBackwardWeight(G.wGate, sc.dgate, a.xn2, n, s.dim, s.ffnDim);
-      o.linearBackwardWeight(G.wUp, sc.dup, a.xn2, n, s.dim, s.ffnDim);
-      o.linearBackwardInput(sc.dxn, sc.dgate, L.wGate, n, s.dim, s.ffnDim, false);
-      o.linearBackwardInput(sc.dxn, sc.dup, L.wUp, n, s.dim, s.ffnDim, true);
-      o.rmsNormBackward(dx, G.ffnNorm, sc.dxn, a.xMid, L.ffnNorm, n, s.dim, s.normEps);
+      o.backNamed(
+        `${p}ffn_gate.weight`,
+        G?.wGate,
+        sc.dxn,
+        sc.dgate,
+        a.xn2,
+        L.wGate,
+        n,
+        s.dim,
+        s.ffnDim,
+        false,
+      );
+      o.backNamed(`${p}ffn_up.weight`, G?.wUp, sc.dxn, sc.dup, a.xn2, L.wUp, n, s.dim, s.ffnDim, true);
+      o.rmsNormBackward(dx, G?.ffnNorm ?? ns, sc.dxn, a.xMid, L.ffnNorm, n, s.dim, s.normEps);
       // attention block
-      o.linearBackwardWeight(G.wo, dx, a.att, n, qDim, s.dim);
-      o.linearBackwardInput(sc.datt, dx, L.wo, n, qDim, s.dim, false);
+      o.backNamed(`${p}attn_output.weight`, G?.wo, sc.datt, dx, a.att, L.wo, n, qDim, s.dim, false);
       o.attentionBackward(sc.dq, sc.dk, sc.dv, a.q, a.k, a.v, a.probs, sc.datt, this.attn);
       o.rope(sc.dq, n, this.seq, s.nHeads, hd, s.ropeFreqBase, -1);
       o.rope(sc.dk, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, -1);
-      o.linearBackwardWeight(G.wq, sc.dq, a.xn1, n, s.dim, qDim);
-      o.linearBackwardWeight(G.wk, sc.dk, a.xn1, n, s.dim, kvDim);
-      o.linearBackwardWeight(G.wv, sc.dv, a.xn1, n, s.dim, kvDim);
-      o.linearBackwardInput(sc.dxn, sc.dq, L.wq, n, s.dim, qDim, false);
-      o.linearBackwardInput(sc.dxn, sc.dk, L.wk, n, s.dim, kvDim, true);
-      o.linearBackwardInput(sc.dxn, sc.dv, L.wv, n, s.dim, kvDim, true);
-      o.rmsNormBackward(dx, G.attnNorm, sc.dxn, a.xIn, L.attnNorm, n, s.dim, s.normEps);
+      o.backNamed(`${p}attn_q.weight`, G?.wq, sc.dxn, sc.dq, a.xn1, L.wq, n, s.dim, qDim, false);
+      o.backNamed(`${p}attn_k.weight`, G?.wk, sc.dxn, sc.dk, a.xn1, L.wk, n, s.dim, kvDim, true);
+      o.backNamed(`${p}attn_v.weight`, G?.wv, sc.dxn, sc.dv, a.xn1, L.wv, n, s.dim, kvDim, true);
+      o.rmsNormBackward(dx, G?.attnNorm ?? ns, sc.dxn, a.xIn, L.attnNorm, n, s.dim, s.normEps);
     }
-    o.embeddingBackward(g.embd, dx, tokens, n, s.dim);
+    if (g) o.embeddingBackward(g.embd, dx, tokens, n, s.dim);
     return loss;
   }
 }

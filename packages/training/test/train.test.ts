@@ -9,6 +9,7 @@ import {
   AdamW,
   clipGradNorm,
   epochOrder,
+  initParams,
   learningRate,
   loadCheckpoint,
   type ModelShape,
@@ -89,6 +90,29 @@ describe("data", () => {
     expect(Array.from(a).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(epochOrder(8, 3, 0)).toEqual(a);
     expect(epochOrder(8, 3, 1)).not.toEqual(a);
+  });
+
+  it("gradient accumulation: two half batches give the gradient of the whole batch", () => {
+    const ops = nativeOps({ threads: 2 });
+    const params = initParams(shape, 2);
+    const S = 16;
+    const inputs = Int32Array.from(tokens.subarray(0, 4 * S));
+    const targets = Int32Array.from(tokens.subarray(1, 4 * S + 1));
+    const whole = new Float32Array(params.length);
+    const lw = new TrainGraph(shape, 4, S, ops).step(params, inputs, targets, whole, 1 / (4 * S));
+    const halves = new Float32Array(params.length);
+    const half = new TrainGraph(shape, 2, S, ops);
+    let lh = half.step(params, inputs.subarray(0, 2 * S), targets.subarray(0, 2 * S), halves, 1 / (4 * S));
+    lh += half.step(params, inputs.subarray(2 * S), targets.subarray(2 * S), halves, 1 / (4 * S));
+    ops.kernels.dispose();
+    expect(Math.abs(lh - lw)).toBeLessThan(1e-3);
+    let m = 0;
+    let scale = 0;
+    for (let i = 0; i < whole.length; i++) {
+      m = Math.max(m, Math.abs(whole[i] - halves[i]));
+      scale = Math.max(scale, Math.abs(whole[i]));
+    }
+    expect(m / scale).toBeLessThan(1e-5);
   });
 
   it("too little data is a clear error", () => {
