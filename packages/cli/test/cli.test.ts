@@ -186,3 +186,80 @@ describe("ryzanstein train", () => {
     expect(existsSync(`${out}.ckpt`)).toBe(false);
   });
 });
+
+describe("ryzanstein finetune and run --lora", () => {
+  const data = join(dir, "robo.jsonl");
+  writeFileSync(
+    data,
+    Array.from({ length: 60 }, (_, i) =>
+      JSON.stringify({ text: `Robo the robot said, "Beep! I count ${(i % 4) + 1} balls."` }),
+    ).join("\n"),
+  );
+  const base = ["--model", stories, "--data", data, "--seq-len", "32", "--batch-size", "2", "--threads", "1"];
+
+  it("trains an adapter (GGUF + PEFT) that run --lora applies", () => {
+    const out = join(dir, "robo.gguf");
+    const peft = join(dir, "robo-peft");
+    const r = cli([
+      "finetune",
+      ...base,
+      "--out",
+      out,
+      "--peft",
+      peft,
+      "--steps",
+      "20",
+      "--lr",
+      "0.01",
+      "--lora-r",
+      "4",
+      "--lora-alpha",
+      "8",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/held-out loss [\d.]+ -> [\d.]+/);
+    expect(existsSync(join(peft, "adapter_model.safetensors"))).toBe(true);
+    for (const lora of [out, peft]) {
+      const run = cli([
+        "run",
+        "Robo the robot",
+        "--model",
+        stories,
+        "--lora",
+        lora,
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+      ]);
+      expect(run.code).toBe(0);
+      expect(run.stdout.length).toBeGreaterThan(0);
+    }
+  });
+
+  it.each([
+    [["--lora-r", "0"], /rank must be an integer ≥ 1/],
+    [["--targets", "q_proj"], /unknown target module 'q_proj'/],
+  ])("bad LoRA options %s fail clearly and write nothing", (extra, message) => {
+    const out = join(dir, "never-lora.gguf");
+    const r = cli(["finetune", ...base, "--out", out, "--steps", "2", ...extra]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("malformed JSONL names the line; too-short data is refused", () => {
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, '{"text": "ok"}\n{"text": "ok"}\n{"text": oops}\n');
+    const out = join(dir, "never-lora2.gguf");
+    const r = cli(["finetune", "--model", stories, "--data", bad, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("bad.jsonl:3: malformed JSON");
+    const short = join(dir, "short.jsonl");
+    writeFileSync(short, '{"text": "Hi."}\n');
+    const r2 = cli(["finetune", "--model", stories, "--data", short, "--out", out]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain("too short");
+    expect(existsSync(out)).toBe(false);
+  });
+});
