@@ -1,9 +1,11 @@
 import { isRyzansteinError } from "@ryzanstein/core-tensor";
 import { Command, CommanderError, Option } from "commander";
 import { type ConvertOptions, convertCommand } from "./commands/convert.js";
+import { type FinetuneCommandOptions, finetuneCommand } from "./commands/finetune.js";
 import { infoCommand } from "./commands/info.js";
 import { type RunOptions, runCommand } from "./commands/run.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
+import { type TrainCommandOptions, trainCommand } from "./commands/train.js";
 import { floatOption, intOption } from "./options.js";
 
 const VERSION = "0.1.0";
@@ -42,6 +44,7 @@ function buildProgram(): Command {
     .addOption(
       new Option("--backend <backend>", "compute backend").choices(["native", "reference"]).default("native"),
     )
+    .option("--lora <path>", "LoRA adapter (GGUF file or PEFT directory) merged into the model")
     .action(async (prompt: string, o: RunOptions) => runCommand(prompt, o));
 
   program
@@ -72,6 +75,44 @@ function buildProgram(): Command {
     .argument("<path>", "GGUF file")
     .option("--json", "machine-readable output")
     .action((path: string, o: { json?: boolean }) => infoCommand(path, o));
+
+  program
+    .command("train")
+    .description("train a byte-level BPE tokenizer and a Llama model from scratch on a text file")
+    .requiredOption("--config <path>", "JSON config: { model, tokenizer: { vocabSize }, training }")
+    .requiredOption("--data <path>", "UTF-8 text to train on")
+    .requiredOption("--out <path>", "output GGUF (also writes <out>.loss.svg and <out>.metrics.json)")
+    .option("--checkpoint <path>", "checkpoint file, resumed when present (default <out>.ckpt)")
+    .option("--steps <n>", "override training.steps", intOption(1))
+    .option("--stop-after <n>", "stop after n steps (checkpointed; run again to resume)", intOption(1))
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
+    .addOption(
+      new Option("--export-type <type>", "matrix format of the GGUF")
+        .choices(["f32", "f16", "q8_0"])
+        .default("f16"),
+    )
+    .action((o: TrainCommandOptions) => trainCommand(o));
+
+  program
+    .command("finetune")
+    .description("train a LoRA adapter on a frozen base model (any GGUF format) and write it as GGUF")
+    .option("-m, --model <path>", "base GGUF (default: $RYZANSTEIN_MODEL, then the default model)")
+    .requiredOption("--data <path>", 'plain text, or .jsonl with one {"text": ...} record per line')
+    .requiredOption("--out <path>", "output GGUF LoRA adapter")
+    .option("--peft <dir>", "also write a PEFT adapter directory")
+    .option("--lora-r <n>", "rank", intOption(0), 16)
+    .option("--lora-alpha <a>", "alpha (scale alpha/r)", floatOption(0, 1e6), 32)
+    .option("--lora-dropout <p>", "dropout on the adapter input", floatOption(0, 0.99), 0)
+    .option("--targets <modules...>", "target modules (names or patterns)", ["attn_q", "attn_v"])
+    .option("--steps <n>", "optimizer steps", intOption(1), 100)
+    .option("--lr <x>", "peak learning rate", floatOption(0, 1), 1e-3)
+    .option("--seq-len <n>", "tokens per window", intOption(2), 128)
+    .option("--batch-size <n>", "windows per step", intOption(1), 4)
+    .option("--seed <n>", "seed", intOption(0), 1)
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
+    .action((o: FinetuneCommandOptions) => finetuneCommand(o));
 
   return program;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fixturesDir } from "@ryzanstein/test-support";
@@ -135,16 +135,155 @@ describe("errors", () => {
     expect(v.stderr).toContain("    at ");
   });
 
-  it("no model says how to point at one", () => {
-    const r = cli(["run", "hi"]);
+  it("no model flag runs the default model (@ryzanstein/default-model)", () => {
+    const r = cli(["run", "In the beginning", "--max-tokens", "16", "--temperature", "0"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().length).toBeGreaterThan(10);
+  });
+
+  it("a missing model file says so", () => {
+    const r = cli(["run", "hi", "--model", join(dir, "nope.gguf")]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("--model");
-    expect(r.stderr).toContain("RYZANSTEIN_MODEL");
+    expect(r.stderr).toContain("model file not found");
   });
 
   it("bad option values are rejected", () => {
     const r = cli(["run", "hi", "--model", stories, "--top-p", "7"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("--top-p");
+  });
+});
+
+describe("ryzanstein train", () => {
+  const config = join(dir, "tiny.json");
+  const data = join(dir, "tiny.txt");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      name: "tiny",
+      model: { nLayers: 1, dim: 32, nHeads: 2, nKvHeads: 1, ffnDim: 64, contextLength: 64 },
+      tokenizer: { vocabSize: 300 },
+      training: { seqLen: 16, batchSize: 2, steps: 6, lr: 0.003, evalFraction: 0.1, seed: 3 },
+    }),
+  );
+  writeFileSync(
+    data,
+    Array.from(
+      { length: 80 },
+      (_, i) => `And the ${["lamb", "lion", "dove"][i % 3]} came unto the ${["river", "hill"][i % 2]}.`,
+    ).join("\n"),
+  );
+
+  it("trains, writes the GGUF, the loss curve and the metrics, and the model runs", () => {
+    const out = join(dir, "tiny.gguf");
+    const r = cli(["train", "--config", config, "--data", data, "--out", out, "--threads", "1"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*tiny\.gguf.*bits\/byte model/);
+    expect(r.stderr).toContain("step 6/6");
+    expect(existsSync(join(dir, "tiny.loss.svg"))).toBe(true);
+    const metrics = JSON.parse(readFileSync(join(dir, "tiny.metrics.json"), "utf8"));
+    expect(metrics.steps).toBe(6);
+    expect(metrics.bitsPerByte.unigram).toBeGreaterThan(0);
+    const run = cli(["run", "And the", "--model", out, "--max-tokens", "5", "--temperature", "0"]);
+    expect(run.code).toBe(0);
+  });
+
+  it("empty data is a clear error and writes nothing", () => {
+    const empty = join(dir, "empty.txt");
+    writeFileSync(empty, "  \n");
+    const out = join(dir, "never.gguf");
+    const r = cli(["train", "--config", config, "--data", empty, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("is empty");
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("data too short for the windows is a clear error and writes nothing", () => {
+    const short = join(dir, "short.txt");
+    writeFileSync(short, "In the beginning.");
+    const out = join(dir, "never2.gguf");
+    const r = cli(["train", "--config", config, "--data", short, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("too short");
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.ckpt`)).toBe(false);
+  });
+});
+
+describe("ryzanstein finetune and run --lora", () => {
+  const data = join(dir, "robo.jsonl");
+  writeFileSync(
+    data,
+    Array.from({ length: 60 }, (_, i) =>
+      JSON.stringify({ text: `Robo the robot said, "Beep! I count ${(i % 4) + 1} balls."` }),
+    ).join("\n"),
+  );
+  const base = ["--model", stories, "--data", data, "--seq-len", "32", "--batch-size", "2", "--threads", "1"];
+
+  it("trains an adapter (GGUF + PEFT) that run --lora applies", () => {
+    const out = join(dir, "robo.gguf");
+    const peft = join(dir, "robo-peft");
+    const r = cli([
+      "finetune",
+      ...base,
+      "--out",
+      out,
+      "--peft",
+      peft,
+      "--steps",
+      "20",
+      "--lr",
+      "0.01",
+      "--lora-r",
+      "4",
+      "--lora-alpha",
+      "8",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/held-out loss [\d.]+ -> [\d.]+/);
+    expect(existsSync(join(peft, "adapter_model.safetensors"))).toBe(true);
+    for (const lora of [out, peft]) {
+      const run = cli([
+        "run",
+        "Robo the robot",
+        "--model",
+        stories,
+        "--lora",
+        lora,
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+      ]);
+      expect(run.code).toBe(0);
+      expect(run.stdout.length).toBeGreaterThan(0);
+    }
+  });
+
+  it.each([
+    [["--lora-r", "0"], /rank must be an integer ≥ 1/],
+    [["--targets", "q_proj"], /unknown target module 'q_proj'/],
+  ])("bad LoRA options %s fail clearly and write nothing", (extra, message) => {
+    const out = join(dir, "never-lora.gguf");
+    const r = cli(["finetune", ...base, "--out", out, "--steps", "2", ...extra]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("malformed JSONL names the line; too-short data is refused", () => {
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, '{"text": "ok"}\n{"text": "ok"}\n{"text": oops}\n');
+    const out = join(dir, "never-lora2.gguf");
+    const r = cli(["finetune", "--model", stories, "--data", bad, "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("bad.jsonl:3: malformed JSON");
+    const short = join(dir, "short.jsonl");
+    writeFileSync(short, '{"text": "Hi."}\n');
+    const r2 = cli(["finetune", "--model", stories, "--data", short, "--out", out]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain("too short");
+    expect(existsSync(out)).toBe(false);
   });
 });

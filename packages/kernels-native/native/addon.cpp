@@ -17,6 +17,7 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "train_addon.h"
 
 namespace {
 
@@ -281,6 +282,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod<&Addon::CpuIsas>("cpuIsas"),
                              InstanceMethod<&Addon::MapFile>("mapFile"),
                              InstanceValue("NativeEngine", EngineWrap::Define(env), napi_enumerable),
+                             InstanceValue("TrainEngine", ryz::define_train_engine(env), napi_enumerable),
                          });
   }
 

@@ -440,3 +440,5 @@ export class NativeBackend implements Backend {
     e?.dispose();
   }
 }
+
+export { NativeTrainKernels, type NativeTrainKernelsOptions, type TrainAttentionShape } from "./train.js";

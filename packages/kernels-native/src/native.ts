@@ -57,9 +57,95 @@ export interface NativeEngine {
   dispose(): void;
 }
 
+/** Training kernels over a private thread pool (native/train_addon.cpp). @internal */
+export interface NativeTrainEngine {
+  gemm(
+    c: Float32Array,
+    a: Float32Array,
+    aRs: number,
+    aCs: number,
+    b: Float32Array,
+    bRs: number,
+    bCs: number,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+  ): void;
+  attentionForward(
+    out: Float32Array,
+    probs: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    batch: number,
+    seq: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  attentionBackward(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+    dout: Float32Array,
+    batch: number,
+    seq: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  rmsNorm(y: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void;
+  rmsNormBackward(
+    dx: Float32Array,
+    dw: Float32Array,
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+  ): void;
+  rope(
+    x: Float32Array,
+    n: number,
+    seq: number,
+    nHeads: number,
+    headDim: number,
+    freqBase: number,
+    sign: number,
+  ): void;
+  swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
+  swigluBackward(
+    dgate: Float32Array,
+    dup: Float32Array,
+    dout: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    len: number,
+  ): void;
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    n: number,
+    vocab: number,
+    dlogits: Float32Array | null,
+    scale: number,
+  ): number;
+  embeddingBackward(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, dim: number): void;
+  dispose(): void;
+}
+
 /** The addon's exports. @internal */
 export interface NativeAddon {
   NativeEngine: new (threads: number, isa: string) => NativeEngine;
+  TrainEngine: new (threads: number, isa: string) => NativeTrainEngine;
   cpuIsas(): string[];
   mapFile(path: string): Uint8Array;
 }

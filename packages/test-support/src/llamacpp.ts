@@ -41,6 +41,8 @@ export interface LlamaCppGreedyOptions {
    * prompt and every generated token: the trace is never computed across a context shift.
    */
   contextSize?: number;
+  /** A GGUF LoRA adapter to apply (scale 1), loaded onto the context. */
+  lora?: string;
 }
 
 /** Options of {@link llamaCppTokenize}. */
@@ -256,6 +258,7 @@ export async function llamaCppGreedy(
     batchSize: Math.min(DEFAULT_BATCH_SIZE, contextSize),
     threads,
     sequences: 1,
+    ...(options.lora ? { lora: options.lora } : {}),
   });
   try {
     const sequence = context.getSequence();

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { bpeMetadata, type TrainBpeOptions, type TrainedBpe, trainBpe } from "./bpe-trainer.js";
 export { StreamingDecoder, type StreamingDecoderOptions } from "./decoding.js";
 export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
 export {

@@ -2,6 +2,7 @@ import { type GeneratedToken, loadModel } from "@ryzanstein/engine";
 import type { Isa } from "@ryzanstein/kernels-native";
 import { progressBar } from "../progress.js";
 import { resolveModelPath } from "../resolve-model.js";
+import { mergedModel } from "./finetune.js";
 
 /** Options of `ryzanstein run`. */
 export interface RunOptions {
@@ -20,6 +21,8 @@ export interface RunOptions {
   stop?: string[];
   isa?: Isa;
   backend?: "native" | "reference";
+  /** LoRA adapter (GGUF file or PEFT directory) merged into the model before running. */
+  lora?: string;
 }
 
 /** `ryzanstein run [PROMPT]`: streams a completion of PROMPT to stdout, or prints one JSON object. */
@@ -28,7 +31,9 @@ export async function runCommand(
   o: RunOptions,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
-  const path = resolveModelPath(o.model);
+  let path = resolveModelPath(o.model);
+  let cleanup = () => {};
+  if (o.lora) ({ path, cleanup } = mergedModel(path, o.lora));
   const bar = progressBar("loading");
   const model = await loadModel(path, {
     threads: o.threads,
@@ -38,6 +43,7 @@ export async function runCommand(
     onProgress: (p) => bar.update(p.fraction),
   });
   bar.stop();
+  cleanup(); // the model is mapped; the merged file is no longer needed
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);

@@ -1,0 +1,146 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+import type { Isa } from "@ryzanstein/kernels-native";
+import {
+  adapterWeights,
+  finetune,
+  type LoraWeights,
+  loadBase,
+  loadGGUFAdapter,
+  loadPeft,
+  mergeToGGUF,
+  saveGGUFAdapter,
+  savePeft,
+} from "@ryzanstein/lora";
+import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { resolveModelPath } from "../resolve-model.js";
+
+/** Options of `ryzanstein finetune`. */
+export interface FinetuneCommandOptions {
+  /** Base GGUF (default: as `run` resolves it). */
+  model?: string;
+  /** Plain text, or JSONL with one `{"text": ...}` record per line. */
+  data: string;
+  /** Output GGUF LoRA adapter. */
+  out: string;
+  /** Also write a PEFT directory here. */
+  peft?: string;
+  /** Rank. */
+  loraR: number;
+  /** Alpha. */
+  loraAlpha: number;
+  /** Dropout. */
+  loraDropout: number;
+  /** Target modules (names or patterns). */
+  targets: string[];
+  /** Optimizer steps. */
+  steps: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Tokens per window. */
+  seqLen: number;
+  /** Windows per step. */
+  batchSize: number;
+  /** Seed. */
+  seed: number;
+  /** Threads. */
+  threads?: number;
+  /** Kernel variant. */
+  isa?: Isa;
+}
+
+/** Reads training text: plain text, or `{"text": ...}` JSONL records joined by newlines. */
+export function readTrainingText(path: string): string {
+  if (!existsSync(path))
+    throw new RyzansteinError("IO_ERROR", `data file not found: ${path}`, { file: path });
+  const raw = readFileSync(path, "utf8");
+  let text = raw;
+  if (/\.jsonl$/i.test(path)) {
+    const parts: string[] = [];
+    raw.split("\n").forEach((line, i) => {
+      if (line.trim() === "") return;
+      let rec: unknown;
+      try {
+        rec = JSON.parse(line);
+      } catch (e) {
+        throw new RyzansteinError(
+          "INVALID_ARGUMENT",
+          `${path}:${i + 1}: malformed JSON (${(e as Error).message})`,
+        );
+      }
+      const t = (rec as { text?: unknown } | null)?.text;
+      if (typeof t !== "string")
+        throw new RyzansteinError(
+          "INVALID_ARGUMENT",
+          `${path}:${i + 1}: expected an object with a "text" string`,
+        );
+      parts.push(t);
+    });
+    text = parts.join("\n");
+  }
+  if (text.trim() === "") throw new RyzansteinError("INVALID_ARGUMENT", `data file ${path} is empty`);
+  return text;
+}
+
+/** `ryzanstein finetune`: trains a LoRA adapter on a frozen base and writes it as GGUF (and PEFT). */
+export function finetuneCommand(
+  o: FinetuneCommandOptions,
+  out: NodeJS.WritableStream = process.stdout,
+): void {
+  const basePath = resolveModelPath(o.model);
+  const text = readTrainingText(o.data);
+  const base = loadBase(basePath);
+  const tok = createTokenizerFromGGUF(base.tokenizer);
+  const tokens = Int32Array.from(tok.encode(text));
+  const r = finetune({
+    base,
+    tokens,
+    lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
+    training: {
+      seqLen: o.seqLen,
+      batchSize: o.batchSize,
+      steps: o.steps,
+      lr: o.lr,
+      seed: o.seed,
+      evalFraction: 0.1,
+    },
+    threads: o.threads,
+    isa: o.isa,
+    onProgress: (p) => {
+      if (p.step % 10 === 0 || p.step === p.steps) {
+        process.stderr.write(
+          `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${Math.round(p.tokensPerSecond)} tok/s ETA ${Math.round(p.etaSeconds)}s\n`,
+        );
+      }
+    },
+  });
+  const w = adapterWeights(r.adapters);
+  saveGGUFAdapter(o.out, w);
+  if (o.peft) savePeft(o.peft, w, base.shape, o.loraDropout);
+  out.write(
+    `wrote ${o.out}${o.peft ? ` and ${o.peft}/` : ""}: ${w.tensors.size} adapters, rank ${w.rank}; held-out loss ${r.evalBefore.toFixed(4)} -> ${r.evalAfter.toFixed(4)} nats/token in ${Math.round(r.seconds)} s\n`,
+  );
+}
+
+/**
+ * Merges an adapter (GGUF file or PEFT directory) into `basePath` in a temporary file and returns
+ * its path and a cleanup function.
+ */
+export function mergedModel(basePath: string, adapter: string): { path: string; cleanup: () => void } {
+  if (!existsSync(adapter))
+    throw new RyzansteinError("IO_ERROR", `adapter not found: ${adapter}`, { file: adapter });
+  const w: LoraWeights = statSync(adapter).isDirectory()
+    ? loadPeft(adapter, loadBase(basePath).shape)
+    : loadGGUFAdapter(adapter);
+  const dir = mkdtempSync(join(tmpdir(), "ryz-lora-"));
+  const path = join(dir, "merged.gguf");
+  try {
+    mergeToGGUF(basePath, w, path);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
