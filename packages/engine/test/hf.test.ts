@@ -17,7 +17,7 @@ import {
   writeModelAsHF,
   writeSafetensors,
 } from "@ryzanstein/convert";
-import { GGMLType, RyzansteinError } from "@ryzanstein/core-tensor";
+import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
 import {
   disposeLlamaCpp,
   fixturesDir,
@@ -972,5 +972,53 @@ describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", 
     // and the scaling really acts: without it the late positions differ
     const plain = hfReferenceLogits(join(dir, "hf-rope-linear"), ids);
     expect(Math.abs(plain[ids.length - 1][0] - ref[ids.length - 1][0])).toBeGreaterThan(0);
+  });
+});
+
+describe("HuggingFace folder variants", () => {
+  it("sharded safetensors with an index, in F16 and BF16, run like the single F32 file", () => {
+    const sharded = join(dir, "hf-llama-sharded");
+    mkdirSync(sharded);
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+      writeFileSync(join(sharded, f), readFileSync(join(folder, f)));
+    const st = readSafetensors(join(folder, "model.safetensors"));
+    const half = Math.ceil(st.tensors.length / 2);
+    const weightMap: Record<string, string> = {};
+    [st.tensors.slice(0, half), st.tensors.slice(half)].forEach((part, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      const type = i === 0 ? GGMLType.F16 : GGMLType.BF16;
+      writeSafetensors(
+        join(sharded, file),
+        part.map((t) => ({
+          name: t.name,
+          type,
+          shape: t.shape,
+          data: Tensor.fromF32(t.shape, st.tensor(t.name).toF32(), type).data,
+        })),
+      );
+      for (const t of part) weightMap[t.name] = file;
+    });
+    writeFileSync(
+      join(sharded, "model.safetensors.index.json"),
+      JSON.stringify({ metadata: {}, weight_map: weightMap }),
+    );
+    const reference = new ModelSession(openModelFile(folder), { backend: "reference" }).logits(tokens);
+    const fromShards = new ModelSession(openModelFile(sharded), { backend: "native" }).logits(tokens);
+    expect(relL2(fromShards, reference)).toBeLessThan(2e-2); // F16/BF16 weights against F32
+    expect(detectFormat(sharded)).toBe("hf-folder");
+  });
+
+  it("a Metaspace pre-tokenizer (instead of a Prepend normalizer) tokenizes the same", () => {
+    const meta = join(dir, "hf-llama-metaspace");
+    mkdirSync(meta);
+    for (const f of readdirSync(folder)) writeFileSync(join(meta, f), readFileSync(join(folder, f)));
+    const tj = JSON.parse(readFileSync(join(folder, "tokenizer.json"), "utf8"));
+    tj.normalizer = null;
+    tj.pre_tokenizer = { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false };
+    writeFileSync(join(meta, "tokenizer.json"), JSON.stringify(tj));
+    const a = new ModelSession(openModelFile(folder), { backend: "reference" }).tokenizer;
+    const b = new ModelSession(openModelFile(meta), { backend: "reference" }).tokenizer;
+    for (const text of ["Hello world", " leading space", "w1 w2  w3"])
+      expect(b.encode(text, { addBos: true }), text).toEqual(a.encode(text, { addBos: true }));
   });
 });
