@@ -18,3 +18,5 @@ export type { BackendKind, LoadProgress, SessionOptions } from "./session.js";
 export { ModelSession, openModelFile } from "./session.js";
 export type { LayerWeights, ModelWeights } from "./weights.js";
 export { readLlamaWeights } from "./weights.js";
+export type { BatchOutput, BatchSequence } from "./paged.js";
+export { BatchRunner, PagedKvCache } from "./paged.js";
