@@ -159,6 +159,8 @@ function step(): void {
   const e = engine;
   if (!e || !e.scheduler.hasWork()) {
     looping = false;
+    // Report the idle state (blocks back to zero after cancels).
+    if (e) send({ type: "events", events: [], stats: stats(e.scheduler, stepsRun) });
     return;
   }
   const { scheduler, runner, cache, tokenizer, model } = e;
