@@ -205,7 +205,12 @@ export class KvBlockPool {
     const s = this.get(seq);
     const full = Math.min(Math.floor(computed / this.blockSize), s.blocks.length);
     for (let i = s.hashes.length; i < full; i++) {
-      const h = chainHash(i === 0 ? "" : s.hashes[i - 1], tokens, i * this.blockSize, (i + 1) * this.blockSize);
+      const h = chainHash(
+        i === 0 ? "" : s.hashes[i - 1],
+        tokens,
+        i * this.blockSize,
+        (i + 1) * this.blockSize,
+      );
       s.hashes.push(h);
       const b = s.blocks[i];
       if (this.blockHash[b] === undefined && !this.byHash.has(h)) {
@@ -218,7 +223,8 @@ export class KvBlockPool {
   /** A new sequence `child` sharing every block of `parent` (copy-on-write on later writes). */
   fork(parent: string, child: string): void {
     const p = this.get(parent);
-    if (this.seqs.has(child)) throw new RyzansteinError("INVALID_ARGUMENT", `sequence ${child} is already open`);
+    if (this.seqs.has(child))
+      throw new RyzansteinError("INVALID_ARGUMENT", `sequence ${child} is already open`);
     for (const b of p.blocks) this.ref(b);
     this.seqs.set(child, { blocks: [...p.blocks], hashes: [...p.hashes] });
   }
@@ -239,7 +245,8 @@ export class KvBlockPool {
     const counts = new Int32Array(this.numBlocks);
     for (const s of this.seqs.values()) for (const b of s.blocks) counts[b]++;
     for (let b = 0; b < this.numBlocks; b++) {
-      if (counts[b] !== this.refs[b]) throw new Error(`block ${b}: ref ${this.refs[b]} but ${counts[b]} users`);
+      if (counts[b] !== this.refs[b])
+        throw new Error(`block ${b}: ref ${this.refs[b]} but ${counts[b]} users`);
     }
     const free = new Set([...this.empty, ...this.lru.keys()]);
     if (free.size !== this.empty.length + this.lru.size) throw new Error("a block is free twice");

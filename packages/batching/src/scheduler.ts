@@ -151,7 +151,8 @@ export class Scheduler {
    * that cannot fit; returns false when the queue is full (the caller should answer 503).
    */
   add(req: ScheduledRequest): boolean {
-    if (this.byId.has(req.id)) throw new RyzansteinError("INVALID_ARGUMENT", `duplicate request id ${req.id}`);
+    if (this.byId.has(req.id))
+      throw new RyzansteinError("INVALID_ARGUMENT", `duplicate request id ${req.id}`);
     if (req.prompt.length === 0) throw new RyzansteinError("INVALID_ARGUMENT", "the prompt has no tokens");
     if (!Number.isInteger(req.maxTokens) || req.maxTokens < 0)
       throw new RyzansteinError("INVALID_ARGUMENT", "maxTokens must be a non-negative integer");
@@ -200,7 +201,8 @@ export class Scheduler {
 
   /** Plans the next step. Call {@link update} with its result before planning again. */
   schedule(): StepPlan {
-    if (this.planned) throw new RyzansteinError("INVALID_ARGUMENT", "schedule() called twice without update()");
+    if (this.planned)
+      throw new RyzansteinError("INVALID_ARGUMENT", "schedule() called twice without update()");
     const o = this.options;
     let budget = o.maxBatchTokens;
     const seqs: PlannedSequence[] = [];
@@ -233,7 +235,12 @@ export class Scheduler {
     }
 
     // 2. Waiting requests, first come first served, unless this step had to preempt.
-    while (preempted.length === 0 && budget > 0 && this.waiting.length > 0 && this.running.length < o.maxSeqs) {
+    while (
+      preempted.length === 0 &&
+      budget > 0 &&
+      this.waiting.length > 0 &&
+      this.running.length < o.maxSeqs
+    ) {
       const s = this.waiting[0];
       const cached = o.prefixCaching ? this.pool.cachedPrefix(s.tokens) : 0;
       // Always compute at least the last known token (its logits are needed).
@@ -242,7 +249,9 @@ export class Scheduler {
       const needBlocks = this.pool.blocksFor(reuse + take) - reuse / o.blockSize;
       if (needBlocks > this.pool.freeBlocks - this.reusedFree(s.tokens, reuse)) break;
       this.waiting.shift();
-      s.computed = o.prefixCaching ? this.pool.open(s.id, s.tokens, reuse) : this.pool.open(s.id, s.tokens, 0);
+      s.computed = o.prefixCaching
+        ? this.pool.open(s.id, s.tokens, reuse)
+        : this.pool.open(s.id, s.tokens, 0);
       if (!this.pool.ensure(s.id, s.computed + take)) {
         // Cannot happen after the check above; undo to keep the pool consistent.
         this.pool.free(s.id);

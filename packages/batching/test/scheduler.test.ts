@@ -2,7 +2,11 @@ import { describe, expect, it } from "vitest";
 import { type FinishedRequest, Scheduler, type StepPlan } from "../src/index.js";
 
 /** Runs the scheduler with a fake engine that samples token 7 + position; returns the plans. */
-function drive(s: Scheduler, steps: number, onStep?: (p: StepPlan, f: FinishedRequest[]) => void): StepPlan[] {
+function drive(
+  s: Scheduler,
+  steps: number,
+  onStep?: (p: StepPlan, f: FinishedRequest[]) => void,
+): StepPlan[] {
   const plans: StepPlan[] = [];
   for (let i = 0; i < steps && s.hasWork(); i++) {
     const plan = s.schedule();
@@ -117,7 +121,13 @@ describe("Scheduler", () => {
       if (rand() < 0.3) {
         const id = `r${next++}`;
         const shared = rand() < 0.5 ? prompt(8) : [];
-        if (s.add({ id, prompt: [...shared, ...prompt(1 + Math.floor(rand() * 20), 1000 + next)], maxTokens: Math.floor(rand() * 12) }))
+        if (
+          s.add({
+            id,
+            prompt: [...shared, ...prompt(1 + Math.floor(rand() * 20), 1000 + next)],
+            maxTokens: Math.floor(rand() * 12),
+          })
+        )
           live.add(id);
       }
       if (rand() < 0.05 && live.size) {

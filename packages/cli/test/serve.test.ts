@@ -10,7 +10,24 @@ describe("ryzanstein serve", () => {
   it("serves completions with an API key and exits cleanly on SIGTERM", async () => {
     const child = spawn(
       process.execPath,
-      [bin, "serve", "--model", stories, "--port", "0", "--parallel", "4", "--ctx", "128", "--kv-memory", "8MB", "--api-key", "k1", "--log-level", "silent"],
+      [
+        bin,
+        "serve",
+        "--model",
+        stories,
+        "--port",
+        "0",
+        "--parallel",
+        "4",
+        "--ctx",
+        "128",
+        "--kv-memory",
+        "8MB",
+        "--api-key",
+        "k1",
+        "--log-level",
+        "silent",
+      ],
       { env: { ...process.env, FORCE_COLOR: "0" }, stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";

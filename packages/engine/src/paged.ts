@@ -158,21 +158,30 @@ export class BatchRunner {
 
     // Lay the step out as rows: ids, positions, owning sequence, cache slot of each token.
     if (seqs.length > this.maxSeqs)
-      throw new RyzansteinError("INVALID_ARGUMENT", `${seqs.length} sequences exceed maxSeqs ${this.maxSeqs}`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `${seqs.length} sequences exceed maxSeqs ${this.maxSeqs}`,
+      );
     let n = 0;
     for (let s = 0; s < seqs.length; s++) {
       const seq = seqs[s];
       const end = seq.start + seq.tokens.length;
       if (n + seq.tokens.length > this.maxTokens)
         throw new RyzansteinError("INVALID_ARGUMENT", `the step exceeds maxTokens ${this.maxTokens}`);
-      if (seq.tokens.length === 0 || Math.ceil(end / bs) > Math.min(seq.blockTable.length, this.maxBlocksPerSeq))
+      if (
+        seq.tokens.length === 0 ||
+        Math.ceil(end / bs) > Math.min(seq.blockTable.length, this.maxBlocksPerSeq)
+      )
         throw new RyzansteinError("OUT_OF_BOUNDS", `sequence ${s}: ${end} positions exceed its block table`);
       for (let j = 0; j < this.maxBlocksPerSeq; j++)
         tables[s * this.maxBlocksPerSeq + j] = j < seq.blockTable.length ? seq.blockTable[j] : 0;
       for (let i = 0; i < seq.tokens.length; i++, n++) {
         const t = seq.tokens[i];
         if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
-          throw new RyzansteinError("OUT_OF_BOUNDS", `token id ${t} is outside the vocabulary of ${c.vocabSize}`);
+          throw new RyzansteinError(
+            "OUT_OF_BOUNDS",
+            `token id ${t} is outside the vocabulary of ${c.vocabSize}`,
+          );
         const p = seq.start + i;
         this.buf.ids[n] = t;
         this.buf.positions[n] = p;

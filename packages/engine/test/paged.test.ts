@@ -1,13 +1,24 @@
-import { NativeBackend } from "@ryzanstein/kernels-native";
 import { ReferenceBackend } from "@ryzanstein/core-tensor";
+import { NativeBackend } from "@ryzanstein/kernels-native";
 import { describe, expect, it } from "vitest";
-import { BatchRunner, Model, openModelFile, PagedKvCache, readLlamaWeights, readModelConfig } from "../src/index.js";
+import {
+  BatchRunner,
+  Model,
+  openModelFile,
+  PagedKvCache,
+  readLlamaWeights,
+  readModelConfig,
+} from "../src/index.js";
 import { relL2, storiesPath } from "./helpers.js";
 
 function load(backend: "native" | "reference") {
   const gguf = openModelFile(storiesPath);
   const config = readModelConfig(gguf);
-  return new Model(config, readLlamaWeights(gguf, config), backend === "native" ? new NativeBackend({ threads: 2 }) : new ReferenceBackend());
+  return new Model(
+    config,
+    readLlamaWeights(gguf, config),
+    backend === "native" ? new NativeBackend({ threads: 2 }) : new ReferenceBackend(),
+  );
 }
 
 describe.each(["native", "reference"] as const)("BatchRunner (%s) on stories260K", (backend) => {
@@ -46,9 +57,9 @@ describe.each(["native", "reference"] as const)("BatchRunner (%s) on stories260K
     cache.copyBlock(1, 2);
     expect(cache.keys[0][cache.rowSize * 8]).toBe(3);
     const runner = new BatchRunner(model, cache, 8, 2, 16);
-    expect(() => runner.forward([{ tokens: [1, 2, 3, 4, 5], start: 0, blockTable: [0], logits: true }])).toThrow(
-      /block table/,
-    );
+    expect(() =>
+      runner.forward([{ tokens: [1, 2, 3, 4, 5], start: 0, blockTable: [0], logits: true }]),
+    ).toThrow(/block table/);
     model.backend.dispose?.();
   });
 });

@@ -455,12 +455,29 @@ export class NativeBackend implements Backend {
       for (let b = 0; b < used; b++) {
         const blk = blockTables[s * maxBlocks + b];
         if (blk < 0 || blk >= nBlocks)
-          fail("OUT_OF_BOUNDS", op, `block ${blk} of sequence ${s} is outside the cache of ${nBlocks} blocks`);
+          fail(
+            "OUT_OF_BOUNDS",
+            op,
+            `block ${blk} of sequence ${s} is outside the cache of ${nBlocks} blocks`,
+          );
       }
     }
     try {
       e.pagedAttention(
-        out, q, k, v, positions, seqOfRow, blockTables, n, nHeads, nKvHeads, headDim, scale, blockSize, maxBlocks,
+        out,
+        q,
+        k,
+        v,
+        positions,
+        seqOfRow,
+        blockTables,
+        n,
+        nHeads,
+        nKvHeads,
+        headDim,
+        scale,
+        blockSize,
+        maxBlocks,
       );
     } catch (cause) {
       throw nativeError(op, cause);

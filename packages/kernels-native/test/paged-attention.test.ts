@@ -32,8 +32,24 @@ function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: num
   }
   const n = positions.length;
   const q = g.uniform(n * nHeads * headDim, 3);
-  const params = { nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), blockSize, maxBlocksPerSeq: maxBlocks };
-  return { k, v, q, n, tables, params, seqOfRow: Int32Array.from(seqOfRow), positions: Int32Array.from(positions) };
+  const params = {
+    nHeads,
+    nKvHeads,
+    headDim,
+    scale: 1 / Math.sqrt(headDim),
+    blockSize,
+    maxBlocksPerSeq: maxBlocks,
+  };
+  return {
+    k,
+    v,
+    q,
+    n,
+    tables,
+    params,
+    seqOfRow: Int32Array.from(seqOfRow),
+    positions: Int32Array.from(positions),
+  };
 }
 
 describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
@@ -71,7 +87,11 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
     const b = new Float32Array(q.length);
     nb.attention(a, q, k, v, positions, 3, p);
     const tables = Int32Array.from({ length: 7 }, (_, i) => i);
-    nb.pagedAttention(b, q, k, v, positions, new Int32Array(3), tables, 3, { ...p, blockSize: bs, maxBlocksPerSeq: 7 });
+    nb.pagedAttention(b, q, k, v, positions, new Int32Array(3), tables, 3, {
+      ...p,
+      blockSize: bs,
+      maxBlocksPerSeq: 7,
+    });
     expect(Array.from(b)).toEqual(Array.from(a));
     expect(len).toBeGreaterThan(0);
   });
@@ -81,7 +101,17 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
     const out = new Float32Array(8);
     const params = { nHeads: 1, nKvHeads: 1, headDim: 8, scale: 1, blockSize: 2, maxBlocksPerSeq: 2 };
     expect(() =>
-      nb.pagedAttention(out, out, k, k, Int32Array.from([2]), Int32Array.from([0]), Int32Array.from([0, 5]), 1, params),
+      nb.pagedAttention(
+        out,
+        out,
+        k,
+        k,
+        Int32Array.from([2]),
+        Int32Array.from([0]),
+        Int32Array.from([0, 5]),
+        1,
+        params,
+      ),
     ).toThrow(/outside the cache/);
   });
 });

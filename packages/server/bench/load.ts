@@ -26,7 +26,13 @@ export interface LoadReport {
   rssGrowth: number;
 }
 
-const PROMPTS = ["Once upon a time", "The little dog", "Lily went to the park", "Tom had a big red ball", "One day"];
+const PROMPTS = [
+  "Once upon a time",
+  "The little dog",
+  "Lily went to the park",
+  "Tom had a big red ball",
+  "One day",
+];
 
 /** Drives `server` with `clients` concurrent loops for `seconds`. */
 export async function runLoad(server: RunningServer, clients: number, seconds: number): Promise<LoadReport> {
@@ -74,7 +80,7 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
         ? { messages: [{ role: "user", content: prompt }], max_tokens: maxTokens, temperature: next() }
         : { prompt, max_tokens: maxTokens, temperature: next() };
       try {
-        if (kind < 0.35 || kind >= 0.6 && kind < 0.8) {
+        if (kind < 0.35 || (kind >= 0.6 && kind < 0.8)) {
           // streaming; between 0.6 and 0.8 the client walks away mid-stream
           const cancel = kind >= 0.6;
           const ctrl = new AbortController();
@@ -135,7 +141,8 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
   };
   await Promise.all(Array.from({ length: clients }, client));
   await server.engine.idle();
-  for (let i = 0; i < 100 && server.engine.stats.usedBlocks > 0; i++) await new Promise((res) => setTimeout(res, 20));
+  for (let i = 0; i < 100 && server.engine.stats.usedBlocks > 0; i++)
+    await new Promise((res) => setTimeout(res, 20));
   const metrics = await (await fetch(`${url}/metrics`)).text();
   r.kvBlocksUsedAfter = Number(/^ryzanstein_kv_blocks_used (\S+)/m.exec(metrics)?.[1]);
   r.rssEndMiB = process.memoryUsage().rss / 2 ** 20;
@@ -157,6 +164,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const report = await runLoad(server, clients, seconds);
   await server.close();
   console.log(JSON.stringify(report, null, 2));
-  const ok = report.unexpected.length === 0 && report.streamsWithoutDone === 0 && report.kvBlocksUsedAfter === 0;
+  const ok =
+    report.unexpected.length === 0 && report.streamsWithoutDone === 0 && report.kvBlocksUsedAfter === 0;
   process.exit(ok ? 0 : 1);
 }

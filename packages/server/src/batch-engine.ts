@@ -60,7 +60,10 @@ export class BatchEngine {
   stats: EngineStats;
   private readonly worker: Worker;
   private readonly listeners = new Map<string, RequestListener>();
-  private readonly embeds = new Map<string, { resolve: (v: { data: Float32Array; promptTokens: number }) => void; reject: (e: Error) => void }>();
+  private readonly embeds = new Map<
+    string,
+    { resolve: (v: { data: Float32Array; promptTokens: number }) => void; reject: (e: Error) => void }
+  >();
   private nextId = 1;
   private failure: Error | undefined;
   private readonly idleWaiters: (() => void)[] = [];
@@ -105,7 +108,9 @@ export class BatchEngine {
       }
     };
     worker.on("error", fail);
-    worker.on("exit", (code) => fail(new RyzansteinError("NATIVE_ERROR", `the engine worker exited (code ${code})`)));
+    worker.on("exit", (code) =>
+      fail(new RyzansteinError("NATIVE_ERROR", `the engine worker exited (code ${code})`)),
+    );
   }
 
   /** Loads `path` in a new worker thread. */

@@ -18,7 +18,14 @@ import {
 } from "@ryzanstein/engine";
 import { NativeBackend } from "@ryzanstein/kernels-native";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
-import type { BatchEngineOptions, EngineStats, FromWorker, RequestParams, TokenEvent, ToWorker } from "./protocol.js";
+import type {
+  BatchEngineOptions,
+  EngineStats,
+  FromWorker,
+  RequestParams,
+  TokenEvent,
+  ToWorker,
+} from "./protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("the batch worker must run in a worker thread");
@@ -53,7 +60,9 @@ function init(path: string, o: BatchEngineOptions): void {
   const config = readModelConfig(gguf);
   const tokenizer = createTokenizerFromGGUF(gguf.metadata);
   const backend: Backend =
-    (o.backend ?? "native") === "reference" ? new ReferenceBackend() : new NativeBackend({ threads: o.threads });
+    (o.backend ?? "native") === "reference"
+      ? new ReferenceBackend()
+      : new NativeBackend({ threads: o.threads });
   const model = new Model(config, readLlamaWeights(gguf, config), backend);
   const contextSize = o.contextSize ?? Math.min(config.contextLength, 4096);
   const blockSize = o.blockSize ?? 16;
@@ -157,7 +166,7 @@ function kick(): void {
 /** One scheduler step: plan, copy-on-write, forward, sample, update, report. */
 function step(): void {
   const e = engine;
-  if (!e || !e.scheduler.hasWork()) {
+  if (!e?.scheduler.hasWork()) {
     looping = false;
     // Report the idle state (blocks back to zero after cancels).
     if (e) send({ type: "events", events: [], stats: stats(e.scheduler, stepsRun) });
@@ -170,7 +179,13 @@ function step(): void {
   for (const c of plan.copies) cache.copyBlock(c.src, c.dst);
   const batch: BatchSequence[] = plan.seqs.map((s) => {
     const embed = live.get(s.id)?.params.embed ?? false;
-    return { tokens: s.tokens, start: s.start, blockTable: s.blockTable, logits: s.sample && !embed, hidden: embed };
+    return {
+      tokens: s.tokens,
+      start: s.start,
+      blockTable: s.blockTable,
+      logits: s.sample && !embed,
+      hidden: embed,
+    };
   });
   let out: ReturnType<BatchRunner["forward"]>;
   try {

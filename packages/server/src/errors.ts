@@ -22,7 +22,12 @@ export class HttpError extends Error {
   constructor(
     status: number,
     message: string,
-    init: { type?: OpenAIErrorType; param?: string | null; code?: string | null; headers?: Record<string, string> } = {},
+    init: {
+      type?: OpenAIErrorType;
+      param?: string | null;
+      code?: string | null;
+      headers?: Record<string, string>;
+    } = {},
   ) {
     super(message);
     this.status = status;

@@ -24,7 +24,11 @@ export class ServerMetrics {
       labelNames: ["endpoint", "status"],
       registers,
     });
-    this.promptTokens = new Counter({ name: "ryzanstein_prompt_tokens_total", help: "Prompt tokens", registers });
+    this.promptTokens = new Counter({
+      name: "ryzanstein_prompt_tokens_total",
+      help: "Prompt tokens",
+      registers,
+    });
     this.generatedTokens = new Counter({
       name: "ryzanstein_generation_tokens_total",
       help: "Generated tokens",
@@ -61,7 +65,11 @@ export class ServerMetrics {
     gauge("ryzanstein_prefix_cache_hit_ratio", "Prompt tokens found in the prefix cache / looked up", (s) =>
       s.queriedTokens ? s.hitTokens / s.queriedTokens : 0,
     );
-    gauge("ryzanstein_prefix_cache_hit_tokens", "Prompt tokens found in the prefix cache", (s) => s.hitTokens);
+    gauge(
+      "ryzanstein_prefix_cache_hit_tokens",
+      "Prompt tokens found in the prefix cache",
+      (s) => s.hitTokens,
+    );
     gauge("ryzanstein_preemptions", "Requests preempted (recomputed)", (s) => s.preemptions);
   }
 }

@@ -49,11 +49,7 @@ export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 /** `POST /v1/completions` body. */
 export const CompletionRequest = z.object({
   ...common,
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()).length(1),
-    z.array(z.number().int().min(0)).min(1),
-  ]),
+  prompt: z.union([z.string(), z.array(z.string()).length(1), z.array(z.number().int().min(0)).min(1)]),
   logprobs: z.number().int().min(0).max(20).nullish(),
   echo: z.boolean().nullish(),
 });
@@ -73,6 +69,6 @@ export type EmbeddingRequest = z.infer<typeof EmbeddingRequest>;
 /** The first issue of a zod error as `param: message`, for OpenAI-shaped errors. */
 export function describeZodError(e: z.ZodError): { message: string; param: string | null } {
   const issue = e.issues[0];
-  const param = issue && issue.path.length ? issue.path.join(".") : null;
+  const param = issue?.path.length ? issue.path.join(".") : null;
   return { message: param ? `${param}: ${issue.message}` : (issue?.message ?? "invalid request"), param };
 }

@@ -1,19 +1,14 @@
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { basename } from "node:path";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { TokenLogprob } from "@ryzanstein/engine";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { BatchEngine } from "./batch-engine.js";
 import { ChatFormatter } from "./chat.js";
 import { HttpError } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
 import type { BatchEngineOptions, RequestParams, TokenEvent } from "./protocol.js";
-import {
-  ChatCompletionRequest,
-  CompletionRequest,
-  describeZodError,
-  EmbeddingRequest,
-} from "./schemas.js";
+import { ChatCompletionRequest, CompletionRequest, describeZodError, EmbeddingRequest } from "./schemas.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions extends BatchEngineOptions {
@@ -98,7 +93,10 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     try {
       done(null, JSON.parse(text));
     } catch (e) {
-      done(new HttpError(400, `malformed JSON: ${(e as Error).message}`, { code: "invalid_json" }), undefined);
+      done(
+        new HttpError(400, `malformed JSON: ${(e as Error).message}`, { code: "invalid_json" }),
+        undefined,
+      );
     }
   });
 
@@ -114,21 +112,33 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     void reply.code(e.status).headers(e.headers).send(e.toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new HttpError(404, `no route ${req.method} ${req.url}`, { type: "not_found_error" }).toJSON());
+    void reply
+      .code(404)
+      .send(new HttpError(404, `no route ${req.method} ${req.url}`, { type: "not_found_error" }).toJSON());
   });
 
   app.addHook("onRequest", async (req) => {
     if (!req.url.startsWith("/v1/")) return;
-    if (draining) throw new HttpError(503, "the server is shutting down", { type: "overloaded_error", headers: { "retry-after": "5" } });
+    if (draining)
+      throw new HttpError(503, "the server is shutting down", {
+        type: "overloaded_error",
+        headers: { "retry-after": "5" },
+      });
     if (!keyDigest) return;
     const h = req.headers.authorization ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(h);
-    const given = createHash("sha256").update(m ? m[1] : "").digest();
+    const given = createHash("sha256")
+      .update(m ? m[1] : "")
+      .digest();
     if (!m || !timingSafeEqual(given, keyDigest)) {
-      throw new HttpError(401, m ? "incorrect API key provided" : "missing API key (Authorization: Bearer ...)", {
-        type: "authentication_error",
-        code: "invalid_api_key",
-      });
+      throw new HttpError(
+        401,
+        m ? "incorrect API key provided" : "missing API key (Authorization: Bearer ...)",
+        {
+          type: "authentication_error",
+          code: "invalid_api_key",
+        },
+      );
     }
   });
   app.addHook("onResponse", async (req, reply) => {
@@ -145,7 +155,12 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
       });
   };
 
-  const parse = <T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } }, body: unknown): T => {
+  const parse = <T>(
+    schema: {
+      safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError };
+    },
+    body: unknown,
+  ): T => {
     if (body === undefined || body === null || typeof body !== "object")
       throw new HttpError(400, "the request body must be a JSON object");
     const r = schema.safeParse(body);
@@ -200,7 +215,8 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
       });
   };
 
-  const tokenize = (text: string) => engine.tokenizer.encode(text, { addBos: engine.tokenizer.addBos, parseSpecial: true });
+  const tokenize = (text: string) =>
+    engine.tokenizer.encode(text, { addBos: engine.tokenizer.addBos, parseSpecial: true });
   const pieceText = (id: number) => new TextDecoder().decode(engine.tokenizer.tokenToPiece(id));
 
   /**
@@ -216,35 +232,48 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
   ): Promise<void> => {
     const t0 = now();
     metrics.promptTokens.inc(prompt.length * n);
-    const runs = Array.from({ length: n }, (_, index) =>
-      new Promise<void>((resolve, reject) => {
-        let last = 0;
-        const p = { ...params, seed: params.seed === undefined ? undefined : params.seed + index };
-        const handle = engine.submit(prompt, p, {
-          onEvent(e) {
-            const t = now();
-            if (e.token !== undefined) {
-              metrics.generatedTokens.inc();
-              if (last === 0) metrics.ttft.observe((t - t0) / 1000);
-              else metrics.itl.observe((t - last) / 1000);
-              last = t;
-            }
-            onEvent(index, e);
-            if (e.finish) resolve();
-          },
-          onError(code, message) {
-            if (code === "QUEUE_FULL")
-              reject(new HttpError(503, "the server is busy; retry shortly", { type: "overloaded_error", code: "queue_full", headers: { "retry-after": "1" } }));
-            else if (code === "CONTEXT_OVERFLOW") reject(new HttpError(400, message, { code: "context_length_exceeded" }));
-            else if (code === "INVALID_ARGUMENT") reject(new HttpError(400, message));
-            else reject(new HttpError(500, message));
-          },
-        });
-        signal.addEventListener("abort", () => {
-          handle.cancel();
-          resolve();
-        }, { once: true });
-      }),
+    const runs = Array.from(
+      { length: n },
+      (_, index) =>
+        new Promise<void>((resolve, reject) => {
+          let last = 0;
+          const p = { ...params, seed: params.seed === undefined ? undefined : params.seed + index };
+          const handle = engine.submit(prompt, p, {
+            onEvent(e) {
+              const t = now();
+              if (e.token !== undefined) {
+                metrics.generatedTokens.inc();
+                if (last === 0) metrics.ttft.observe((t - t0) / 1000);
+                else metrics.itl.observe((t - last) / 1000);
+                last = t;
+              }
+              onEvent(index, e);
+              if (e.finish) resolve();
+            },
+            onError(code, message) {
+              if (code === "QUEUE_FULL")
+                reject(
+                  new HttpError(503, "the server is busy; retry shortly", {
+                    type: "overloaded_error",
+                    code: "queue_full",
+                    headers: { "retry-after": "1" },
+                  }),
+                );
+              else if (code === "CONTEXT_OVERFLOW")
+                reject(new HttpError(400, message, { code: "context_length_exceeded" }));
+              else if (code === "INVALID_ARGUMENT") reject(new HttpError(400, message));
+              else reject(new HttpError(500, message));
+            },
+          });
+          signal.addEventListener(
+            "abort",
+            () => {
+              handle.cancel();
+              resolve();
+            },
+            { once: true },
+          );
+        }),
     );
     return Promise.all(runs).then(() => undefined);
   };
@@ -328,7 +357,8 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     const prompt = tokenize(chat.render(messages));
     const params = requestParams(b, prompt.length, b.max_completion_tokens ?? b.max_tokens);
     const top = b.top_logprobs ?? 0;
-    if (top > 0 && !b.logprobs) throw new HttpError(400, "top_logprobs requires logprobs: true", { param: "top_logprobs" });
+    if (top > 0 && !b.logprobs)
+      throw new HttpError(400, "top_logprobs requires logprobs: true", { param: "top_logprobs" });
     params.logprobs = b.logprobs ?? false;
     params.topLogprobs = top;
     const n = b.n ?? 1;
@@ -346,37 +376,70 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
         bytes: Array.from(engine.tokenizer.tokenToPiece(t.token)),
       })),
     });
-    const choices: ChoiceState[] = Array.from({ length: n }, (_, index) => ({ index, text: "", tokens: 0, logprobs: [], finish: null }));
+    const choices: ChoiceState[] = Array.from({ length: n }, (_, index) => ({
+      index,
+      text: "",
+      tokens: 0,
+      logprobs: [],
+      finish: null,
+    }));
     const chatLogprobs: ReturnType<typeof lpEntry>[][] = Array.from({ length: n }, () => []);
 
     if (b.stream) {
       const sse = startSse(req, reply, abort);
-      const base = { id, object: "chat.completion.chunk", created: stamp, model: modelId, system_fingerprint: null };
+      const base = {
+        id,
+        object: "chat.completion.chunk",
+        created: stamp,
+        model: modelId,
+        system_fingerprint: null,
+      };
       for (let i = 0; i < n; i++)
-        sse.send({ ...base, choices: [{ index: i, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
+        sse.send({
+          ...base,
+          choices: [
+            { index: i, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+          ],
+        });
       try {
-        await generate(prompt, params, n, (i, e) => {
-          const c = choices[i];
-          if (e.token !== undefined) c.tokens++;
-          if (e.text || e.token !== undefined)
-            sse.send({
-              ...base,
-              choices: [
-                {
-                  index: i,
-                  delta: { content: e.text },
-                  logprobs: params.logprobs && e.logprob !== undefined ? { content: [lpEntry(e)] } : null,
-                  finish_reason: null,
-                },
-              ],
-            });
-          if (e.finish) {
-            c.finish = finishReason(e.finish.reason);
-            sse.send({ ...base, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: c.finish }] });
-          }
-        }, abort.signal);
+        await generate(
+          prompt,
+          params,
+          n,
+          (i, e) => {
+            const c = choices[i];
+            if (e.token !== undefined) c.tokens++;
+            if (e.text || e.token !== undefined)
+              sse.send({
+                ...base,
+                choices: [
+                  {
+                    index: i,
+                    delta: { content: e.text },
+                    logprobs: params.logprobs && e.logprob !== undefined ? { content: [lpEntry(e)] } : null,
+                    finish_reason: null,
+                  },
+                ],
+              });
+            if (e.finish) {
+              c.finish = finishReason(e.finish.reason);
+              sse.send({
+                ...base,
+                choices: [{ index: i, delta: {}, logprobs: null, finish_reason: c.finish }],
+              });
+            }
+          },
+          abort.signal,
+        );
         if (b.stream_options?.include_usage)
-          sse.send({ ...base, choices: [], usage: usage(prompt.length * n, choices.reduce((s, c) => s + c.tokens, 0)) });
+          sse.send({
+            ...base,
+            choices: [],
+            usage: usage(
+              prompt.length * n,
+              choices.reduce((s, c) => s + c.tokens, 0),
+            ),
+          });
         sse.end();
       } catch (e) {
         abort.abort();
@@ -389,13 +452,19 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
       if (!reply.raw.writableEnded) abort.abort();
     });
     try {
-      await generate(prompt, params, n, (i, e) => {
-        const c = choices[i];
-        c.text += e.text;
-        if (e.token !== undefined) c.tokens++;
-        if (params.logprobs && e.logprob !== undefined) chatLogprobs[i].push(lpEntry(e));
-        if (e.finish) c.finish = finishReason(e.finish.reason);
-      }, abort.signal);
+      await generate(
+        prompt,
+        params,
+        n,
+        (i, e) => {
+          const c = choices[i];
+          c.text += e.text;
+          if (e.token !== undefined) c.tokens++;
+          if (params.logprobs && e.logprob !== undefined) chatLogprobs[i].push(lpEntry(e));
+          if (e.finish) c.finish = finishReason(e.finish.reason);
+        },
+        abort.signal,
+      );
     } catch (e) {
       abort.abort();
       throw e;
@@ -412,7 +481,10 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
         logprobs: params.logprobs ? { content: chatLogprobs[c.index] } : null,
         finish_reason: c.finish ?? "stop",
       })),
-      usage: usage(prompt.length * n, choices.reduce((s, c) => s + c.tokens, 0)),
+      usage: usage(
+        prompt.length * n,
+        choices.reduce((s, c) => s + c.tokens, 0),
+      ),
     };
   });
 
@@ -427,7 +499,8 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
           : (b.prompt as number[]);
     if (prompt.length === 0) throw new HttpError(400, "the prompt has no tokens", { param: "prompt" });
     const vocab = engine.config.vocabSize;
-    if (prompt.some((t) => t >= vocab)) throw new HttpError(400, `token ids must be below ${vocab}`, { param: "prompt" });
+    if (prompt.some((t) => t >= vocab))
+      throw new HttpError(400, `token ids must be below ${vocab}`, { param: "prompt" });
     const params = requestParams(b, prompt.length, b.max_tokens ?? 16);
     const top = b.logprobs ?? null;
     params.logprobs = top !== null;
@@ -438,34 +511,72 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     const id = `cmpl-${randomUUID()}`;
     const stamp = Math.floor(Date.now() / 1000);
     const abort = new AbortController();
-    const choices: ChoiceState[] = Array.from({ length: n }, (_, index) => ({ index, text: echo, tokens: 0, logprobs: [], finish: null }));
+    const choices: ChoiceState[] = Array.from({ length: n }, (_, index) => ({
+      index,
+      text: echo,
+      tokens: 0,
+      logprobs: [],
+      finish: null,
+    }));
     const lp = (entries: ChoiceState["logprobs"]) =>
       top === null
         ? null
         : {
             tokens: entries.map((x) => x.token),
             token_logprobs: entries.map((x) => x.logprob),
-            top_logprobs: entries.map((x) => Object.fromEntries(x.top.map((t) => [pieceText(t.token), t.logprob]))),
+            top_logprobs: entries.map((x) =>
+              Object.fromEntries(x.top.map((t) => [pieceText(t.token), t.logprob])),
+            ),
             text_offset: [] as number[],
           };
-    const entry = (e: TokenEvent) => ({ token: pieceText(e.token as number), logprob: e.logprob as number, top: e.top ?? [] });
+    const entry = (e: TokenEvent) => ({
+      token: pieceText(e.token as number),
+      logprob: e.logprob as number,
+      top: e.top ?? [],
+    });
 
     if (b.stream) {
       const sse = startSse(req, reply, abort);
-      const base = { id, object: "text_completion", created: stamp, model: modelId, system_fingerprint: null };
+      const base = {
+        id,
+        object: "text_completion",
+        created: stamp,
+        model: modelId,
+        system_fingerprint: null,
+      };
       try {
-        await generate(prompt, params, n, (i, e) => {
-          const c = choices[i];
-          if (e.token !== undefined) c.tokens++;
-          const l = top !== null && e.logprob !== undefined ? [entry(e)] : [];
-          if (e.text || e.token !== undefined || e.finish)
-            sse.send({
-              ...base,
-              choices: [{ index: i, text: e.text, logprobs: lp(l), finish_reason: e.finish ? finishReason(e.finish.reason) : null }],
-            });
-        }, abort.signal);
+        await generate(
+          prompt,
+          params,
+          n,
+          (i, e) => {
+            const c = choices[i];
+            if (e.token !== undefined) c.tokens++;
+            const l = top !== null && e.logprob !== undefined ? [entry(e)] : [];
+            if (e.text || e.token !== undefined || e.finish)
+              sse.send({
+                ...base,
+                choices: [
+                  {
+                    index: i,
+                    text: e.text,
+                    logprobs: lp(l),
+                    finish_reason: e.finish ? finishReason(e.finish.reason) : null,
+                  },
+                ],
+              });
+          },
+          abort.signal,
+        );
         if (b.stream_options?.include_usage)
-          sse.send({ ...base, choices: [], usage: usage(prompt.length * n, choices.reduce((s, c) => s + c.tokens, 0)) });
+          sse.send({
+            ...base,
+            choices: [],
+            usage: usage(
+              prompt.length * n,
+              choices.reduce((s, c) => s + c.tokens, 0),
+            ),
+          });
         sse.end();
       } catch (e) {
         abort.abort();
@@ -478,13 +589,19 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
       if (!reply.raw.writableEnded) abort.abort();
     });
     try {
-      await generate(prompt, params, n, (i, e) => {
-        const c = choices[i];
-        c.text += e.text;
-        if (e.token !== undefined) c.tokens++;
-        if (top !== null && e.logprob !== undefined) c.logprobs.push(entry(e));
-        if (e.finish) c.finish = finishReason(e.finish.reason);
-      }, abort.signal);
+      await generate(
+        prompt,
+        params,
+        n,
+        (i, e) => {
+          const c = choices[i];
+          c.text += e.text;
+          if (e.token !== undefined) c.tokens++;
+          if (top !== null && e.logprob !== undefined) c.logprobs.push(entry(e));
+          if (e.finish) c.finish = finishReason(e.finish.reason);
+        },
+        abort.signal,
+      );
     } catch (e) {
       abort.abort();
       throw e;
@@ -495,8 +612,16 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
       created: stamp,
       model: modelId,
       system_fingerprint: null,
-      choices: choices.map((c) => ({ index: c.index, text: c.text, logprobs: lp(c.logprobs), finish_reason: c.finish ?? "stop" })),
-      usage: usage(prompt.length * n, choices.reduce((s, c) => s + c.tokens, 0)),
+      choices: choices.map((c) => ({
+        index: c.index,
+        text: c.text,
+        logprobs: lp(c.logprobs),
+        finish_reason: c.finish ?? "stop",
+      })),
+      usage: usage(
+        prompt.length * n,
+        choices.reduce((s, c) => s + c.tokens, 0),
+      ),
     };
   });
 
@@ -512,11 +637,16 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     for (const p of inputs) {
       if (p.length === 0) throw new HttpError(400, "an input has no tokens", { param: "input" });
       if (p.length > engine.maxSequenceTokens)
-        throw new HttpError(400, `an input has ${p.length} tokens; the context holds ${engine.maxSequenceTokens}`, {
-          param: "input",
-          code: "context_length_exceeded",
-        });
-      if (p.some((t) => t >= engine.config.vocabSize)) throw new HttpError(400, "token id out of range", { param: "input" });
+        throw new HttpError(
+          400,
+          `an input has ${p.length} tokens; the context holds ${engine.maxSequenceTokens}`,
+          {
+            param: "input",
+            code: "context_length_exceeded",
+          },
+        );
+      if (p.some((t) => t >= engine.config.vocabSize))
+        throw new HttpError(400, "token id out of range", { param: "input" });
     }
     admit(inputs.length);
     let total = 0;
@@ -529,11 +659,16 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
           return {
             object: "embedding",
             index,
-            embedding: b.encoding_format === "base64" ? Buffer.from(r.data.buffer).toString("base64") : values,
+            embedding:
+              b.encoding_format === "base64" ? Buffer.from(r.data.buffer).toString("base64") : values,
           };
         } catch (e) {
           const code = (e as { code?: string }).code;
-          if (code === "QUEUE_FULL") throw new HttpError(503, "the server is busy; retry shortly", { type: "overloaded_error", headers: { "retry-after": "1" } });
+          if (code === "QUEUE_FULL")
+            throw new HttpError(503, "the server is busy; retry shortly", {
+              type: "overloaded_error",
+              headers: { "retry-after": "1" },
+            });
           throw new HttpError(code === "INTERNAL" ? 500 : 400, (e as Error).message);
         }
       }),

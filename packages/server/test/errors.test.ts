@@ -10,7 +10,13 @@ async function post(url: string, path: string, body: string | Buffer, headers: R
     headers: { "content-type": "application/json", authorization: `Bearer ${KEY}`, ...headers },
     body,
   });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as { error?: { message: string; type: string; code: string | null; param: string | null } } };
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: (await res.json()) as {
+      error?: { message: string; type: string; code: string | null; param: string | null };
+    },
+  };
 }
 
 describe("bad input gets 4xx with a clear message; other requests are unaffected", () => {
@@ -26,26 +32,114 @@ describe("bad input gets 4xx with a clear message; other requests are unaffected
     ["malformed JSON", "/v1/completions", '{"prompt": "hi",', {}, 400, /malformed JSON/],
     ["a non-object body", "/v1/completions", "[1,2]", {}, 400, /expected object|JSON object/],
     ["a wrong type", "/v1/completions", JSON.stringify({ prompt: 5 }), {}, 400, /^prompt: /],
-    ["a wrong type in chat", "/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: 3 }] }), {}, 400, /messages\.0\.content/],
-    ["an unknown role", "/v1/chat/completions", JSON.stringify({ messages: [{ role: "wizard", content: "x" }] }), {}, 400, /role/],
+    [
+      "a wrong type in chat",
+      "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "user", content: 3 }] }),
+      {},
+      400,
+      /messages\.0\.content/,
+    ],
+    [
+      "an unknown role",
+      "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "wizard", content: "x" }] }),
+      {},
+      400,
+      /role/,
+    ],
     ["no messages", "/v1/chat/completions", JSON.stringify({ messages: [] }), {}, 400, /messages/],
-    ["an unknown model", "/v1/completions", JSON.stringify({ model: "gpt-9", prompt: "hi" }), {}, 404, /gpt-9.*does not exist/],
-    ["max_tokens 0", "/v1/completions", JSON.stringify({ prompt: "hi", max_tokens: 0 }), {}, 400, /max_tokens/],
-    ["max_tokens -3", "/v1/completions", JSON.stringify({ prompt: "hi", max_tokens: -3 }), {}, 400, /max_tokens/],
+    [
+      "an unknown model",
+      "/v1/completions",
+      JSON.stringify({ model: "gpt-9", prompt: "hi" }),
+      {},
+      404,
+      /gpt-9.*does not exist/,
+    ],
+    [
+      "max_tokens 0",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi", max_tokens: 0 }),
+      {},
+      400,
+      /max_tokens/,
+    ],
+    [
+      "max_tokens -3",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi", max_tokens: -3 }),
+      {},
+      400,
+      /max_tokens/,
+    ],
     ["a huge n", "/v1/completions", JSON.stringify({ prompt: "hi", n: 100000 }), {}, 400, /^n: /],
-    ["a prompt longer than the context", "/v1/completions", JSON.stringify({ prompt: "word ".repeat(300) }), {}, 400, /context/],
-    ["max_tokens beyond the context", "/v1/completions", JSON.stringify({ prompt: "hi", max_tokens: 1000 }), {}, 400, /exceed the context/],
-    ["token ids outside the vocabulary", "/v1/completions", JSON.stringify({ prompt: [1, 999999] }), {}, 400, /token ids/],
-    ["temperature out of range", "/v1/completions", JSON.stringify({ prompt: "hi", temperature: 9 }), {}, 400, /temperature/],
-    ["invalid UTF-8", "/v1/completions", Buffer.from([0x7b, 0x22, 0x70, 0x72, 0x6f, 0x6d, 0x70, 0x74, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]), {}, 400, /UTF-8/],
-    ["a missing API key", "/v1/completions", JSON.stringify({ prompt: "hi" }), { authorization: "" }, 401, /missing API key/],
-    ["a wrong API key", "/v1/completions", JSON.stringify({ prompt: "hi" }), { authorization: "Bearer sk-nope" }, 401, /incorrect API key/],
+    [
+      "a prompt longer than the context",
+      "/v1/completions",
+      JSON.stringify({ prompt: "word ".repeat(300) }),
+      {},
+      400,
+      /context/,
+    ],
+    [
+      "max_tokens beyond the context",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi", max_tokens: 1000 }),
+      {},
+      400,
+      /exceed the context/,
+    ],
+    [
+      "token ids outside the vocabulary",
+      "/v1/completions",
+      JSON.stringify({ prompt: [1, 999999] }),
+      {},
+      400,
+      /token ids/,
+    ],
+    [
+      "temperature out of range",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi", temperature: 9 }),
+      {},
+      400,
+      /temperature/,
+    ],
+    [
+      "invalid UTF-8",
+      "/v1/completions",
+      Buffer.from([0x7b, 0x22, 0x70, 0x72, 0x6f, 0x6d, 0x70, 0x74, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+      {},
+      400,
+      /UTF-8/,
+    ],
+    [
+      "a missing API key",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi" }),
+      { authorization: "" },
+      401,
+      /missing API key/,
+    ],
+    [
+      "a wrong API key",
+      "/v1/completions",
+      JSON.stringify({ prompt: "hi" }),
+      { authorization: "Bearer sk-nope" },
+      401,
+      /incorrect API key/,
+    ],
     ["an unknown route", "/v1/nothing", "{}", {}, 404, /no route/],
   ];
 
   it.each(cases)("%s", async (_name, path, body, headers, status, message) => {
     // a healthy request runs alongside each bad one
-    const good = post(server.url, "/v1/completions", JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0 }));
+    const good = post(
+      server.url,
+      "/v1/completions",
+      JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0 }),
+    );
     const r = await post(server.url, path, body, headers);
     expect(r.status).toBe(status);
     expect(r.body.error?.message).toMatch(message);
@@ -77,7 +171,8 @@ describe("cancellation, back-pressure and shutdown", () => {
       expect(server.engine.stats.usedBlocks).toBeGreaterThan(0);
       ctrl.abort();
       await server.engine.idle();
-      for (let i = 0; i < 50 && server.engine.stats.usedBlocks > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 50 && server.engine.stats.usedBlocks > 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
       expect(server.engine.stats.usedBlocks).toBe(0);
       expect(server.engine.stats.running).toBe(0);
     } finally {
@@ -89,7 +184,9 @@ describe("cancellation, back-pressure and shutdown", () => {
     const server = await startTestServer({ maxSeqs: 1, maxQueue: 1 });
     try {
       const body = JSON.stringify({ prompt: "Once upon a time", max_tokens: 30, ignore_eos: true });
-      const results = await Promise.all(Array.from({ length: 5 }, () => post(server.url, "/v1/completions", body)));
+      const results = await Promise.all(
+        Array.from({ length: 5 }, () => post(server.url, "/v1/completions", body)),
+      );
       const statuses = results.map((r) => r.status).sort();
       expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
       const busy = results.filter((r) => r.status === 503);

@@ -58,11 +58,17 @@ describe("the official openai client against a listening server", () => {
 
   it("chats, streaming and not, with the same greedy text", async () => {
     const messages = [{ role: "user" as const, content: "Tell me a story about a cat." }];
-    const whole = await client.chat.completions.create({ model: "stories260K", messages, max_tokens: 24, temperature: 0 });
+    const whole = await client.chat.completions.create({
+      model: "stories260K",
+      messages,
+      max_tokens: 24,
+      temperature: 0,
+    });
     expect(whole.object).toBe("chat.completion");
     expect(whole.choices[0].message.role).toBe("assistant");
     expect(whole.choices[0].message.content?.length).toBeGreaterThan(0);
     const stream = await client.chat.completions.create({
+      model: "stories260K",
       messages,
       max_tokens: 24,
       temperature: 0,
@@ -75,6 +81,7 @@ describe("the official openai client against a listening server", () => {
 
   it("returns chat logprobs and n choices", async () => {
     const r = await client.chat.completions.create({
+      model: "stories260K",
       messages: [{ role: "user", content: "Hi" }],
       max_tokens: 5,
       temperature: 0.8,
@@ -92,7 +99,11 @@ describe("the official openai client against a listening server", () => {
   });
 
   it("embeds text", async () => {
-    const r = await client.embeddings.create({ model: "stories260K", input: ["a cat", "a dog"], encoding_format: "float" });
+    const r = await client.embeddings.create({
+      model: "stories260K",
+      input: ["a cat", "a dog"],
+      encoding_format: "float",
+    });
     expect(r.data).toHaveLength(2);
     const v = r.data[0].embedding;
     expect(v.length).toBe(64);

@@ -18,13 +18,26 @@ export interface ServeOptions {
   logLevel: string;
 }
 
-const UNITS: Record<string, number> = { "": 1, B: 1, K: 2 ** 10, KB: 2 ** 10, M: 2 ** 20, MB: 2 ** 20, G: 2 ** 30, GB: 2 ** 30, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30 };
+const UNITS: Record<string, number> = {
+  "": 1,
+  B: 1,
+  K: 2 ** 10,
+  KB: 2 ** 10,
+  M: 2 ** 20,
+  MB: 2 ** 20,
+  G: 2 ** 30,
+  GB: 2 ** 30,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+};
 
 /** Parses `2GB`, `512M`, `1.5GiB` or a byte count. */
 export function parseBytes(value: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
   const unit = m ? UNITS[m[2].toUpperCase()] : undefined;
-  if (!m || unit === undefined) throw new RyzansteinError("INVALID_ARGUMENT", `cannot read a size from '${value}' (try 2GB or 512MB)`);
+  if (!m || unit === undefined)
+    throw new RyzansteinError("INVALID_ARGUMENT", `cannot read a size from '${value}' (try 2GB or 512MB)`);
   const bytes = Math.floor(Number(m[1]) * unit);
   if (!(bytes > 0)) throw new RyzansteinError("INVALID_ARGUMENT", `the size '${value}' must be positive`);
   return bytes;
