@@ -186,27 +186,30 @@ const server = await startServer({
 const rows = await ours(server);
 const pre = await prefix(server);
 await server.close();
-let peer: { c: number; tps: number }[] = [];
-try {
-  peer = await llamaCpp(path);
-} catch (e) {
-  console.error(`node-llama-cpp unavailable: ${(e as Error).message}`);
-}
-
 const f = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "–");
-console.log(
-  `\nRandom Llama 110M Q4_0 (12 layers, d 768, ff 2048, vocab 32000), ${THREADS} threads, ${GEN} tokens per stream, prompt ${PROMPT_LEN}\n`,
-);
-console.log(
-  "| streams | ours tok/s | × single | TTFT p50 / p90 ms | ITL p50 / p90 / p99 ms | node-llama-cpp tok/s |",
-);
-console.log("|---|---|---|---|---|---|");
-for (const r of rows) {
-  const p = peer.find((x) => x.c === r.c);
+const table = (peer: { c: number; tps: number }[]) => {
   console.log(
-    `| ${r.c} | ${f(r.tps)} | ${(r.tps / rows[0].tps).toFixed(2)} | ${f(r.ttftP50)} / ${f(r.ttftP90)} | ${f(r.itlP50)} / ${f(r.itlP90)} / ${f(r.itlP99)} | ${p ? f(p.tps) : "–"} |`,
+    `\nRandom Llama 110M Q4_0 (12 layers, d 768, ff 2048, vocab 32000), ${THREADS} threads, ${GEN} tokens per stream, prompt ${PROMPT_LEN}\n`,
   );
+  console.log(
+    "| streams | ours tok/s | × single | TTFT p50 / p90 ms | ITL p50 / p90 / p99 ms | node-llama-cpp tok/s |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const p = peer.find((x) => x.c === r.c);
+    console.log(
+      `| ${r.c} | ${f(r.tps)} | ${(r.tps / rows[0].tps).toFixed(2)} | ${f(r.ttftP50)} / ${f(r.ttftP90)} | ${f(r.itlP50)} / ${f(r.itlP90)} / ${f(r.itlP99)} | ${p ? f(p.tps) : "–"} |`,
+    );
+  }
+  console.log(
+    `\nprefix cache (512-token shared prefix): TTFT first ${f(pre.first)} ms, second ${f(pre.second)} ms (${(pre.ratio * 100).toFixed(0)}%)`,
+  );
+};
+table([]);
+if (process.env.RYZ_BENCH_PEER !== "0") {
+  try {
+    table(await llamaCpp(path));
+  } catch (e) {
+    console.error(`node-llama-cpp unavailable: ${(e as Error).message}`);
+  }
 }
-console.log(
-  `\nprefix cache (512-token shared prefix): TTFT first ${f(pre.first)} ms, second ${f(pre.second)} ms (${(pre.ratio * 100).toFixed(0)}%)`,
-);

@@ -148,9 +148,23 @@ describe("bad input gets 4xx with a clear message; other requests are unaffected
     expect(g.status).toBe(200);
   });
 
-  it("health and metrics need no key", async () => {
+  it("health and metrics need no key; metrics name what the issue asks for", async () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
-    expect((await fetch(`${server.url}/metrics`)).status).toBe(200);
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    for (const name of [
+      "ryzanstein_requests_total",
+      "ryzanstein_prompt_tokens_total",
+      "ryzanstein_generation_tokens_total",
+      "ryzanstein_time_to_first_token_seconds_bucket",
+      "ryzanstein_inter_token_latency_seconds_bucket",
+      "ryzanstein_queue_depth",
+      "ryzanstein_kv_cache_usage_ratio",
+      "ryzanstein_prefix_cache_hit_ratio",
+    ])
+      expect(text).toContain(name);
+    expect(text).toMatch(/ryzanstein_requests_total\{endpoint="\/v1\/completions",status="400"\} \d+/);
   });
 });
 
