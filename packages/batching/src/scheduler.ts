@@ -27,6 +27,12 @@ export interface ScheduledRequest {
   prompt: readonly number[];
   /** Tokens to generate at most (0: only compute the prompt, e.g. for embeddings). */
   maxTokens: number;
+  /**
+   * Parallel sampling: the id of a request with the same prompt, added earlier. This request
+   * then shares that request's prompt blocks (a fork, copy-on-write) once its prompt is computed,
+   * instead of computing the prompt again.
+   */
+  forkOf?: string;
 }
 
 /** One sequence's part of a step. */
@@ -78,6 +84,10 @@ interface RequestState {
   maxTokens: number;
   computed: number;
   arrival: number;
+  /** Requests waiting to fork from this one when its prompt is computed. */
+  forks: RequestState[];
+  /** The request this one waits to fork from. */
+  parent?: RequestState;
 }
 
 /**
@@ -163,7 +173,14 @@ export class Scheduler {
         `the prompt has ${req.prompt.length} tokens; at most ${limit - 1} fit the context`,
       );
     }
-    if (this.waiting.length >= this.options.maxQueue) return false;
+    const parent = req.forkOf === undefined ? undefined : this.byId.get(req.forkOf);
+    const canFork =
+      parent !== undefined &&
+      parent.parent === undefined &&
+      parent.computed < parent.promptLength &&
+      parent.tokens.length === req.prompt.length &&
+      parent.tokens.every((t, i) => t === req.prompt[i]);
+    if (!canFork && this.waiting.length >= this.options.maxQueue) return false;
     const s: RequestState = {
       id: req.id,
       tokens: [...req.prompt],
@@ -171,9 +188,15 @@ export class Scheduler {
       maxTokens: req.maxTokens,
       computed: 0,
       arrival: this.arrivals++,
+      forks: [],
     };
     this.byId.set(s.id, s);
-    this.waiting.push(s);
+    if (canFork && parent) {
+      s.parent = parent;
+      parent.forks.push(s);
+    } else {
+      this.waiting.push(s);
+    }
     return true;
   }
 
@@ -187,6 +210,13 @@ export class Scheduler {
     const r = this.running.indexOf(s);
     if (r >= 0) this.running.splice(r, 1);
     this.pool.free(id);
+    if (s.parent) s.parent.forks.splice(s.parent.forks.indexOf(s), 1);
+    // Requests waiting to fork from this one compute their prompt themselves instead.
+    for (const f of s.forks) {
+      f.parent = undefined;
+      this.waiting.push(f);
+    }
+    s.forks = [];
   }
 
   /** Ends a request (a stop condition the engine detected); same as {@link cancel}. */
@@ -210,7 +240,7 @@ export class Scheduler {
     const preempted: string[] = [];
 
     // 1. Running requests, oldest first: decode tokens (and continuing prompt chunks).
-    for (let i = 0; i < this.running.length && budget > 0; i++) {
+    for (let i = 0; i < this.running.length && budget > 0 && seqs.length < o.maxSeqs; i++) {
       const s = this.running[i];
       const take = Math.min(s.tokens.length - s.computed, budget);
       if (take <= 0) continue;
@@ -291,6 +321,7 @@ export class Scheduler {
       s.computed = p.start + p.tokens.length;
       if (this.options.prefixCaching) this.pool.commit(s.id, s.tokens, s.computed);
       if (!p.sample) continue;
+      if (s.forks.length > 0 && s.computed === s.promptLength) this.startForks(s);
       if (s.maxTokens === 0) {
         finished.push({ id: s.id, reason: "prompt" });
         this.cancel(s.id);
@@ -306,6 +337,20 @@ export class Scheduler {
       }
     }
     return finished;
+  }
+
+  /**
+   * The prompt of `s` is computed: its waiting forks share its blocks. Each recomputes only the
+   * last prompt token (to get its own logits), which copies the last block on write.
+   */
+  private startForks(s: RequestState): void {
+    for (const f of s.forks) {
+      f.parent = undefined;
+      this.pool.fork(s.id, f.id);
+      f.computed = f.promptLength - 1;
+      this.running.push(f);
+    }
+    s.forks = [];
   }
 
   private plan(s: RequestState, take: number): PlannedSequence {

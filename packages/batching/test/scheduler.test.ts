@@ -99,6 +99,39 @@ describe("Scheduler", () => {
     s.pool.check();
   });
 
+  it("forks parallel samples from the parent's prompt blocks with copy-on-write", () => {
+    const s = new Scheduler({ numBlocks: 32, blockSize: 4, maxContext: 64 });
+    s.add({ id: "p", prompt: prompt(6), maxTokens: 3 });
+    s.add({ id: "c1", prompt: prompt(6), maxTokens: 3, forkOf: "p" });
+    s.add({ id: "c2", prompt: prompt(6), maxTokens: 3, forkOf: "p" });
+    const plans = drive(s, 1);
+    expect(plans[0].seqs.map((q) => q.id)).toEqual(["p"]); // only the parent computes the prompt
+    const [second] = drive(s, 1);
+    // the children recompute just the last prompt token, each in a private copy of the last block
+    const kids = second.seqs.filter((q) => q.id !== "p");
+    expect(kids.map((q) => [q.id, q.start, q.tokens.length])).toEqual([
+      ["c1", 5, 1],
+      ["c2", 5, 1],
+    ]);
+    expect(kids[0].blockTable[0]).toBe(plans[0].seqs[0].blockTable[0]); // first block shared
+    expect(second.copies.length).toBeGreaterThanOrEqual(2);
+    drive(s, 20);
+    expect(s.hasWork()).toBe(false);
+    expect(s.pool.usedBlocks).toBe(0);
+  });
+
+  it("forks wait for their parent and compute their own prompt if it is cancelled", () => {
+    const s = new Scheduler({ numBlocks: 32, blockSize: 4, maxContext: 64, maxBatchTokens: 4 });
+    s.add({ id: "p", prompt: prompt(9), maxTokens: 2 });
+    s.add({ id: "c", prompt: prompt(9), maxTokens: 2, forkOf: "p" });
+    drive(s, 1);
+    s.cancel("p");
+    const finished: string[] = [];
+    drive(s, 20, (_, f) => finished.push(...f.map((x) => x.id)));
+    expect(finished).toEqual(["c"]);
+    expect(s.pool.usedBlocks).toBe(0);
+  });
+
   it("bounds the queue and rejects prompts that cannot fit", () => {
     const s = new Scheduler({ numBlocks: 4, blockSize: 4, maxContext: 64, maxQueue: 1 });
     expect(s.add({ id: "a", prompt: [1], maxTokens: 1 })).toBe(true);

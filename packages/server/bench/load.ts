@@ -24,6 +24,14 @@ export interface LoadReport {
   rssWarmMiB: number;
   rssEndMiB: number;
   rssGrowth: number;
+  /** V8 heap in use after a full GC (with --expose-gc), at warm-up and at the end. */
+  heapWarmMiB: number;
+  heapEndMiB: number;
+}
+
+/** Runs a full GC when node was started with --expose-gc. */
+function collect(): void {
+  (globalThis as { gc?: () => void }).gc?.();
 }
 
 const PROMPTS = [
@@ -53,6 +61,8 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
     rssWarmMiB: 0,
     rssEndMiB: 0,
     rssGrowth: 0,
+    heapWarmMiB: 0,
+    heapEndMiB: 0,
   };
   let rand = 987654321;
   const next = () => {
@@ -136,7 +146,12 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
       } catch (e) {
         if ((e as Error).name !== "AbortError") r.unexpected.push(`client error: ${(e as Error).message}`);
       }
-      if (r.rssWarmMiB === 0 && Date.now() >= warmAt) r.rssWarmMiB = process.memoryUsage().rss / 2 ** 20;
+      if (r.rssWarmMiB === 0 && Date.now() >= warmAt) {
+        r.rssWarmMiB = -1;
+        collect();
+        r.rssWarmMiB = process.memoryUsage().rss / 2 ** 20;
+        r.heapWarmMiB = process.memoryUsage().heapUsed / 2 ** 20;
+      }
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
@@ -145,7 +160,9 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
     await new Promise((res) => setTimeout(res, 20));
   const metrics = await (await fetch(`${url}/metrics`)).text();
   r.kvBlocksUsedAfter = Number(/^ryzanstein_kv_blocks_used (\S+)/m.exec(metrics)?.[1]);
+  collect();
   r.rssEndMiB = process.memoryUsage().rss / 2 ** 20;
+  r.heapEndMiB = process.memoryUsage().heapUsed / 2 ** 20;
   r.rssGrowth = r.rssWarmMiB ? r.rssEndMiB / r.rssWarmMiB - 1 : 0;
   return r;
 }

@@ -22,5 +22,5 @@ await build({
   target: "node20",
   logLevel: "warning",
 });
-const r = spawnSync(process.execPath, [outfile, ...args], { stdio: "inherit" });
+const r = spawnSync(process.execPath, ["--expose-gc", outfile, ...args], { stdio: "inherit" });
 process.exit(r.status ?? 1);

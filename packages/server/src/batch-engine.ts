@@ -143,15 +143,19 @@ export class BatchEngine {
     return this.listeners.size + this.embeds.size;
   }
 
-  /** Submits a generation. Events arrive through `listener` until one has `finish` set (or onError). */
-  submit(prompt: number[], params: RequestParams, listener: RequestListener): RequestHandle {
+  /**
+   * Submits a generation. Events arrive through `listener` until one has `finish` set (or onError).
+   * `forkOf` names an earlier request with the same prompt (parallel sampling): this one then shares
+   * its prompt's KV blocks, copy-on-write, instead of computing the prompt again.
+   */
+  submit(prompt: number[], params: RequestParams, listener: RequestListener, forkOf?: string): RequestHandle {
     const id = `r${this.nextId++}`;
     if (this.failure) {
       queueMicrotask(() => listener.onError("INTERNAL", (this.failure as Error).message));
       return { id, cancel: () => {} };
     }
     this.listeners.set(id, listener);
-    this.post({ type: "add", id, prompt, params });
+    this.post({ type: "add", id, prompt, params, forkOf });
     return {
       id,
       cancel: () => {

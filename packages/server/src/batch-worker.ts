@@ -98,12 +98,17 @@ function init(path: string, o: BatchEngineOptions): void {
   });
 }
 
-function add(id: string, prompt: number[], params: RequestParams): void {
+function add(id: string, prompt: number[], params: RequestParams, forkOf?: string): void {
   if (!engine) throw new Error("model not loaded");
   try {
     const sampler = new Sampler(params);
     for (const t of prompt) sampler.accept(t);
-    const accepted = engine.scheduler.add({ id, prompt, maxTokens: params.embed ? 0 : params.maxTokens });
+    const accepted = engine.scheduler.add({
+      id,
+      prompt,
+      maxTokens: params.embed ? 0 : params.maxTokens,
+      forkOf,
+    });
     if (!accepted) {
       send({ type: "rejected", id, code: "QUEUE_FULL", message: "the request queue is full" });
       return;
@@ -298,7 +303,7 @@ port.on("message", (msg: ToWorker) => {
       }
       return;
     case "add":
-      add(msg.id, msg.prompt, msg.params);
+      add(msg.id, msg.prompt, msg.params, msg.forkOf);
       return;
     case "cancel":
       engine?.scheduler.cancel(msg.id);

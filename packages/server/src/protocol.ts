@@ -85,7 +85,7 @@ export interface TokenEvent {
 /** Main thread → worker. */
 export type ToWorker =
   | { type: "init"; path: string; options: BatchEngineOptions }
-  | { type: "add"; id: string; prompt: number[]; params: RequestParams }
+  | { type: "add"; id: string; prompt: number[]; params: RequestParams; forkOf?: string }
   | { type: "cancel"; id: string }
   | { type: "dispose" };
 

@@ -231,40 +231,47 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     signal: AbortSignal,
   ): Promise<void> => {
     const t0 = now();
-    metrics.promptTokens.inc(prompt.length * n);
+    metrics.promptTokens.inc(prompt.length);
+    let first: string | undefined; // the other choices fork from the first one's prompt blocks
     const runs = Array.from(
       { length: n },
       (_, index) =>
         new Promise<void>((resolve, reject) => {
           let last = 0;
           const p = { ...params, seed: params.seed === undefined ? undefined : params.seed + index };
-          const handle = engine.submit(prompt, p, {
-            onEvent(e) {
-              const t = now();
-              if (e.token !== undefined) {
-                metrics.generatedTokens.inc();
-                if (last === 0) metrics.ttft.observe((t - t0) / 1000);
-                else metrics.itl.observe((t - last) / 1000);
-                last = t;
-              }
-              onEvent(index, e);
-              if (e.finish) resolve();
+          const handle = engine.submit(
+            prompt,
+            p,
+            {
+              onEvent(e) {
+                const t = now();
+                if (e.token !== undefined) {
+                  metrics.generatedTokens.inc();
+                  if (last === 0) metrics.ttft.observe((t - t0) / 1000);
+                  else metrics.itl.observe((t - last) / 1000);
+                  last = t;
+                }
+                onEvent(index, e);
+                if (e.finish) resolve();
+              },
+              onError(code, message) {
+                if (code === "QUEUE_FULL")
+                  reject(
+                    new HttpError(503, "the server is busy; retry shortly", {
+                      type: "overloaded_error",
+                      code: "queue_full",
+                      headers: { "retry-after": "1" },
+                    }),
+                  );
+                else if (code === "CONTEXT_OVERFLOW")
+                  reject(new HttpError(400, message, { code: "context_length_exceeded" }));
+                else if (code === "INVALID_ARGUMENT") reject(new HttpError(400, message));
+                else reject(new HttpError(500, message));
+              },
             },
-            onError(code, message) {
-              if (code === "QUEUE_FULL")
-                reject(
-                  new HttpError(503, "the server is busy; retry shortly", {
-                    type: "overloaded_error",
-                    code: "queue_full",
-                    headers: { "retry-after": "1" },
-                  }),
-                );
-              else if (code === "CONTEXT_OVERFLOW")
-                reject(new HttpError(400, message, { code: "context_length_exceeded" }));
-              else if (code === "INVALID_ARGUMENT") reject(new HttpError(400, message));
-              else reject(new HttpError(500, message));
-            },
-          });
+            first,
+          );
+          first ??= handle.id;
           signal.addEventListener(
             "abort",
             () => {
@@ -436,7 +443,7 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
             ...base,
             choices: [],
             usage: usage(
-              prompt.length * n,
+              prompt.length,
               choices.reduce((s, c) => s + c.tokens, 0),
             ),
           });
@@ -482,7 +489,7 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
         finish_reason: c.finish ?? "stop",
       })),
       usage: usage(
-        prompt.length * n,
+        prompt.length,
         choices.reduce((s, c) => s + c.tokens, 0),
       ),
     };
@@ -573,7 +580,7 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
             ...base,
             choices: [],
             usage: usage(
-              prompt.length * n,
+              prompt.length,
               choices.reduce((s, c) => s + c.tokens, 0),
             ),
           });
@@ -619,7 +626,7 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
         finish_reason: c.finish ?? "stop",
       })),
       usage: usage(
-        prompt.length * n,
+        prompt.length,
         choices.reduce((s, c) => s + c.tokens, 0),
       ),
     };

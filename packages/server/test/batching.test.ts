@@ -69,6 +69,35 @@ describe("continuous batching on stories260K", () => {
   });
 });
 
+describe("parallel sampling (n > 1) forks the prompt's blocks", () => {
+  it("greedy n = 3 gives three copies of the n = 1 output, and frees every block", async () => {
+    const server = await startTestServer({ blockSize: 8 });
+    try {
+      const body = {
+        prompt: "Once upon a time, in a small town, there lived",
+        max_tokens: 20,
+        temperature: 0,
+      };
+      const post = (b: object) =>
+        fetch(`${server.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(b),
+        }).then(
+          (r) => r.json() as Promise<{ choices: { text: string }[]; usage: { prompt_tokens: number } }>,
+        );
+      const one = await post(body);
+      const three = await post({ ...body, n: 3 });
+      expect(three.choices.map((c) => c.text)).toEqual([0, 1, 2].map(() => one.choices[0].text));
+      expect(three.usage.prompt_tokens).toBe(one.usage.prompt_tokens); // counted once, as OpenAI does
+      await server.engine.idle();
+      expect(server.engine.stats.usedBlocks).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("prefix cache", () => {
   let server: RunningServer;
   let fresh: RunningServer;
