@@ -79,6 +79,7 @@ class Engine {
   ScratchBuffer act_;                 // activations converted to the vecDotType, n rows
   std::vector<double> inv_freq_;      // rope: freq_base^(-2i/n_dims)
   std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
+  std::vector<int64_t> run_starts_;        // paged attention: first row of each run
 };
 
 }  // namespace ryz

@@ -1,11 +1,13 @@
 // Paged attention for continuous batching: each query row reads its sequence's K/V through a
-// block table. Per (row, kv head) task the sequence's K and V rows of that head are gathered into
-// contiguous per-thread scratch, then the ISA's attention_head kernel runs for every query head of
-// the group, so results equal the contiguous attention op bit for bit.
+// block table. Per (run of rows of one sequence, kv head) task the sequence's K and V rows of that
+// head are gathered once into contiguous per-thread scratch, then the ISA's attention_head kernel
+// runs for every row of the run and every query head of the group, so results equal the
+// contiguous attention op bit for bit.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "engine.h"
 
@@ -36,7 +38,18 @@ void Engine::paged_attention(float* out, const float* q, const float* k, const f
   const int64_t group = n_heads / n_kv_heads;
   const int64_t q_row = n_heads * head_dim;
   const int64_t kv_row = n_kv_heads * head_dim;
-  const int64_t tasks = n * n_kv_heads;
+  // Runs: consecutive rows of one sequence (a prefill chunk), at most kRunRows long so a long
+  // chunk still splits across threads. A run's K/V rows are gathered once per KV head and serve
+  // every row of the run (each attends up to its own position).
+  constexpr int64_t kRunRows = 32;
+  std::vector<int64_t>& runs = run_starts_;
+  runs.clear();
+  for (int64_t t = 0; t < n; t++) {
+    if (runs.empty() || seq_of_row[t] != seq_of_row[t - 1] || t - runs.back() >= kRunRows) runs.push_back(t);
+  }
+  const int64_t n_runs = static_cast<int64_t>(runs.size());
+  runs.push_back(n);
+  const int64_t tasks = n_runs * n_kv_heads;
   std::atomic<int64_t> next{0};
   auto job = [&](int tid, int) {
     uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
@@ -47,18 +60,24 @@ void Engine::paged_attention(float* out, const float* q, const float* k, const f
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= tasks) break;
-      const int64_t t = i / n_kv_heads;
+      const int64_t r = i / n_kv_heads;
       const int64_t g = i % n_kv_heads;
-      const int64_t len = static_cast<int64_t>(positions[t]) + 1;
-      const int32_t* table = block_tables + static_cast<int64_t>(seq_of_row[t]) * max_blocks;
+      const int64_t t0 = runs[static_cast<size_t>(r)];
+      const int64_t t1 = runs[static_cast<size_t>(r) + 1];
+      int64_t len = 0;
+      for (int64_t t = t0; t < t1; t++) len = std::max<int64_t>(len, static_cast<int64_t>(positions[t]) + 1);
+      const int32_t* table = block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks;
       for (int64_t j = 0; j < len; j++) {
         const int64_t row = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
         std::memcpy(kg + j * head_dim, k + row * kv_row + g * head_dim, sizeof(float) * static_cast<size_t>(head_dim));
         std::memcpy(vg + j * head_dim, v + row * kv_row + g * head_dim, sizeof(float) * static_cast<size_t>(head_dim));
       }
-      for (int64_t h = g * group; h < (g + 1) * group; h++) {
-        k_->attention_head(out + t * q_row + h * head_dim, q + t * q_row + h * head_dim, kg, vg,
-                           static_cast<size_t>(head_dim), len, head_dim, scale, scores, acc);
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t row_len = static_cast<int64_t>(positions[t]) + 1;
+        for (int64_t h = g * group; h < (g + 1) * group; h++) {
+          k_->attention_head(out + t * q_row + h * head_dim, q + t * q_row + h * head_dim, kg, vg,
+                             static_cast<size_t>(head_dim), row_len, head_dim, scale, scores, acc);
+        }
       }
     }
   };

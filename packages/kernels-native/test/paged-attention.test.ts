@@ -96,6 +96,24 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
     expect(len).toBeGreaterThan(0);
   });
 
+  it("a long prefill chunk (rows split into runs) matches the reference", () => {
+    const g = gen(`${isa}/paged/long`);
+    const p = { nHeads: 4, nKvHeads: 2, headDim: 16, scale: 0.25, blockSize: 4, maxBlocksPerSeq: 20 };
+    const n = 70;
+    const k = g.uniform(2 * 20 * 4 * 32, 2);
+    const v = g.uniform(2 * 20 * 4 * 32, 2);
+    const q = g.uniform(n * 64, 2);
+    const tables = Int32Array.from({ length: 40 }, (_, i) => 39 - i);
+    // rows 0..64 of sequence 0 (positions 5..69), then 5 rows of sequence 1
+    const seqOfRow = Int32Array.from({ length: n }, (_, i) => (i < 65 ? 0 : 1));
+    const positions = Int32Array.from({ length: n }, (_, i) => (i < 65 ? 5 + i : 10 + i - 65));
+    const want = new Float32Array(q.length);
+    const got = new Float32Array(q.length);
+    ref.pagedAttention(want, q, k, v, positions, seqOfRow, tables, n, p);
+    nb.pagedAttention(got, q, k, v, positions, seqOfRow, tables, n, p);
+    expect(relErr(got, want)).toBeLessThanOrEqual(2e-5);
+  });
+
   it("rejects block indices outside the cache", () => {
     const k = new Float32Array(4 * 8);
     const out = new Float32Array(8);
