@@ -173,6 +173,12 @@ async function llamaCpp(path: string) {
 }
 
 const path = await modelPath();
+if (process.env.RYZ_BENCH_ONLY_PEER === "1") {
+  // The peer alone (when the machine is too busy to run both in one go).
+  for (const r of await llamaCpp(path))
+    console.log(`node-llama-cpp, ${r.c} sequences: ${r.tps.toFixed(1)} tok/s`);
+  process.exit(0);
+}
 const server = await startServer({
   model: path,
   port: 0,
