@@ -1,9 +1,10 @@
 import { isRyzansteinError } from "@ryzanstein/core-tensor";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { type ConvertOptions, convertCommand } from "./commands/convert.js";
 import { type FinetuneCommandOptions, finetuneCommand } from "./commands/finetune.js";
 import { infoCommand } from "./commands/info.js";
 import { type RunOptions, runCommand } from "./commands/run.js";
+import { parseBytes, type ServeOptions, serveCommand } from "./commands/serve.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
 import { type TrainCommandOptions, trainCommand } from "./commands/train.js";
 import { floatOption, intOption } from "./options.js";
@@ -46,6 +47,29 @@ function buildProgram(): Command {
     )
     .option("--lora <path>", "LoRA adapter (GGUF file or PEFT directory) merged into the model")
     .action(async (prompt: string, o: RunOptions) => runCommand(prompt, o));
+
+  program
+    .command("serve")
+    .description("serve the model over an OpenAI-compatible HTTP API with continuous batching")
+    .option("-m, --model <path>", "GGUF model file (default: $RYZANSTEIN_MODEL, then the default model)")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--port <port>", "TCP port (0: any free port)", intOption(0, 65535), 8080)
+    .option("--parallel <n>", "sequences decoded together", intOption(1, 256), 8)
+    .option("-c, --ctx <n>", "context size per sequence in tokens", intOption(2, 1 << 20))
+    .option("--kv-blocks <n>", "KV cache blocks of 16 positions", intOption(1))
+    .option("--kv-memory <size>", "KV cache size (e.g. 2GB, 512MB)", (v: string) => {
+      try {
+        return parseBytes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 routes")
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .option("--batch-tokens <n>", "tokens per batched step", intOption(1, 65536), 256)
+    .option("--queue <n>", "requests waiting beyond --parallel before 503", intOption(0, 1 << 20), 64)
+    .option("--log-level <level>", "pino log level (silent, error, info, debug)", "info")
+    .action(async (o: ServeOptions) => serveCommand(o));
 
   program
     .command("tokenize")

@@ -49,6 +49,17 @@ export interface AttentionParams {
 }
 
 /**
+ * Shapes of one paged attention call: the KV cache is a pool of fixed-size blocks, and each
+ * sequence reaches its positions through a block table (as in vLLM's PagedAttention).
+ */
+export interface PagedAttentionParams extends AttentionParams {
+  /** Positions per block. */
+  blockSize: number;
+  /** Columns of the block-table matrix (entries per sequence). */
+  maxBlocksPerSeq: number;
+}
+
+/**
  * Tensor operations the forward pass runs on. Every buffer is row-major; shapes are given in the
  * doc of each method as `[rows, cols]`. Output buffers are written, never reallocated, so callers
  * allocate once per context. Implementations are synchronous: the engine runs them off the main
@@ -97,6 +108,25 @@ export interface Backend {
     positions: Int32Array,
     n: number,
     params: AttentionParams,
+  ): void;
+
+  /**
+   * Causal attention of `q[n, nHeads*headDim]` over a paged KV cache
+   * `k, v[nBlocks*blockSize, nKvHeads*headDim]`. Query row `i` belongs to sequence `seqOfRow[i]`
+   * and attends that sequence's positions `0..positions[i]` inclusive; position `p` of sequence
+   * `s` lives in cache row `blockTables[s*maxBlocksPerSeq + floor(p/blockSize)]*blockSize +
+   * p % blockSize`. Writes `out[n, nHeads*headDim]`.
+   */
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    seqOfRow: Int32Array,
+    blockTables: Int32Array,
+    n: number,
+    params: PagedAttentionParams,
   ): void;
 
   /** Releases native resources. The backend must not be used afterwards. */

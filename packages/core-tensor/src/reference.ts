@@ -1,4 +1,4 @@
-import type { AttentionParams, Backend, RopeParams, YarnParams } from "./backend.js";
+import type { AttentionParams, Backend, PagedAttentionParams, RopeParams, YarnParams } from "./backend.js";
 import { typeName } from "./dtypes.js";
 import { RyzansteinError } from "./errors.js";
 import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";
@@ -140,6 +140,60 @@ export class ReferenceBackend implements Backend {
         for (let d = 0; d < p.headDim; d++) {
           let acc = 0;
           for (let j = 0; j < len; j++) acc += scores[j] * v[j * kvRow + kvh + d];
+          out[qo + d] = acc / sum;
+        }
+      }
+    }
+  }
+
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    seqOfRow: Int32Array,
+    blockTables: Int32Array,
+    n: number,
+    p: PagedAttentionParams,
+  ): void {
+    const qRow = p.nHeads * p.headDim;
+    const kvRow = p.nKvHeads * p.headDim;
+    const group = p.nHeads / p.nKvHeads;
+    const nRows = Math.floor(Math.min(k.length, v.length) / kvRow);
+    for (let t = 0; t < n; t++) {
+      const len = positions[t] + 1;
+      const table = seqOfRow[t] * p.maxBlocksPerSeq;
+      if (len < 1 || Math.ceil(len / p.blockSize) > p.maxBlocksPerSeq || seqOfRow[t] < 0) {
+        throw new RyzansteinError("OUT_OF_BOUNDS", `pagedAttention: row ${t} is outside the block table`);
+      }
+      const rows = new Int32Array(len);
+      for (let j = 0; j < len; j++) {
+        const block = blockTables[table + Math.floor(j / p.blockSize)];
+        rows[j] = block * p.blockSize + (j % p.blockSize);
+        if (!(block >= 0) || rows[j] >= nRows)
+          throw new RyzansteinError("OUT_OF_BOUNDS", `pagedAttention: block ${block} is outside the cache`);
+      }
+      const scores = new Float64Array(len);
+      for (let h = 0; h < p.nHeads; h++) {
+        const qo = t * qRow + h * p.headDim;
+        const kvh = Math.floor(h / group) * p.headDim;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < len; j++) {
+          let s = 0;
+          const ko = rows[j] * kvRow + kvh;
+          for (let d = 0; d < p.headDim; d++) s += q[qo + d] * k[ko + d];
+          scores[j] = s * p.scale;
+          if (scores[j] > max) max = scores[j];
+        }
+        let sum = 0;
+        for (let j = 0; j < len; j++) {
+          scores[j] = Math.exp(scores[j] - max);
+          sum += scores[j];
+        }
+        for (let d = 0; d < p.headDim; d++) {
+          let acc = 0;
+          for (let j = 0; j < len; j++) acc += scores[j] * v[rows[j] * kvRow + kvh + d];
           out[qo + d] = acc / sum;
         }
       }

@@ -12,6 +12,8 @@ export type { GenerateRequest, LoadModelOptions } from "./language-model.js";
 export { Generation, LanguageModel, loadModel } from "./language-model.js";
 export type { LogitsMode } from "./model.js";
 export { Context, Model } from "./model.js";
+export type { BatchOutput, BatchSequence } from "./paged.js";
+export { BatchRunner, PagedKvCache } from "./paged.js";
 export type { SamplingOptions, TokenLogprob } from "./sampler.js";
 export { Sampler, topLogprobs } from "./sampler.js";
 export type { BackendKind, LoadProgress, SessionOptions } from "./session.js";

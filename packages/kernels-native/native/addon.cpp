@@ -90,6 +90,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Swiglu>("swiglu"),
                            InstanceMethod<&EngineWrap::Add>("add"),
                            InstanceMethod<&EngineWrap::Attention>("attention"),
+                           InstanceMethod<&EngineWrap::PagedAttention>("pagedAttention"),
                            InstanceMethod<&EngineWrap::Dispose>("dispose"),
                        });
   }
@@ -263,6 +264,49 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
     need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
     e.attention(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+  }
+
+  // pagedAttention(out, q, k, v, positions, seqOfRow, blockTables, n, nHeads, nKvHeads, headDim, scale,
+  //                blockSize, maxBlocksPerSeq)
+  void PagedAttention(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto out = f32_arg(info, 0, "out");
+    auto q = f32_arg(info, 1, "q");
+    auto k = f32_arg(info, 2, "k");
+    auto v = f32_arg(info, 3, "v");
+    auto pos = i32_arg(info, 4, "positions");
+    auto seq = i32_arg(info, 5, "seqOfRow");
+    auto tables = i32_arg(info, 6, "blockTables");
+    const int64_t n = int_arg(info, 7, "n");
+    const int64_t nh = int_arg(info, 8, "nHeads", 1);
+    const int64_t nkv = int_arg(info, 9, "nKvHeads", 1);
+    const int64_t hd = int_arg(info, 10, "headDim", 1);
+    const double scale = num_arg(info, 11, "scale");
+    const int64_t bs = int_arg(info, 12, "blockSize", 1);
+    const int64_t mb = int_arg(info, 13, "maxBlocksPerSeq", 1);
+    need(env, pos.length, static_cast<double>(n), "positions");
+    need(env, seq.length, static_cast<double>(n), "seqOfRow");
+    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
+    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
+    if (nh % nkv != 0) throw Napi::RangeError::New(env, "pagedAttention: nHeads must be a multiple of nKvHeads");
+    const int64_t cache_rows = static_cast<int64_t>(std::min(k.length, v.length) / static_cast<size_t>(nkv * hd));
+    const int64_t n_blocks = cache_rows / bs;
+    for (int64_t t = 0; t < n; t++) {
+      const int64_t p = pos.data[t];
+      const int64_t s = seq.data[t];
+      if (p < 0 || s < 0) throw Napi::RangeError::New(env, "pagedAttention: negative position or sequence");
+      const int64_t used = p / bs + 1;
+      if (used > mb) throw Napi::RangeError::New(env, "pagedAttention: position beyond the block table");
+      if (static_cast<double>(tables.length) < static_cast<double>(s * mb + used))
+        throw Napi::RangeError::New(env, "pagedAttention: sequence beyond the block tables");
+      for (int64_t b = 0; b < used; b++) {
+        const int64_t blk = tables.data[s * mb + b];
+        if (blk < 0 || blk >= n_blocks) throw Napi::RangeError::New(env, "pagedAttention: block outside the cache");
+      }
+    }
+    e.paged_attention(out.data, q.data, k.data, v.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
+                      static_cast<float>(scale), bs, mb);
   }
 
   void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }

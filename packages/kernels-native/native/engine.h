@@ -59,6 +59,15 @@ class Engine {
   /** Causal GQA attention; k/v have rows of n_kv_heads*head_dim floats, at least max(pos)+1 rows. */
   void attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions, int64_t n,
                  int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale);
+  /**
+   * Causal GQA attention over a paged KV cache (k/v: n_rows rows of n_kv_heads*head_dim floats).
+   * Row t belongs to sequence seq_of_row[t] and attends its positions 0..positions[t]; position p
+   * lives in cache row block_tables[seq*max_blocks + p/block_size]*block_size + p%block_size.
+   * Defined in paged_attention.cpp. Indices must have been checked by the caller.
+   */
+  void paged_attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions,
+                       const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
+                       int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
 
  private:
   template <class F>
@@ -70,6 +79,7 @@ class Engine {
   ScratchBuffer act_;                 // activations converted to the vecDotType, n rows
   std::vector<double> inv_freq_;      // rope: freq_base^(-2i/n_dims)
   std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
+  std::vector<int64_t> run_starts_;        // paged attention: first row of each run
 };
 
 }  // namespace ryz

@@ -11,6 +11,7 @@ import {
   geluTanh,
   isComputeFormat,
   ReferenceBackend,
+  type PagedAttentionParams,
   type RopeParams,
   RyzansteinError,
   rowBytes,
@@ -432,6 +433,81 @@ export class NativeBackend implements Backend {
   }
 
   #fallback: ReferenceBackend | undefined;
+  /**
+   * Causal grouped-query attention over a paged KV cache (see `Backend.pagedAttention`). Every
+   * block index a row reaches is checked against the cache before the call crosses into C++;
+   * work is split across threads by (row, KV head).
+   */
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    seqOfRow: Int32Array,
+    blockTables: Int32Array,
+    n: number,
+    params: PagedAttentionParams,
+  ): void {
+    const op = "pagedAttention";
+    const e = this.#e(op);
+    if (params === null || typeof params !== "object")
+      fail("INVALID_ARGUMENT", op, "params must be an object");
+    int(op, "n", n);
+    const nHeads = int(op, "nHeads", params.nHeads, 1);
+    const nKvHeads = int(op, "nKvHeads", params.nKvHeads, 1);
+    const headDim = int(op, "headDim", params.headDim, 1);
+    const blockSize = int(op, "blockSize", params.blockSize, 1);
+    const maxBlocks = int(op, "maxBlocksPerSeq", params.maxBlocksPerSeq, 1);
+    const scale = finite(op, "scale", params.scale);
+    if (nHeads % nKvHeads !== 0) {
+      fail("INVALID_ARGUMENT", op, `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+    }
+    f32(op, "q", q, n * nHeads * headDim);
+    f32(op, "out", out, n * nHeads * headDim);
+    i32(op, "positions", positions, n);
+    i32(op, "seqOfRow", seqOfRow, n);
+    i32(op, "blockTables", blockTables, 0);
+    f32(op, "k", k, 0);
+    f32(op, "v", v, 0);
+    const nBlocks = Math.floor(Math.min(k.length, v.length) / (nKvHeads * headDim) / blockSize);
+    for (let i = 0; i < n; i++) {
+      const p = positions[i];
+      const s = seqOfRow[i];
+      const used = Math.floor(p / blockSize) + 1;
+      if (p < 0 || s < 0 || used > maxBlocks || (s + 1) * maxBlocks > blockTables.length)
+        fail("OUT_OF_BOUNDS", op, `row ${i} (sequence ${s}, position ${p}) is outside the block tables`);
+      for (let b = 0; b < used; b++) {
+        const blk = blockTables[s * maxBlocks + b];
+        if (blk < 0 || blk >= nBlocks)
+          fail(
+            "OUT_OF_BOUNDS",
+            op,
+            `block ${blk} of sequence ${s} is outside the cache of ${nBlocks} blocks`,
+          );
+      }
+    }
+    try {
+      e.pagedAttention(
+        out,
+        q,
+        k,
+        v,
+        positions,
+        seqOfRow,
+        blockTables,
+        n,
+        nHeads,
+        nKvHeads,
+        headDim,
+        scale,
+        blockSize,
+        maxBlocks,
+      );
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
 
   /** Stops the native threads and frees scratch memory. The backend must not be used afterwards. */
   dispose(): void {

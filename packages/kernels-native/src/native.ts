@@ -54,6 +54,22 @@ export interface NativeEngine {
     headDim: number,
     scale: number,
   ): void;
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    positions: Int32Array,
+    seqOfRow: Int32Array,
+    blockTables: Int32Array,
+    n: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+    blockSize: number,
+    maxBlocksPerSeq: number,
+  ): void;
   dispose(): void;
 }
 

@@ -1,0 +1,78 @@
+import { spawn } from "node:child_process";
+import { join, resolve } from "node:path";
+import { fixturesDir } from "@ryzanstein/test-support";
+import { describe, expect, it } from "vitest";
+
+const bin = resolve(__dirname, "../dist/bin.js");
+const stories = join(fixturesDir(), "models/stories260K.gguf");
+
+describe("ryzanstein serve", () => {
+  it("serves completions with an API key and exits cleanly on SIGTERM", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        "serve",
+        "--model",
+        stories,
+        "--port",
+        "0",
+        "--parallel",
+        "4",
+        "--ctx",
+        "128",
+        "--kv-memory",
+        "8MB",
+        "--api-key",
+        "k1",
+        "--log-level",
+        "silent",
+      ],
+      { env: { ...process.env, FORCE_COLOR: "0" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (d) => {
+        out += d;
+        const m = /at (http:\/\/\S+)\/v1/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.once("exit", (code) => reject(new Error(`serve exited (${code}): ${err}`)));
+    });
+    const res = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer k1" },
+      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0 }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { choices: { text: string }[] };
+    expect(body.choices[0].text.length).toBeGreaterThan(0);
+    const code = await new Promise<number | null>((resolve) => {
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    });
+    expect(code).toBe(0);
+    expect(out).toMatch(/draining/);
+  });
+
+  it("rejects --kv-blocks with --kv-memory and a bad size", () => {
+    return new Promise<void>((done) => {
+      const child = spawn(process.execPath, [bin, "serve", "--model", stories, "--kv-memory", "lots"], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let err = "";
+      child.stderr.on("data", (d) => {
+        err += d;
+      });
+      child.once("exit", (code) => {
+        expect(code).not.toBe(0);
+        expect(err).toMatch(/cannot read a size/);
+        done();
+      });
+    });
+  });
+});

@@ -1,0 +1,252 @@
+import { type PagedAttentionParams, type RopeParams, RyzansteinError } from "@ryzanstein/core-tensor";
+import type { Model } from "./model.js";
+
+/**
+ * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
+ * allocated once. Which sequence owns which block is decided elsewhere (the batching package's
+ * block pool); the forward pass reaches positions through block tables.
+ */
+export class PagedKvCache {
+  /** Blocks per layer. */
+  readonly numBlocks: number;
+  /** Positions per block. */
+  readonly blockSize: number;
+  /** Floats per position (nKvHeads × headDim). */
+  readonly rowSize: number;
+  /** Keys per layer, `[numBlocks*blockSize, nKvHeads*headDim]`. */
+  readonly keys: Float32Array[];
+  /** Values per layer, same shape. */
+  readonly values: Float32Array[];
+
+  constructor(model: Model, numBlocks: number, blockSize: number) {
+    const c = model.config;
+    if (!Number.isInteger(numBlocks) || numBlocks < 1 || !Number.isInteger(blockSize) || blockSize < 1)
+      throw new RyzansteinError("INVALID_ARGUMENT", "numBlocks and blockSize must be positive integers");
+    this.numBlocks = numBlocks;
+    this.blockSize = blockSize;
+    this.rowSize = c.nKvHeads * c.headDim;
+    const len = numBlocks * blockSize * this.rowSize;
+    this.keys = Array.from({ length: c.nLayers }, () => new Float32Array(len));
+    this.values = Array.from({ length: c.nLayers }, () => new Float32Array(len));
+  }
+
+  /** Bytes of K/V per block, over all layers. */
+  static bytesPerBlock(model: Model, blockSize: number): number {
+    const c = model.config;
+    return 2 * 4 * c.nLayers * blockSize * c.nKvHeads * c.headDim;
+  }
+
+  /** Copies block `src` into block `dst` in every layer (copy-on-write). */
+  copyBlock(src: number, dst: number): void {
+    const n = this.blockSize * this.rowSize;
+    for (const t of [...this.keys, ...this.values]) t.copyWithin(dst * n, src * n, (src + 1) * n);
+  }
+}
+
+/** One sequence's share of a batched step. */
+export interface BatchSequence {
+  /** Token ids to run. */
+  tokens: ArrayLike<number>;
+  /** Position of the first token. */
+  start: number;
+  /** Block ids covering positions `0..start + tokens.length - 1`. */
+  blockTable: ArrayLike<number>;
+  /** Return logits of the last token. */
+  logits: boolean;
+  /** Return the final-norm hidden state of every token (embeddings). */
+  hidden?: boolean;
+}
+
+/** Outputs of {@link BatchRunner.forward}; views into scratch memory, valid until the next call. */
+export interface BatchOutput {
+  /** `[rows, vocab]`, one row per sequence with `logits: true`, in order. */
+  logits: Float32Array;
+  /** Per sequence with `hidden: true`, in order: `[tokens.length, dim]` after the output norm. */
+  hidden: Float32Array[];
+}
+
+/**
+ * The batched forward pass of continuous batching: the tokens of every sequence in a step run
+ * through each matmul together as one `[n, dim]` batch; K/V are written into, and attention reads
+ * them through, each sequence's block table. Buffers are allocated once for `maxTokens` rows.
+ */
+export class BatchRunner {
+  /** The model. */
+  readonly model: Model;
+  /** The paged KV cache. */
+  readonly cache: PagedKvCache;
+  /** Largest number of tokens in one step. */
+  readonly maxTokens: number;
+  /** Largest number of sequences in one step. */
+  readonly maxSeqs: number;
+  /** Entries per block table row. */
+  readonly maxBlocksPerSeq: number;
+  private readonly rope: { q: RopeParams; k: RopeParams };
+  private readonly attn: PagedAttentionParams;
+  private readonly buf: {
+    x: Float32Array; // [maxTokens, dim] residual stream
+    xb: Float32Array; // [maxTokens, max(dim, qDim)]
+    q: Float32Array; // [maxTokens, nHeads*headDim]
+    k: Float32Array; // [maxTokens, nKvHeads*headDim]
+    v: Float32Array; // [maxTokens, nKvHeads*headDim]
+    att: Float32Array; // [maxTokens, nHeads*headDim]
+    gate: Float32Array; // [maxTokens, ffnDim]
+    up: Float32Array; // [maxTokens, ffnDim]
+    last: Float32Array; // [maxSeqs, dim] rows whose logits are wanted
+    logits: Float32Array; // [maxSeqs, vocab]
+    ids: Int32Array; // [maxTokens]
+    positions: Int32Array; // [maxTokens]
+    seqOfRow: Int32Array; // [maxTokens]
+    slots: Int32Array; // [maxTokens] cache row each token's K/V goes to
+    tables: Int32Array; // [maxSeqs, maxBlocksPerSeq]
+  };
+
+  constructor(model: Model, cache: PagedKvCache, maxTokens: number, maxSeqs: number, maxContext: number) {
+    const c = model.config;
+    this.model = model;
+    this.cache = cache;
+    this.maxTokens = maxTokens;
+    this.maxSeqs = maxSeqs;
+    this.maxBlocksPerSeq = Math.ceil(maxContext / cache.blockSize);
+    const rope = (nHeads: number): RopeParams => ({
+      nHeads,
+      headDim: c.headDim,
+      nDims: c.ropeDims,
+      freqBase: c.ropeFreqBase,
+      freqScale: c.ropeFreqScale,
+      neox: c.ropeNeox,
+    });
+    this.rope = { q: rope(c.nHeads), k: rope(c.nKvHeads) };
+    this.attn = {
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      headDim: c.headDim,
+      scale: 1 / Math.sqrt(c.headDim),
+      blockSize: cache.blockSize,
+      maxBlocksPerSeq: this.maxBlocksPerSeq,
+    };
+    const n = maxTokens;
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    this.buf = {
+      x: new Float32Array(n * c.dim),
+      xb: new Float32Array(n * Math.max(c.dim, qDim)),
+      q: new Float32Array(n * qDim),
+      k: new Float32Array(n * kvDim),
+      v: new Float32Array(n * kvDim),
+      att: new Float32Array(n * qDim),
+      gate: new Float32Array(n * c.ffnDim),
+      up: new Float32Array(n * c.ffnDim),
+      last: new Float32Array(maxSeqs * c.dim),
+      logits: new Float32Array(maxSeqs * c.vocabSize),
+      ids: new Int32Array(n),
+      positions: new Int32Array(n),
+      seqOfRow: new Int32Array(n),
+      slots: new Int32Array(n),
+      tables: new Int32Array(maxSeqs * this.maxBlocksPerSeq),
+    };
+  }
+
+  /** Runs one step over `seqs` (at most `maxSeqs` sequences and `maxTokens` tokens in total). */
+  forward(seqs: readonly BatchSequence[]): BatchOutput {
+    const c = this.model.config;
+    const w = this.model.weights;
+    const b = this.model.backend;
+    const { x, xb, q, k, v, att, gate, up, last, logits, tables, slots } = this.buf;
+    const bs = this.cache.blockSize;
+    const kvDim = this.cache.rowSize;
+
+    // Lay the step out as rows: ids, positions, owning sequence, cache slot of each token.
+    if (seqs.length > this.maxSeqs)
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `${seqs.length} sequences exceed maxSeqs ${this.maxSeqs}`,
+      );
+    let n = 0;
+    for (let s = 0; s < seqs.length; s++) {
+      const seq = seqs[s];
+      const end = seq.start + seq.tokens.length;
+      if (n + seq.tokens.length > this.maxTokens)
+        throw new RyzansteinError("INVALID_ARGUMENT", `the step exceeds maxTokens ${this.maxTokens}`);
+      if (
+        seq.tokens.length === 0 ||
+        Math.ceil(end / bs) > Math.min(seq.blockTable.length, this.maxBlocksPerSeq)
+      )
+        throw new RyzansteinError("OUT_OF_BOUNDS", `sequence ${s}: ${end} positions exceed its block table`);
+      for (let j = 0; j < this.maxBlocksPerSeq; j++)
+        tables[s * this.maxBlocksPerSeq + j] = j < seq.blockTable.length ? seq.blockTable[j] : 0;
+      for (let i = 0; i < seq.tokens.length; i++, n++) {
+        const t = seq.tokens[i];
+        if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+          throw new RyzansteinError(
+            "OUT_OF_BOUNDS",
+            `token id ${t} is outside the vocabulary of ${c.vocabSize}`,
+          );
+        const p = seq.start + i;
+        this.buf.ids[n] = t;
+        this.buf.positions[n] = p;
+        this.buf.seqOfRow[n] = s;
+        const block = seq.blockTable[Math.floor(p / bs)];
+        if (!(block >= 0 && block < this.cache.numBlocks))
+          throw new RyzansteinError("OUT_OF_BOUNDS", `block ${block} is outside the cache`);
+        slots[n] = block * bs + (p % bs);
+      }
+    }
+    const ids = this.buf.ids.subarray(0, n);
+    const positions = this.buf.positions.subarray(0, n);
+    const seqOfRow = this.buf.seqOfRow.subarray(0, n);
+
+    b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const layer = w.layers[l];
+
+      // Attention block: the matmuls see all n rows; attention reads each row's own sequence.
+      b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
+      b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
+      b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
+      b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      b.rope(q, n, positions, this.rope.q);
+      b.rope(k, n, positions, this.rope.k);
+      const keys = this.cache.keys[l]; // [numBlocks*blockSize, kvDim]
+      const values = this.cache.values[l];
+      for (let i = 0; i < n; i++) {
+        keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), slots[i] * kvDim);
+        values.set(v.subarray(i * kvDim, (i + 1) * kvDim), slots[i] * kvDim);
+      }
+      b.pagedAttention(att, q, keys, values, positions, seqOfRow, tables, n, this.attn); // att [n, nHeads*headDim]
+      b.matmul(xb, layer.wo, att, n); // xb [n, dim]
+      b.add(x, x, xb, n * c.dim); // residual
+
+      // Feed-forward block (SwiGLU).
+      b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
+      b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
+      b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
+      b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
+      b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+      b.add(x, x, xb, n * c.dim); // residual
+    }
+
+    // Hidden states (embeddings): the output norm over each wanted sequence's rows.
+    const hidden: Float32Array[] = [];
+    let row = 0;
+    let m = 0; // rows of `last`
+    for (const seq of seqs) {
+      const len = seq.tokens.length;
+      if (seq.hidden) {
+        const h = new Float32Array(len * c.dim);
+        b.rmsNorm(h, x.subarray(row * c.dim, (row + len) * c.dim), w.outputNorm, len, c.dim, c.normEps);
+        hidden.push(h);
+      }
+      if (seq.logits) last.set(x.subarray((row + len - 1) * c.dim, (row + len) * c.dim), m++ * c.dim);
+      row += len;
+    }
+
+    // Final norm and classifier for the last row of each sequence that samples.
+    if (m > 0) {
+      b.rmsNorm(last, last, w.outputNorm, m, c.dim, c.normEps); // last [m, dim]
+      b.matmul(logits, w.output, last, m); // logits [m, vocab]
+    }
+    return { logits: logits.subarray(0, m * c.vocabSize), hidden };
+  }
+}

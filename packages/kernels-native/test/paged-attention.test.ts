@@ -1,0 +1,135 @@
+import { ReferenceBackend } from "@ryzanstein/core-tensor";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { availableIsas, type Isa, NativeBackend } from "../src/index.js";
+import { ctx, gen, relErr } from "./helpers.js";
+
+const ref = new ReferenceBackend();
+
+/** A shuffled block pool with `nSeqs` sequences of random lengths and their block tables. */
+function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) {
+  const g = gen(label);
+  const nSeqs = 3;
+  const maxBlocks = 9;
+  const nBlocks = nSeqs * maxBlocks + 4;
+  const kvRow = nKvHeads * headDim;
+  const k = g.uniform(nBlocks * blockSize * kvRow, 3);
+  const v = g.uniform(nBlocks * blockSize * kvRow, 2);
+  const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => g.rand() - 0.5);
+  const tables = new Int32Array(nSeqs * maxBlocks).fill(-1);
+  const lens = Array.from({ length: nSeqs }, () => 1 + g.int(maxBlocks * blockSize));
+  let next = 0;
+  for (let s = 0; s < nSeqs; s++)
+    for (let b = 0; b < Math.ceil(lens[s] / blockSize); b++) tables[s * maxBlocks + b] = perm[next++];
+  // query rows: the last few positions of each sequence (a prefill chunk) or a single decode row
+  const seqOfRow: number[] = [];
+  const positions: number[] = [];
+  for (let s = 0; s < nSeqs; s++) {
+    const m = Math.min(lens[s], 1 + g.int(4));
+    for (let i = 0; i < m; i++) {
+      seqOfRow.push(s);
+      positions.push(lens[s] - m + i);
+    }
+  }
+  const n = positions.length;
+  const q = g.uniform(n * nHeads * headDim, 3);
+  const params = {
+    nHeads,
+    nKvHeads,
+    headDim,
+    scale: 1 / Math.sqrt(headDim),
+    blockSize,
+    maxBlocksPerSeq: maxBlocks,
+  };
+  return {
+    k,
+    v,
+    q,
+    n,
+    tables,
+    params,
+    seqOfRow: Int32Array.from(seqOfRow),
+    positions: Int32Array.from(positions),
+  };
+}
+
+describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
+  let nb: NativeBackend;
+  beforeAll(() => {
+    nb = new NativeBackend({ isa, threads: 2 });
+  });
+  afterAll(() => nb.dispose());
+
+  for (const [nh, nkv, hd, bs] of [
+    [4, 4, 16, 16],
+    [8, 2, 64, 16],
+    [6, 3, 48, 7],
+  ]) {
+    it(`matches the reference: heads=${nh}/${nkv} headDim=${hd} blockSize=${bs}`, () => {
+      const c = pagedCase(`${isa}/paged/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
+      const want = new Float32Array(c.q.length);
+      const got = new Float32Array(c.q.length);
+      ref.pagedAttention(want, c.q, c.k, c.v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
+      nb.pagedAttention(got, c.q, c.k, c.v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
+      expect(relErr(got, want), ctx(`${isa} paged attention`)).toBeLessThanOrEqual(2e-5);
+    });
+  }
+
+  it("equals contiguous attention when the blocks are laid out in order", () => {
+    const g = gen(`${isa}/paged/contiguous`);
+    const p = { nHeads: 4, nKvHeads: 2, headDim: 32, scale: 0.2 };
+    const len = 50;
+    const bs = 8;
+    const k = g.uniform(56 * 64, 2);
+    const v = g.uniform(56 * 64, 2);
+    const q = g.uniform(3 * 128, 2);
+    const positions = Int32Array.from([47, 48, 49]);
+    const a = new Float32Array(q.length);
+    const b = new Float32Array(q.length);
+    nb.attention(a, q, k, v, positions, 3, p);
+    const tables = Int32Array.from({ length: 7 }, (_, i) => i);
+    nb.pagedAttention(b, q, k, v, positions, new Int32Array(3), tables, 3, {
+      ...p,
+      blockSize: bs,
+      maxBlocksPerSeq: 7,
+    });
+    expect(Array.from(b)).toEqual(Array.from(a));
+    expect(len).toBeGreaterThan(0);
+  });
+
+  it("a long prefill chunk (rows split into runs) matches the reference", () => {
+    const g = gen(`${isa}/paged/long`);
+    const p = { nHeads: 4, nKvHeads: 2, headDim: 16, scale: 0.25, blockSize: 4, maxBlocksPerSeq: 20 };
+    const n = 70;
+    const k = g.uniform(2 * 20 * 4 * 32, 2);
+    const v = g.uniform(2 * 20 * 4 * 32, 2);
+    const q = g.uniform(n * 64, 2);
+    const tables = Int32Array.from({ length: 40 }, (_, i) => 39 - i);
+    // rows 0..64 of sequence 0 (positions 5..69), then 5 rows of sequence 1
+    const seqOfRow = Int32Array.from({ length: n }, (_, i) => (i < 65 ? 0 : 1));
+    const positions = Int32Array.from({ length: n }, (_, i) => (i < 65 ? 5 + i : 10 + i - 65));
+    const want = new Float32Array(q.length);
+    const got = new Float32Array(q.length);
+    ref.pagedAttention(want, q, k, v, positions, seqOfRow, tables, n, p);
+    nb.pagedAttention(got, q, k, v, positions, seqOfRow, tables, n, p);
+    expect(relErr(got, want)).toBeLessThanOrEqual(2e-5);
+  });
+
+  it("rejects block indices outside the cache", () => {
+    const k = new Float32Array(4 * 8);
+    const out = new Float32Array(8);
+    const params = { nHeads: 1, nKvHeads: 1, headDim: 8, scale: 1, blockSize: 2, maxBlocksPerSeq: 2 };
+    expect(() =>
+      nb.pagedAttention(
+        out,
+        out,
+        k,
+        k,
+        Int32Array.from([2]),
+        Int32Array.from([0]),
+        Int32Array.from([0, 5]),
+        1,
+        params,
+      ),
+    ).toThrow(/outside the cache/);
+  });
+});
