@@ -44,6 +44,15 @@ export interface Backend {
    */
   matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void;
 
+  /**
+   * Optional: called once per weight matrix at load, before any {@link Backend.matmul} with it. A
+   * backend may build a faster layout of `w` (a repacked copy made once) and use it in later
+   * matmuls; with `release`, the original pages may be dropped from memory (re-read from the file
+   * if touched again). Returns true when a new layout was made. Results must not change beyond
+   * float summation order.
+   */
+  prepareWeight?(w: Tensor, release: boolean): boolean;
+
   /** `y[i, :] = table[ids[i], :]` decoded to floats (embedding lookup). `y` is `[ids.length, table.cols]`. */
   getRows(y: Float32Array, table: Tensor, ids: Int32Array): void;
 

@@ -102,6 +102,14 @@ export class Model {
       headDim: config.headDim,
       scale: 1 / Math.sqrt(config.headDim),
     };
+    // Let the backend make its faster weight layouts once (repacking); the file pages of a matrix
+    // are released only when nothing else reads them (a tied output table is also the embedding).
+    if (backend.prepareWeight) {
+      for (const l of weights.layers) {
+        for (const m of [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]) backend.prepareWeight(m, true);
+      }
+      if (weights.output !== weights.tokenEmbd) backend.prepareWeight(weights.output, true);
+    }
   }
 
   /** A fresh context (KV cache and scratch) for one sequence. */

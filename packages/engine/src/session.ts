@@ -28,6 +28,8 @@ export interface SessionOptions {
   contextSize?: number;
   /** Tokens per forward call while processing a prompt (default 512). */
   batchSize?: number;
+  /** Repack quantized weights at load for the native kernels (default true; see NativeBackendOptions.repack). */
+  repack?: boolean;
 }
 
 /** Phases of loading, reported through the progress callback. */
@@ -58,7 +60,7 @@ export function openModelFile(path: string): GGUFFile {
 
 function createBackend(o: SessionOptions): Backend {
   if ((o.backend ?? "native") === "reference") return new ReferenceBackend();
-  return new NativeBackend({ threads: o.threads, isa: o.isa });
+  return new NativeBackend({ threads: o.threads, isa: o.isa, repack: o.repack });
 }
 
 /**

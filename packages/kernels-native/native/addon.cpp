@@ -12,11 +12,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "dispatch.h"
 #include "engine.h"
+#include "repack.h"
 
 namespace {
 
@@ -89,6 +93,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Swiglu>("swiglu"),
                            InstanceMethod<&EngineWrap::Add>("add"),
                            InstanceMethod<&EngineWrap::Attention>("attention"),
+                           InstanceMethod<&EngineWrap::MatmulPacked>("matmulPacked"),
+                           InstanceMethod<&EngineWrap::MemoryBandwidth>("memoryBandwidth"),
                            InstanceMethod<&EngineWrap::Dispose>("dispose"),
                        });
   }
@@ -140,6 +146,37 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
     e.matmul(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // matmulPacked(y, type, wp, rows, cols, x, n): wp from repackWeights().
+  void MatmulPacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    const int64_t type = int_arg(info, 1, "type");
+    auto w = u8_arg(info, 2, "w");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    auto x = f32_arg(info, 5, "x");
+    const int64_t n = int_arg(info, 6, "n");
+    if (!ryz::repack_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "matmulPacked: no repacked layout for tensor type id " + std::to_string(type));
+    }
+    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "matmulPacked: cols must be a multiple of 32");
+    need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
+    need(env, x.length, static_cast<double>(n) * cols, "x");
+    need(env, y.length, static_cast<double>(n) * rows, "y");
+    e.matmul_packed(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // memoryBandwidth(bytes, reps, copy) -> bytes per second
+  Napi::Value MemoryBandwidth(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    const int64_t bytes = int_arg(info, 0, "bytes", 1);
+    const int64_t reps = int_arg(info, 1, "reps", 1);
+    const bool copy = info[2].ToBoolean().Value();
+    return Napi::Number::New(env, e.memory_bandwidth(static_cast<size_t>(bytes), static_cast<int>(reps), copy));
   }
 
   // getRows(y, type, table, rows, cols, ids)
@@ -269,10 +306,31 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::unique_ptr<Engine> engine_;
 };
 
+// Ranges this addon has mapped read-only from files (start -> length): repackWeights may drop the
+// pages of a source inside one of them (MADV_DONTNEED re-reads from the file if touched again);
+// never anything else, where MADV_DONTNEED would zero memory.
+std::mutex g_maps_mu;
+std::map<uintptr_t, size_t> g_maps;
+
+bool inside_mapping(const uint8_t* p, size_t len) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  auto it = g_maps.upper_bound(a);
+  if (it == g_maps.begin()) return false;
+  --it;
+  return a >= it->first && a + len <= it->first + it->second;
+}
+
 void unmap(Napi::Env, void* data, size_t* length) {
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    g_maps.erase(reinterpret_cast<uintptr_t>(data));
+  }
   munmap(data, *length);
   delete length;
 }
+
+void free_packed(Napi::Env, void* data) { std::free(data); }
 
 class Addon : public Napi::Addon<Addon> {
  public:
@@ -280,6 +338,7 @@ class Addon : public Napi::Addon<Addon> {
     DefineAddon(exports, {
                              InstanceMethod<&Addon::CpuIsas>("cpuIsas"),
                              InstanceMethod<&Addon::MapFile>("mapFile"),
+                             InstanceMethod<&Addon::RepackWeights>("repackWeights"),
                              InstanceValue("NativeEngine", EngineWrap::Define(env), napi_enumerable),
                          });
   }
@@ -318,8 +377,46 @@ class Addon : public Napi::Addon<Addon> {
     const int err = errno;
     ::close(fd);
     if (p == MAP_FAILED) throw Napi::Error::New(env, std::string("cannot mmap: ") + std::strerror(err));
+    {
+      std::lock_guard<std::mutex> lock(g_maps_mu);
+      g_maps[reinterpret_cast<uintptr_t>(p)] = length;
+    }
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, length, unmap, new size_t(length));
     return Napi::Uint8Array::New(env, length, ab, 0);
+  }
+
+  // repackWeights(type, w, rows, cols, release) -> Uint8Array in the layout of repack.h, 64-byte
+  // aligned, freed on GC. With `release`, the whole pages of `w` are dropped from memory when `w`
+  // lies in a file mapping made by mapFile (the copy replaces them in RSS); returns the copy with a
+  // `released` flag set on it as a property.
+  Napi::Value RepackWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t type = int_arg(info, 0, "type");
+    auto w = u8_arg(info, 1, "w");
+    const int64_t rows = int_arg(info, 2, "rows");
+    const int64_t cols = int_arg(info, 3, "cols");
+    const bool release = info[4].ToBoolean().Value();
+    if (!ryz::repack_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "repackWeights: no repacked layout for tensor type id " + std::to_string(type));
+    }
+    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "repackWeights: cols must be a multiple of 32");
+    const size_t bytes = ryz::format_row_bytes(static_cast<int>(type), cols) * static_cast<size_t>(rows);
+    need(env, w.length, static_cast<double>(bytes), "w");
+    if (bytes == 0) return Napi::Uint8Array::New(env, 0);
+    void* dst = std::aligned_alloc(64, (bytes + 63) & ~size_t{63});
+    if (dst == nullptr) throw Napi::Error::New(env, "repackWeights: out of memory");
+    ryz::repack_rows(static_cast<int>(type), w.data, rows, cols, static_cast<uint8_t*>(dst));
+    bool released = false;
+    if (release && inside_mapping(w.data, bytes)) {
+      const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+      const uintptr_t a = (reinterpret_cast<uintptr_t>(w.data) + page - 1) & ~(page - 1);
+      const uintptr_t b = (reinterpret_cast<uintptr_t>(w.data) + bytes) & ~(page - 1);
+      if (b > a) released = ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) == 0;
+    }
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, free_packed);
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, bytes, ab, 0);
+    out.Set("released", Napi::Boolean::New(env, released));
+    return out;
   }
 };
 

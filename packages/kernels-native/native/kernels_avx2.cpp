@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "qgemm_x86.h"
 #include "simd_ops.h"
 
 namespace ryz {
@@ -329,6 +330,11 @@ const Kernels kTable = {
     add_t<Avx2V>,
     rope_row_impl,
     attention_head_t<Avx2V>,
+    conv_q8act,
+    qgemm<DotAvx2, true>,
+    qgemm<DotAvx2, false>,
+    pgemm<DotAvx2, true>,
+    pgemm<DotAvx2, false>,
 };
 
 }  // namespace

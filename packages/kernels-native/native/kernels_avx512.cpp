@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "qgemm_x86.h"
 #include "simd_ops.h"
 
 namespace ryz {
@@ -300,6 +301,13 @@ void dequant_f16(const void* src, float* dst, int64_t cols) {
   if (i < cols) _mm512_mask_storeu_ps(dst + i, tail16(cols - i), LoadF16::load_mask(src, i, tail16(cols - i)));
 }
 
+/** Integer dot of unsigned `u` with signed `s` bytes in one VNNI instruction. */
+struct DotVnni {
+  static constexpr bool kVnni = true;
+  static __m256i dot_acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+  static __m256i dot(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+};
+
 const Kernels kTable = {
     "avx512",
     conv_f16,
@@ -322,6 +330,11 @@ const Kernels kTable = {
     add_t<Avx512V>,
     rope_row_impl,
     attention_head_t<Avx512V>,
+    conv_q8act,
+    qgemm<DotVnni, true>,
+    qgemm<DotVnni, false>,
+    pgemm<DotVnni, true>,
+    pgemm<DotVnni, false>,
 };
 
 }  // namespace

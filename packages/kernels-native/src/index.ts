@@ -32,6 +32,23 @@ export interface NativeBackendOptions {
    * {@link bestIsa}. Asking for a variant this CPU cannot run throws `INVALID_ARGUMENT`.
    */
   isa?: Isa;
+  /**
+   * Repack Q4_0 / Q8_0 weight matrices at load ({@link NativeBackend.prepareWeight}) into the
+   * 8-row interleaved layout the fast kernels read. Default: true, unless the environment variable
+   * `RYZANSTEIN_REPACK` is `0`.
+   */
+  repack?: boolean;
+}
+
+/** Smallest row count for which a matrix is repacked (below it the tail handling dominates). */
+const REPACK_MIN_ROWS = 64;
+
+/** Result of {@link NativeBackend.memoryBandwidth}. */
+export interface MemoryBandwidth {
+  /** Bytes read per second, all threads streaming their own slice. */
+  readBytesPerSecond: number;
+  /** Bytes moved (read + written) per second by a copy. */
+  copyBytesPerSecond: number;
 }
 
 function isIsa(v: unknown): v is Isa {
@@ -182,7 +199,13 @@ export class NativeBackend implements Backend {
   readonly isa: Isa;
   /** Threads of the native pool. */
   readonly threads: number;
+  /** Whether {@link prepareWeight} repacks. */
+  readonly repack: boolean;
   #engine: NativeEngine | undefined;
+  /** Repacked copies made by {@link prepareWeight}, by tensor. */
+  #packed = new WeakMap<Tensor, Uint8Array>();
+  /** Bytes of repacked copies made so far (and of source pages released). */
+  #packedBytes = { made: 0, released: 0 };
 
   /**
    * @throws RyzansteinError `INVALID_ARGUMENT` for a bad thread count, an unknown ISA or one this CPU lacks.
@@ -224,6 +247,55 @@ export class NativeBackend implements Backend {
     this.isa = isa;
     this.threads = threads;
     this.name = `native-${isa}`;
+    this.repack = options.repack ?? process.env.RYZANSTEIN_REPACK !== "0";
+  }
+
+  /**
+   * Makes the 8-row interleaved copy of a Q4_0 / Q8_0 matrix with at least 64 rows (when
+   * {@link repack} is on), which later {@link matmul} calls with the same `Tensor` object read
+   * instead of `w.data`. With `release`, the pages of `w.data` are dropped from memory when it lies
+   * in a {@link mapFile} mapping, so the copy replaces them in RSS rather than sitting beside them.
+   * Returns true when a copy was made. Other tensors are left alone.
+   */
+  prepareWeight(w: Tensor, release: boolean): boolean {
+    const op = "prepareWeight";
+    this.#e(op);
+    const m = matrix(op, w);
+    if (!this.repack || (m.type !== 2 && m.type !== 8) || m.rows < REPACK_MIN_ROWS) return false;
+    if (this.#packed.has(w)) return true;
+    try {
+      const packed = loadAddon().repackWeights(m.type, m.data, m.rows, m.cols, release);
+      this.#packed.set(w, packed);
+      this.#packedBytes.made += packed.byteLength;
+      if (packed.released) this.#packedBytes.released += packed.byteLength;
+      return true;
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** Bytes of repacked weight copies made by {@link prepareWeight}, and of those whose source pages were released. */
+  get repackedBytes(): { made: number; released: number } {
+    return { ...this.#packedBytes };
+  }
+
+  /**
+   * Measures memory bandwidth with this backend's threads over a `bytes` buffer (default 256 MiB):
+   * the best of `reps` passes (default 5) of a read and of a copy.
+   */
+  memoryBandwidth(bytes = 256 * 1024 * 1024, reps = 5): MemoryBandwidth {
+    const op = "memoryBandwidth";
+    const e = this.#e(op);
+    int(op, "bytes", bytes, 1);
+    int(op, "reps", reps, 1);
+    try {
+      return {
+        readBytesPerSecond: e.memoryBandwidth(bytes, reps, false),
+        copyBytesPerSecond: e.memoryBandwidth(bytes, reps, true),
+      };
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
   }
 
   #e(op: string): NativeEngine {
@@ -242,8 +314,10 @@ export class NativeBackend implements Backend {
     f32(op, "y", y, n * m.rows);
     if (overlaps(y, x) || overlaps(y, m.data))
       fail("INVALID_ARGUMENT", op, "y must not overlap x or the weights");
+    const packed = this.#packed.get(w);
     try {
-      e.matmul(y, m.type, m.data, m.rows, m.cols, x, n);
+      if (packed) e.matmulPacked(y, m.type, packed, m.rows, m.cols, x, n);
+      else e.matmul(y, m.type, m.data, m.rows, m.cols, x, n);
     } catch (cause) {
       throw nativeError(op, cause);
     }

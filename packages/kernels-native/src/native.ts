@@ -54,6 +54,16 @@ export interface NativeEngine {
     headDim: number,
     scale: number,
   ): void;
+  matmulPacked(
+    y: Float32Array,
+    type: number,
+    wp: Uint8Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+    n: number,
+  ): void;
+  memoryBandwidth(bytes: number, reps: number, copy: boolean): number;
   dispose(): void;
 }
 
@@ -62,6 +72,13 @@ export interface NativeAddon {
   NativeEngine: new (threads: number, isa: string) => NativeEngine;
   cpuIsas(): string[];
   mapFile(path: string): Uint8Array;
+  repackWeights(
+    type: number,
+    w: Uint8Array,
+    rows: number,
+    cols: number,
+    release: boolean,
+  ): Uint8Array & { released: boolean };
 }
 
 const ADDON_FILE = "ryzanstein_kernels.node";
