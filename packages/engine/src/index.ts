@@ -1,3 +1,5 @@
+export type { BenchmarkOptions, BenchmarkResult } from "./bench.js";
+export { benchmarkModel, meanStddev } from "./bench.js";
 export type { ArchitectureSpec, ModelConfig } from "./config.js";
 export { ARCHITECTURES, readModelConfig } from "./config.js";
 export type {

@@ -86,7 +86,7 @@ void Engine::parallel_for(int64_t total, int64_t grain, const F& f) {
       f(b, std::min(b + grain, total), tid);
     }
   };
-  pool_.run_fn(job);
+  pool_.run_dynamic_fn(job);
 }
 
 void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n) {
