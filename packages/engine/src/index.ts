@@ -12,7 +12,7 @@ export type {
 export { generateTokens } from "./generate.js";
 export type { GenerateRequest, LoadModelOptions } from "./language-model.js";
 export { Generation, LanguageModel, loadModel } from "./language-model.js";
-export type { LogitsMode } from "./model.js";
+export type { KVCacheType, LogitsMode } from "./model.js";
 export { Context, Model } from "./model.js";
 export type { SamplingOptions, TokenLogprob } from "./sampler.js";
 export { Sampler, topLogprobs } from "./sampler.js";

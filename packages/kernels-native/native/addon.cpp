@@ -54,6 +54,9 @@ View<float> f32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) 
 View<int32_t> i32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<int32_t>(info, i, napi_int32_array, "Int32Array", what);
 }
+View<uint16_t> u16_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return typed_arg<uint16_t>(info, i, napi_uint16_array, "Uint16Array", what);
+}
 View<uint8_t> u8_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<uint8_t>(info, i, napi_uint8_array, "Uint8Array", what);
 }
@@ -94,6 +97,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Add>("add"),
                            InstanceMethod<&EngineWrap::Attention>("attention"),
                            InstanceMethod<&EngineWrap::MatmulPacked>("matmulPacked"),
+                           InstanceMethod<&EngineWrap::AttentionF16>("attentionF16"),
+                           InstanceMethod<&EngineWrap::ToF16>("toF16"),
                            InstanceMethod<&EngineWrap::MemoryBandwidth>("memoryBandwidth"),
                            InstanceMethod<&EngineWrap::Dispose>("dispose"),
                        });
@@ -167,6 +172,46 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
     e.matmul_packed(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // attentionF16(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale): k, v Uint16Array (f16 bits)
+  void AttentionF16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto out = f32_arg(info, 0, "out");
+    auto q = f32_arg(info, 1, "q");
+    auto k = u16_arg(info, 2, "k");
+    auto v = u16_arg(info, 3, "v");
+    auto pos = i32_arg(info, 4, "positions");
+    const int64_t n = int_arg(info, 5, "n");
+    const int64_t nh = int_arg(info, 6, "nHeads", 1);
+    const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
+    const int64_t hd = int_arg(info, 8, "headDim", 1);
+    const double scale = num_arg(info, 9, "scale");
+    need(env, pos.length, static_cast<double>(n), "positions");
+    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
+    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
+    int64_t max_pos = -1;
+    for (int64_t t = 0; t < n; t++) {
+      if (pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
+      if (pos.data[t] > max_pos) max_pos = pos.data[t];
+    }
+    need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
+    need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
+    e.attention_f16(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+  }
+
+  // toF16(dst, dstOffset, src, len)
+  void ToF16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto dst = u16_arg(info, 0, "dst");
+    const int64_t off = int_arg(info, 1, "dstOffset");
+    auto src = f32_arg(info, 2, "src");
+    const int64_t len = int_arg(info, 3, "len");
+    need(env, dst.length, static_cast<double>(off) + static_cast<double>(len), "dst");
+    need(env, src.length, static_cast<double>(len), "src");
+    e.to_f16(dst.data + off, src.data, len);
   }
 
   // memoryBandwidth(bytes, reps, copy) -> bytes per second

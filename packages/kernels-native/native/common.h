@@ -177,6 +177,12 @@ struct Kernels {
   // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
   PackedGemmFn gemm_q4_0x8;
   PackedGemmFn gemm_q8_0x8;
+  /** Attention of the query heads sharing one KV head over an F16 KV cache (simd_ops.h). */
+  void (*attention_group_f16)(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                              const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                              float* scratch);
+  /** f32 -> f16 bits, round to nearest even. */
+  void (*to_f16)(uint16_t* dst, const float* src, int64_t n);
 };
 
 /** Bytes of one Q8 act row (see qgemm_x86.h), a multiple of 64. */

@@ -10,6 +10,7 @@
 
 #include "dispatch.h"
 #include "repack.h"
+#include "simd_ops.h"
 
 namespace ryz {
 
@@ -231,6 +232,45 @@ void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int
       }
     }
   });
+}
+
+void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v,
+                           const int32_t* positions, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float scale) {
+  check_nonneg(n, "n");
+  if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0) {
+    throw std::invalid_argument("attention: nHeads must be a positive multiple of nKvHeads, headDim positive");
+  }
+  if (n == 0) return;
+  int64_t max_len = 0;
+  for (int64_t t = 0; t < n; t++) {
+    if (positions[t] < 0) throw std::out_of_range("attention: negative position");
+    max_len = std::max<int64_t>(max_len, static_cast<int64_t>(positions[t]) + 1);
+  }
+  const int64_t group = n_heads / n_kv_heads;
+  const size_t need = round_up64(attention_f16_scratch_floats(group, head_dim) * 4);
+  for (auto& s : per_thread_) s.reserve(need);
+  const int64_t q_row = n_heads * head_dim;
+  const size_t kv_row = static_cast<size_t>(n_kv_heads * head_dim);
+  const int64_t tasks = n * n_kv_heads;
+  const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
+  parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
+    float* scratch = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t = i / n_kv_heads;
+      const int64_t g = i % n_kv_heads;
+      const int64_t len = static_cast<int64_t>(positions[t]) + 1;
+      const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
+      k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, k + g * head_dim,
+                              v + g * head_dim, kv_row, len, head_dim, scale, scratch);
+    }
+  });
+}
+
+void Engine::to_f16(uint16_t* dst, const float* src, int64_t len) {
+  check_nonneg(len, "len");
+  const int64_t grain = len < 65536 ? len : std::max<int64_t>(16384, (len / (2 * pool_.size()) + 63) & ~int64_t{63});
+  parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->to_f16(dst + i0, src + i0, i1 - i0); });
 }
 
 void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids,

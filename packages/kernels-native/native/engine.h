@@ -49,6 +49,14 @@ class Engine {
 
   /** y[n, rows] = x[n, cols] · Wᵀ, W in format `fmt` (ggml layout). */
   void matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n);
+  /**
+   * Causal GQA attention over an F16 KV cache (IEEE half bits; rows of n_kv_heads*head_dim), one
+   * task per (token, KV head) with all the query heads of its group (see attention_group_f16_t).
+   */
+  void attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v, const int32_t* positions,
+                     int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale);
+  /** dst[i] = f16(src[i]) for `len` values (round to nearest even). */
+  void to_f16(uint16_t* dst, const float* src, int64_t len);
   /** matmul over weights in the repacked layout of repack.h (Q4_0 / Q8_0 only). */
   void matmul_packed(float* y, int fmt, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
   /**

@@ -186,6 +186,17 @@ void pgemm_ref(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int
   }
 }
 
+
+void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                         const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                         float* scratch) {
+  attention_group_f16_t<ScalarV>(out, q, q_stride, group, k, v, kv_stride, len, head_dim, scale, scratch, dequant_f16_ref);
+}
+
+void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
 const Kernels kTable = {
     "scalar",
     conv_f16_ref,
@@ -213,6 +224,8 @@ const Kernels kTable = {
     qgemm_ref<false>,
     pgemm_ref<true>,
     pgemm_ref<false>,
+    attention_group_f16,
+    to_f16_ref,
 };
 
 }  // namespace

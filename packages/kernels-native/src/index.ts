@@ -9,6 +9,7 @@ import {
   type AttentionParams,
   type Backend,
   isComputeFormat,
+  type KVCacheArray,
   type RopeParams,
   RyzansteinError,
   rowBytes,
@@ -421,6 +422,23 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /** `dst[dstOffset + i] = f16(src[i])` for `len` values (round to nearest even), e.g. F16 KV cache writes. */
+  toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void {
+    const op = "toF16";
+    const e = this.#e(op);
+    if (!(dst instanceof Uint16Array)) fail("INVALID_ARGUMENT", op, "dst must be a Uint16Array");
+    int(op, "dstOffset", dstOffset);
+    int(op, "len", len);
+    f32(op, "src", src, len);
+    if (dst.length < dstOffset + len)
+      fail("SHAPE_MISMATCH", op, `dst has ${dst.length} elements, ${dstOffset + len} needed`);
+    try {
+      e.toF16(dst, dstOffset, src, len);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
   /** `y[i] = a[i] + b[i]` for `len` elements; `y` may alias either input. */
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
     const op = "add";
@@ -437,15 +455,17 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * Causal grouped-query attention of `q[n, nHeads*headDim]` over the F32 cache
-   * `k, v[ctx, nKvHeads*headDim]`: row `i` attends cache rows `0..positions[i]`. Work is split
-   * across threads by (token, head). Positions beyond the cache throw `OUT_OF_BOUNDS`.
+   * Causal grouped-query attention of `q[n, nHeads*headDim]` over the cache
+   * `k, v[ctx, nKvHeads*headDim]`: row `i` attends cache rows `0..positions[i]`. An F32 cache is
+   * split across threads by (token, head); an F16 cache (`Uint16Array`, half bits) by (token, KV
+   * head), each task running all query heads of the group over tiles of 32 keys with an online
+   * softmax. Positions beyond the cache throw `OUT_OF_BOUNDS`.
    */
   attention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     n: number,
     params: AttentionParams,
@@ -466,8 +486,10 @@ export class NativeBackend implements Backend {
     f32(op, "out", out, n * nHeads * headDim);
     i32(op, "positions", positions, n);
     const kvRow = nKvHeads * headDim;
-    f32(op, "k", k, 0);
-    f32(op, "v", v, 0);
+    const f16 = k instanceof Uint16Array;
+    if (f16 ? !(v instanceof Uint16Array) : !(k instanceof Float32Array && v instanceof Float32Array)) {
+      fail("INVALID_ARGUMENT", op, "k and v must both be Float32Array or both Uint16Array (F16)");
+    }
     const ctx = Math.floor(Math.min(k.length, v.length) / kvRow);
     for (let i = 0; i < n; i++) {
       const p = positions[i];
@@ -475,7 +497,8 @@ export class NativeBackend implements Backend {
         fail("OUT_OF_BOUNDS", op, `position ${p} of row ${i} is outside the KV cache of ${ctx} rows`);
     }
     try {
-      e.attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale);
+      if (f16) e.attentionF16(out, q, k, v as Uint16Array, positions, n, nHeads, nKvHeads, headDim, scale);
+      else e.attention(out, q, k as Float32Array, v as Float32Array, positions, n, nHeads, nKvHeads, headDim, scale);
     } catch (cause) {
       throw nativeError(op, cause);
     }

@@ -64,6 +64,19 @@ export interface NativeEngine {
     n: number,
   ): void;
   memoryBandwidth(bytes: number, reps: number, copy: boolean): number;
+  attentionF16(
+    out: Float32Array,
+    q: Float32Array,
+    k: Uint16Array,
+    v: Uint16Array,
+    positions: Int32Array,
+    n: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
   dispose(): void;
 }
 
