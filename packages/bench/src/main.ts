@@ -139,7 +139,9 @@ async function main(): Promise<void> {
       const r = b.memoryBandwidth(512 * 1024 * 1024, 5);
       b.dispose();
       bandwidth[t] = { read: r.readBytesPerSecond / 1e9, copy: r.copyBytesPerSecond / 1e9 };
-      log(`bandwidth ${t} thread(s): read ${fmt(bandwidth[t].read)} GB/s, copy ${fmt(bandwidth[t].copy)} GB/s`);
+      log(
+        `bandwidth ${t} thread(s): read ${fmt(bandwidth[t].read)} GB/s, copy ${fmt(bandwidth[t].copy)} GB/s`,
+      );
     }
     report.bandwidth = bandwidth;
   }
@@ -150,7 +152,8 @@ async function main(): Promise<void> {
   for (const shape of list(args.shapes)) {
     if (!SHAPES[shape]) throw new Error(`unknown shape ${shape}; known: ${Object.keys(SHAPES).join(", ")}`);
     for (const format of list(args.formats)) {
-      if (!(format in FORMATS)) throw new Error(`unknown format ${format}; known: ${Object.keys(FORMATS).join(", ")}`);
+      if (!(format in FORMATS))
+        throw new Error(`unknown format ${format}; known: ${Object.keys(FORMATS).join(", ")}`);
       const path = ensureModel(args.cache, shape, format, log);
       const file = `${shape}-${format}`;
       if (!path) {
@@ -256,7 +259,14 @@ async function main(): Promise<void> {
         if (peer && args["no-peer"]) continue;
         const res = spawnSync(
           process.execPath,
-          [fileURLToPath(import.meta.url), "--rss-child", path, "--threads", args.threads, ...(peer ? ["--rss-peer"] : [])],
+          [
+            fileURLToPath(import.meta.url),
+            "--rss-child",
+            path,
+            "--threads",
+            args.threads,
+            ...(peer ? ["--rss-peer"] : []),
+          ],
           { encoding: "utf8" },
         );
         const line = res.stdout.trim().split("\n").pop() ?? "";

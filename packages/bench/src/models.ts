@@ -29,7 +29,12 @@ export const FORMATS: Record<string, ComputeFormat | undefined> = {
 };
 
 /** Path of the cached file for a shape and format, writing it first when missing. */
-export function ensureModel(dir: string, shape: string, format: string, log: (m: string) => void): string | undefined {
+export function ensureModel(
+  dir: string,
+  shape: string,
+  format: string,
+  log: (m: string) => void,
+): string | undefined {
   const type = FORMATS[format];
   const spec = SHAPES[shape];
   if (type === undefined || spec === undefined) return undefined;

@@ -83,7 +83,12 @@ export interface PeerStep {
 }
 
 /** Greedy trace of `steps` tokens after `prompt`, with top-`k` log-probabilities per step. */
-export async function peerGreedy(s: PeerSession, prompt: number[], steps: number, k: number): Promise<PeerStep[]> {
+export async function peerGreedy(
+  s: PeerSession,
+  prompt: number[],
+  steps: number,
+  k: number,
+): Promise<PeerStep[]> {
   const seq = s.context.getSequence();
   await seq.clearHistory();
   const out: PeerStep[] = [];

@@ -48,7 +48,11 @@ export function meanStddev(xs: readonly number[]): { mean: number; stddev: numbe
  * @param model - a loaded model (its backend does the work).
  * @param threads - the backend's thread count, reported in the results.
  */
-export function benchmarkModel(model: Model, threads: number, options: BenchmarkOptions = {}): BenchmarkResult[] {
+export function benchmarkModel(
+  model: Model,
+  threads: number,
+  options: BenchmarkOptions = {},
+): BenchmarkResult[] {
   const p = options.promptTokens ?? 512;
   const n = options.genTokens ?? 128;
   const reps = options.repetitions ?? 3;

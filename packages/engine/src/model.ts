@@ -54,7 +54,10 @@ export class Context {
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
     if (kvType !== "f16" && kvType !== "f32")
-      throw new RyzansteinError("INVALID_ARGUMENT", `KV cache type must be f16 or f32, got ${String(kvType)}`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `KV cache type must be f16 or f32, got ${String(kvType)}`,
+      );
     this.kvType = kvType;
     const cache = () => (kvType === "f16" ? new Uint16Array(size * kvDim) : new Float32Array(size * kvDim));
     this.keys = Array.from({ length: c.nLayers }, cache);

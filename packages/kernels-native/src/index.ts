@@ -498,7 +498,19 @@ export class NativeBackend implements Backend {
     }
     try {
       if (f16) e.attentionF16(out, q, k, v as Uint16Array, positions, n, nHeads, nKvHeads, headDim, scale);
-      else e.attention(out, q, k as Float32Array, v as Float32Array, positions, n, nHeads, nKvHeads, headDim, scale);
+      else
+        e.attention(
+          out,
+          q,
+          k as Float32Array,
+          v as Float32Array,
+          positions,
+          n,
+          nHeads,
+          nKvHeads,
+          headDim,
+          scale,
+        );
     } catch (cause) {
       throw nativeError(op, cause);
     }

@@ -32,15 +32,18 @@ describe.each(availableIsas())("isa=%s: F16 KV cache", (isa: Isa) => {
       const v = toHalf(g.uniform(c.ctxLen * kvRow, 2));
       for (const n of [1, 4, 9]) {
         const consecutive = g.rand() < 0.5 && n <= c.ctxLen;
-        const positions = Int32Array.from({ length: n }, (_, i) => (consecutive ? c.ctxLen - n + i : g.int(c.ctxLen)));
+        const positions = Int32Array.from({ length: n }, (_, i) =>
+          consecutive ? c.ctxLen - n + i : g.int(c.ctxLen),
+        );
         const q = g.uniform(n * c.nHeads * c.headDim, 3);
         const want = new Float32Array(q.length);
         const got = new Float32Array(q.length).fill(Number.NaN);
         ref.attention(want, q, k, v, positions, n, p);
         nb.attention(got, q, k, v, positions, n, p);
-        expect(relErr(got, want), ctx(`${isa} attention f16 n=${n} positions=${Array.from(positions)}`)).toBeLessThanOrEqual(
-          2e-5,
-        );
+        expect(
+          relErr(got, want),
+          ctx(`${isa} attention f16 n=${n} positions=${Array.from(positions)}`),
+        ).toBeLessThanOrEqual(2e-5);
       }
     });
   }

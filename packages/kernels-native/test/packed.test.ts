@@ -81,8 +81,12 @@ describe.each(availableIsas())("isa=%s: repacked Q4_0 / Q8_0", (isa: Isa) => {
 
   it("leaves small matrices and other formats in the file layout", () => {
     const g = gen(`${isa}/packed-skip`);
-    expect(packed.prepareWeight(Tensor.fromF32([63, 64], g.uniform(63 * 64), GGMLType.Q4_0), false)).toBe(false);
-    expect(packed.prepareWeight(Tensor.fromF32([64, 64], g.uniform(64 * 64), GGMLType.F16), false)).toBe(false);
+    expect(packed.prepareWeight(Tensor.fromF32([63, 64], g.uniform(63 * 64), GGMLType.Q4_0), false)).toBe(
+      false,
+    );
+    expect(packed.prepareWeight(Tensor.fromF32([64, 64], g.uniform(64 * 64), GGMLType.F16), false)).toBe(
+      false,
+    );
   });
 });
 
@@ -99,7 +103,11 @@ describe("releasing the source pages of a mapped tensor", () => {
     const pad = new Uint8Array(4096 + 96); // an unaligned start inside the mapping
     writeFileSync(file, Buffer.concat([pad, src.data]));
     const mapped = mapFile(file);
-    const w = new Tensor(GGMLType.Q4_0, [rows, cols], mapped.subarray(pad.length, pad.length + src.data.length));
+    const w = new Tensor(
+      GGMLType.Q4_0,
+      [rows, cols],
+      mapped.subarray(pad.length, pad.length + src.data.length),
+    );
     const nb = new NativeBackend({ threads: 2 });
     expect(nb.prepareWeight(w, true)).toBe(true);
     expect(nb.repackedBytes.made).toBe(src.data.length);
