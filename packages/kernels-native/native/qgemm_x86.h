@@ -200,6 +200,7 @@ template <class D, bool Q4, int T>
 void ptile(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* y, size_t ys) {
   const int64_t nb = cols / kQK;
   constexpr size_t kBlk = Q4 ? 144 : 272;
+  constexpr size_t kPrefetch = 2048;
   __m256 acc[T];
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   const int8_t* xq[T];
@@ -214,6 +215,9 @@ void ptile(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* 
   const __m256i ones16 = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* blk = wp + kBlk * static_cast<size_t>(b);
+    // Decode streams each weight once: keep ~2 KiB of requests in flight ahead of the loads (the
+    // hardware prefetchers stop at page boundaries). Past the end it runs into the next group.
+    for (size_t o = 0; o < kBlk; o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + o), _MM_HINT_T0);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
     const __m256i* q = reinterpret_cast<const __m256i*>(blk + 16);
     if (Q4) {
