@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     "no-repack": { type: "boolean", default: false },
     tolerance: { type: "string" },
     "no-bandwidth": { type: "boolean", default: false },
+    "bandwidth-only": { type: "boolean", default: false },
     rss: { type: "boolean", default: false },
     "rss-child": { type: "string" },
     "rss-peer": { type: "boolean", default: false },
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
     log(
       "usage: npm run bench -w packages/bench -- [--shapes 110m,tinyllama] [--formats q4_0,q8_0,f16,q4_k]\n" +
         "  [--threads 1,2] [--reps 3] [-p 512] [-n 128] [--no-peer] [--no-repack] [--tolerance X]\n" +
-        "  [--no-bandwidth] [--rss] [--json out.json] [--cache DIR]",
+        "  [--no-bandwidth | --bandwidth-only] [--rss] [--json out.json] [--cache DIR]",
     );
     return;
   }
@@ -144,6 +145,10 @@ async function main(): Promise<void> {
       );
     }
     report.bandwidth = bandwidth;
+  }
+  if (args["bandwidth-only"]) {
+    if (args.json) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
+    return;
   }
 
   // 2. Files, checks and timings.
