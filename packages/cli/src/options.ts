@@ -19,3 +19,9 @@ export function floatOption(min: number, max: number) {
     return n;
   };
 }
+
+/** Parses a comma-separated list of integers (`1,2`), each within bounds. */
+export function intListOption(min: number, max = Number.MAX_SAFE_INTEGER) {
+  const one = intOption(min, max);
+  return (value: string): number[] => value.split(",").map((v) => one(v.trim()));
+}

@@ -1,5 +1,7 @@
+import os from "node:os";
 import { isRyzansteinError } from "@ryzanstein/core-tensor";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { type BenchOptions, benchCommand } from "./commands/bench.js";
 import { type ConvertOptions, convertCommand } from "./commands/convert.js";
 import { type FinetuneCommandOptions, finetuneCommand } from "./commands/finetune.js";
 import { infoCommand } from "./commands/info.js";
@@ -7,7 +9,7 @@ import { type RunOptions, runCommand } from "./commands/run.js";
 import { parseBytes, type ServeOptions, serveCommand } from "./commands/serve.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
 import { type TrainCommandOptions, trainCommand } from "./commands/train.js";
-import { floatOption, intOption } from "./options.js";
+import { floatOption, intListOption, intOption } from "./options.js";
 
 const VERSION = "0.1.0";
 
@@ -137,6 +139,21 @@ function buildProgram(): Command {
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
     .action((o: FinetuneCommandOptions) => finetuneCommand(o));
+
+  program
+    .command("bench")
+    .description("measure prompt processing (pp) and generation (tg) tokens/s, llama-bench style")
+    .option("-m, --model <path>", "GGUF model file (default: $RYZANSTEIN_MODEL, then the default model)")
+    .option("-p, --n-prompt <n,...>", "prompt tokens (0: skip pp)", intListOption(0, 1 << 16), [512])
+    .option("-n, --n-gen <n,...>", "generated tokens (0: skip tg)", intListOption(0, 1 << 16), [128])
+    .option("-t, --threads <n,...>", "CPU threads", intListOption(1, 1024), [os.availableParallelism()])
+    .option("-r, --repetitions <n>", "timed repetitions per test", intOption(1, 1000), 3)
+    .option("--json", "print a JSON array of results")
+    .option("--no-repack", "keep quantized weights in the file layout")
+    .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
+    .action((o: BenchOptions) => {
+      benchCommand(o);
+    });
 
   return program;
 }

@@ -285,5 +285,34 @@ describe("ryzanstein finetune and run --lora", () => {
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain("too short");
     expect(existsSync(out)).toBe(false);
+describe("ryzanstein bench", () => {
+  it("--json prints llama-bench-shaped results, progress on stderr", () => {
+    const r = cli(["bench", "--model", stories, "-p", "16", "-n", "4", "-t", "1,2", "-r", "2", "--json"]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as {
+      test: string;
+      threads: number;
+      tokens_per_second: number;
+      stddev: number;
+      samples: number[];
+    }[];
+    expect(rows.map((x) => `${x.test}/${x.threads}`)).toEqual(["pp16/1", "tg4/1", "pp16/2", "tg4/2"]);
+    for (const row of rows) {
+      expect(Object.keys(row).sort()).toEqual(["samples", "stddev", "test", "threads", "tokens_per_second"]);
+      expect(row.samples).toHaveLength(2);
+      expect(row.tokens_per_second).toBeGreaterThan(0);
+      expect(row.stddev).toBeGreaterThanOrEqual(0);
+    }
+    expect(r.stderr).toMatch(/pp16: repetition 2\/2/);
+  });
+
+  it("prints a table without --json and rejects bad lists", () => {
+    const r = cli(["bench", "--model", stories, "-p", "8", "-n", "0", "-t", "1", "-r", "1"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\| stories260K\.gguf .*\| pp8 /);
+    expect(r.stdout).not.toMatch(/tg0/);
+    const bad = cli(["bench", "--model", stories, "-t", "1,x"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/expected an integer/);
   });
 });

@@ -65,6 +65,9 @@ export interface PagedAttentionParams extends AttentionParams {
  * allocate once per context. Implementations are synchronous: the engine runs them off the main
  * thread (in a worker) so long calls do not block an application's event loop.
  */
+/** A KV cache buffer: F32 values, or F16 as IEEE half bits. */
+export type KVCacheArray = Float32Array | Uint16Array;
+
 export interface Backend {
   /** Short name for logs and benchmarks (`reference`, `native-avx2`, ...). */
   readonly name: string;
@@ -74,6 +77,21 @@ export interface Backend {
    * `vecDotType` first, as ggml does (Q8_0 for Q4_0/Q8_0 weights, F16 for F16 weights).
    */
   matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void;
+
+  /**
+   * Optional: called once per weight matrix at load, before any {@link Backend.matmul} with it. A
+   * backend may build a faster layout of `w` (a repacked copy made once) and use it in later
+   * matmuls; with `release`, the original pages may be dropped from memory (re-read from the file
+   * if touched again). Returns true when a new layout was made. Results must not change beyond
+   * float summation order.
+   */
+  prepareWeight?(w: Tensor, release: boolean): boolean;
+
+  /**
+   * Optional: `dst[dstOffset + i] = f16(src[i])` for `len` values, round to nearest even (F16 KV
+   * cache writes). Callers fall back to `f32ToF16` per value when a backend lacks it.
+   */
+  toF16?(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
 
   /** `y[i, :] = table[ids[i], :]` decoded to floats (embedding lookup). `y` is `[ids.length, table.cols]`. */
   getRows(y: Float32Array, table: Tensor, ids: Int32Array): void;
@@ -99,12 +117,13 @@ export interface Backend {
   /**
    * Causal attention of `q[n, nHeads*headDim]` over a KV cache `k, v[ctx, nKvHeads*headDim]`:
    * query row `i` attends cache rows `0..positions[i]` inclusive. Writes `out[n, nHeads*headDim]`.
+   * The cache is F32 (`Float32Array`) or F16 (`Uint16Array` of IEEE half bits, as llama.cpp keeps it).
    */
   attention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     n: number,
     params: AttentionParams,

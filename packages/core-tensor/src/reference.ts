@@ -1,7 +1,8 @@
-import type { AttentionParams, Backend, PagedAttentionParams, RopeParams, YarnParams } from "./backend.js";
+import type { AttentionParams, Backend, KVCacheArray, PagedAttentionParams, RopeParams, YarnParams } from "./backend.js";
 import { typeName } from "./dtypes.js";
 import { RyzansteinError } from "./errors.js";
 import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";
+import { f16ToF32, f32ToF16 } from "./half.js";
 import type { Tensor } from "./tensor.js";
 
 /**
@@ -107,15 +108,29 @@ export class ReferenceBackend implements Backend {
     for (let i = 0; i < len; i++) y[i] = a[i] + b[i];
   }
 
+  toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void {
+    for (let i = 0; i < len; i++) dst[dstOffset + i] = f32ToF16(src[i]);
+  }
+
   attention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     n: number,
     p: AttentionParams,
   ): void {
+    if (k instanceof Uint16Array || v instanceof Uint16Array) {
+      // F16 cache: decode the rows in use once, then the same exact float64 computation.
+      let len = 0;
+      for (let t = 0; t < n; t++) len = Math.max(len, positions[t] + 1);
+      const rows = len * p.nKvHeads * p.headDim;
+      const decode = (a: KVCacheArray) =>
+        a instanceof Uint16Array ? Float32Array.from(a.subarray(0, rows), f16ToF32) : a;
+      this.attention(out, q, decode(k), decode(v), positions, n, p);
+      return;
+    }
     const qRow = p.nHeads * p.headDim;
     const kvRow = p.nKvHeads * p.headDim;
     const group = p.nHeads / p.nKvHeads;

@@ -1,11 +1,16 @@
 import {
   type AttentionParams,
   type Backend,
+  f32ToF16,
+  type KVCacheArray,
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
 import type { ModelWeights } from "./weights.js";
+
+/** Element type of the KV cache: `f16` (default, as llama.cpp; half the memory) or `f32`. */
+export type KVCacheType = "f16" | "f32";
 
 /**
  * Per-sequence state: the KV cache and every scratch buffer of the forward pass, allocated once
@@ -16,10 +21,12 @@ export class Context {
   readonly size: number;
   /** Largest number of tokens one forward call may process. */
   readonly maxBatch: number;
-  /** Keys per layer, `[size, nKvHeads*headDim]`. */
-  readonly keys: Float32Array[];
+  /** Element type of the KV cache. */
+  readonly kvType: KVCacheType;
+  /** Keys per layer, `[size, nKvHeads*headDim]` (F16 bits in a `Uint16Array`, or F32). */
+  readonly keys: KVCacheArray[];
   /** Values per layer, `[size, nKvHeads*headDim]`. */
-  readonly values: Float32Array[];
+  readonly values: KVCacheArray[];
   /** Tokens whose K/V are in the cache (the next position to fill). */
   length = 0;
 
@@ -38,7 +45,7 @@ export class Context {
     positions: Int32Array;
   };
 
-  constructor(c: ModelConfig, size: number, maxBatch: number) {
+  constructor(c: ModelConfig, size: number, maxBatch: number, kvType: KVCacheType = "f16") {
     if (!Number.isInteger(size) || size <= 0)
       throw new RyzansteinError("INVALID_ARGUMENT", `context size must be positive, got ${size}`);
     this.size = size;
@@ -46,8 +53,15 @@ export class Context {
     const n = this.maxBatch;
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
-    this.keys = Array.from({ length: c.nLayers }, () => new Float32Array(size * kvDim));
-    this.values = Array.from({ length: c.nLayers }, () => new Float32Array(size * kvDim));
+    if (kvType !== "f16" && kvType !== "f32")
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `KV cache type must be f16 or f32, got ${String(kvType)}`,
+      );
+    this.kvType = kvType;
+    const cache = () => (kvType === "f16" ? new Uint16Array(size * kvDim) : new Float32Array(size * kvDim));
+    this.keys = Array.from({ length: c.nLayers }, cache);
+    this.values = Array.from({ length: c.nLayers }, cache);
     this.buf = {
       x: new Float32Array(n * c.dim),
       xb: new Float32Array(n * Math.max(c.dim, qDim)),
@@ -105,11 +119,30 @@ export class Model {
       scale: config.attentionScale,
       ...(config.attnSoftcap ? { softcap: config.attnSoftcap } : {}),
     };
+    // Let the backend make its faster weight layouts once (repacking); the file pages of a matrix
+    // are released only when nothing else reads them (a tied output table is also the embedding).
+    if (backend.prepareWeight) {
+      for (const l of weights.layers) {
+        for (const m of [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]) backend.prepareWeight(m, true);
+      }
+      if (weights.output !== weights.tokenEmbd) backend.prepareWeight(weights.output, true);
+    }
   }
 
   /** A fresh context (KV cache and scratch) for one sequence. */
-  createContext(size = this.config.contextLength, maxBatch = 512): Context {
-    return new Context(this.config, size, maxBatch);
+  createContext(size = this.config.contextLength, maxBatch = 512, kvType: KVCacheType = "f16"): Context {
+    return new Context(this.config, size, maxBatch, kvType);
+  }
+
+  /** Writes `len` values of `src` into a KV cache at element `at` (converting to F16 for an F16 cache). */
+  private storeKV(cache: KVCacheArray, at: number, src: Float32Array, len: number): void {
+    if (cache instanceof Float32Array) {
+      cache.set(src.subarray(0, len), at);
+    } else if (this.backend.toF16) {
+      this.backend.toF16(cache, at, src, len);
+    } else {
+      for (let i = 0; i < len; i++) cache[at + i] = f32ToF16(src[i]);
+    }
   }
 
   /**
@@ -163,8 +196,8 @@ export class Model {
     layer: number,
     out: Float32Array,
     q: Float32Array,
-    keys: Float32Array,
-    values: Float32Array,
+    keys: KVCacheArray,
+    values: KVCacheArray,
     positions: Int32Array,
     n: number,
   ): void {
@@ -248,12 +281,10 @@ export class Model {
       }
       b.rope(q, n, positions, this.ropeParams.q);
       b.rope(k, n, positions, this.ropeParams.k);
-      const keys = ctx.keys[l]; // [ctx, kvDim]
+      const keys = ctx.keys[l]; // [ctx, kvDim], positions are consecutive
       const values = ctx.values[l];
-      for (let i = 0; i < n; i++) {
-        keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
-        values.set(v.subarray(i * kvDim, (i + 1) * kvDim), positions[i] * kvDim);
-      }
+      this.storeKV(keys, positions[0] * kvDim, k, n * kvDim);
+      this.storeKV(values, positions[0] * kvDim, v, n * kvDim);
       this.attend(l, att, q, keys, values, positions, n); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       if (layer.postAttnNorm) b.rmsNorm(xb, xb, layer.postAttnNorm, n, c.dim, c.normEps);

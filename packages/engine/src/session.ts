@@ -10,7 +10,7 @@ import {
   type GenerationResult,
   generateTokens,
 } from "./generate.js";
-import { type Context, Model } from "./model.js";
+import { type Context, type KVCacheType, Model } from "./model.js";
 import { readLlamaWeights } from "./weights.js";
 
 /** Which backend runs the arithmetic. */
@@ -28,6 +28,10 @@ export interface SessionOptions {
   contextSize?: number;
   /** Tokens per forward call while processing a prompt (default 512). */
   batchSize?: number;
+  /** KV cache element type (default `f16`, as llama.cpp). */
+  kvCache?: KVCacheType;
+  /** Repack quantized weights at load for the native kernels (default true; see NativeBackendOptions.repack). */
+  repack?: boolean;
 }
 
 /** Phases of loading, reported through the progress callback. */
@@ -84,7 +88,7 @@ export function openModelFile(path: string): ModelSource {
 
 function createBackend(o: SessionOptions): Backend {
   if ((o.backend ?? "native") === "reference") return new ReferenceBackend();
-  return new NativeBackend({ threads: o.threads, isa: o.isa });
+  return new NativeBackend({ threads: o.threads, isa: o.isa, repack: o.repack });
 }
 
 /**
@@ -112,7 +116,7 @@ export class ModelSession {
       throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
     }
     this.model = new Model(this.config, weights, createBackend(options));
-    this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512);
+    this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512, options.kvCache ?? "f16");
     onProgress?.({ phase: "ready", fraction: 1 });
   }
 

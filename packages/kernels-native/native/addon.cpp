@@ -12,12 +12,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "dispatch.h"
 #include "engine.h"
 #include "train_addon.h"
+#include "repack.h"
 
 namespace {
 
@@ -50,6 +54,9 @@ View<float> f32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) 
 }
 View<int32_t> i32_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<int32_t>(info, i, napi_int32_array, "Int32Array", what);
+}
+View<uint16_t> u16_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return typed_arg<uint16_t>(info, i, napi_uint16_array, "Uint16Array", what);
 }
 View<uint8_t> u8_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<uint8_t>(info, i, napi_uint8_array, "Uint8Array", what);
@@ -91,6 +98,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Add>("add"),
                            InstanceMethod<&EngineWrap::Attention>("attention"),
                            InstanceMethod<&EngineWrap::PagedAttention>("pagedAttention"),
+                           InstanceMethod<&EngineWrap::MatmulPacked>("matmulPacked"),
+                           InstanceMethod<&EngineWrap::AttentionF16>("attentionF16"),
+                           InstanceMethod<&EngineWrap::ToF16>("toF16"),
+                           InstanceMethod<&EngineWrap::MemoryBandwidth>("memoryBandwidth"),
                            InstanceMethod<&EngineWrap::Dispose>("dispose"),
                        });
   }
@@ -142,6 +153,77 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
     e.matmul(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // matmulPacked(y, type, wp, rows, cols, x, n): wp from repackWeights().
+  void MatmulPacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    const int64_t type = int_arg(info, 1, "type");
+    auto w = u8_arg(info, 2, "w");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    auto x = f32_arg(info, 5, "x");
+    const int64_t n = int_arg(info, 6, "n");
+    if (!ryz::repack_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "matmulPacked: no repacked layout for tensor type id " + std::to_string(type));
+    }
+    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "matmulPacked: cols must be a multiple of 32");
+    need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
+    need(env, x.length, static_cast<double>(n) * cols, "x");
+    need(env, y.length, static_cast<double>(n) * rows, "y");
+    e.matmul_packed(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
+  }
+
+  // attentionF16(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale): k, v Uint16Array (f16 bits)
+  void AttentionF16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto out = f32_arg(info, 0, "out");
+    auto q = f32_arg(info, 1, "q");
+    auto k = u16_arg(info, 2, "k");
+    auto v = u16_arg(info, 3, "v");
+    auto pos = i32_arg(info, 4, "positions");
+    const int64_t n = int_arg(info, 5, "n");
+    const int64_t nh = int_arg(info, 6, "nHeads", 1);
+    const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
+    const int64_t hd = int_arg(info, 8, "headDim", 1);
+    const double scale = num_arg(info, 9, "scale");
+    need(env, pos.length, static_cast<double>(n), "positions");
+    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
+    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
+    int64_t max_pos = -1;
+    for (int64_t t = 0; t < n; t++) {
+      if (pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
+      if (pos.data[t] > max_pos) max_pos = pos.data[t];
+    }
+    need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
+    need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
+    e.attention_f16(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+  }
+
+  // toF16(dst, dstOffset, src, len)
+  void ToF16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto dst = u16_arg(info, 0, "dst");
+    const int64_t off = int_arg(info, 1, "dstOffset");
+    auto src = f32_arg(info, 2, "src");
+    const int64_t len = int_arg(info, 3, "len");
+    need(env, dst.length, static_cast<double>(off) + static_cast<double>(len), "dst");
+    need(env, src.length, static_cast<double>(len), "src");
+    e.to_f16(dst.data + off, src.data, len);
+  }
+
+  // memoryBandwidth(bytes, reps, copy) -> bytes per second
+  Napi::Value MemoryBandwidth(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    const int64_t bytes = int_arg(info, 0, "bytes", 1);
+    const int64_t reps = int_arg(info, 1, "reps", 1);
+    const bool copy = info[2].ToBoolean().Value();
+    return Napi::Number::New(env, e.memory_bandwidth(static_cast<size_t>(bytes), static_cast<int>(reps), copy));
   }
 
   // getRows(y, type, table, rows, cols, ids)
@@ -314,8 +396,44 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::unique_ptr<Engine> engine_;
 };
 
+// Ranges this addon has mapped read-only from files (start -> length): repackWeights may drop the
+// pages of a source inside one of them (MADV_DONTNEED re-reads from the file if touched again);
+// never anything else, where MADV_DONTNEED would zero memory.
+std::mutex g_maps_mu;
+std::map<uintptr_t, size_t> g_maps;
+
+bool inside_mapping(const uint8_t* p, size_t len) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  auto it = g_maps.upper_bound(a);
+  if (it == g_maps.begin()) return false;
+  --it;
+  return a >= it->first && a + len <= it->first + it->second;
+}
+
 void unmap(Napi::Env, void* data, size_t* length) {
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    g_maps.erase(reinterpret_cast<uintptr_t>(data));
+  }
   munmap(data, *length);
+  delete length;
+}
+
+// Repacked weights live in their own anonymous mapping, advised for transparent huge pages: decode
+// streams every weight once per token, and 2 MiB pages keep the hardware prefetchers running
+// across 4 KiB boundaries and the TLB from thrashing. (Only whole 2 MiB ranges get huge pages, so
+// the mapping never uses more than its rounded-up size.) RYZANSTEIN_HUGEPAGES=0 turns the advice off.
+void* alloc_packed(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const char* env = std::getenv("RYZANSTEIN_HUGEPAGES");
+  if (env == nullptr || std::strcmp(env, "0") != 0) ::madvise(p, bytes, MADV_HUGEPAGE);
+  return p;
+}
+
+void free_packed(Napi::Env, void* data, size_t* length) {
+  ::munmap(data, *length);
   delete length;
 }
 
@@ -325,6 +443,7 @@ class Addon : public Napi::Addon<Addon> {
     DefineAddon(exports, {
                              InstanceMethod<&Addon::CpuIsas>("cpuIsas"),
                              InstanceMethod<&Addon::MapFile>("mapFile"),
+                             InstanceMethod<&Addon::RepackWeights>("repackWeights"),
                              InstanceValue("NativeEngine", EngineWrap::Define(env), napi_enumerable),
                              InstanceValue("TrainEngine", ryz::define_train_engine(env), napi_enumerable),
                          });
@@ -364,8 +483,46 @@ class Addon : public Napi::Addon<Addon> {
     const int err = errno;
     ::close(fd);
     if (p == MAP_FAILED) throw Napi::Error::New(env, std::string("cannot mmap: ") + std::strerror(err));
+    {
+      std::lock_guard<std::mutex> lock(g_maps_mu);
+      g_maps[reinterpret_cast<uintptr_t>(p)] = length;
+    }
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, length, unmap, new size_t(length));
     return Napi::Uint8Array::New(env, length, ab, 0);
+  }
+
+  // repackWeights(type, w, rows, cols, release) -> Uint8Array in the layout of repack.h, page
+  // aligned (alloc_packed), unmapped on GC. With `release`, the whole pages of `w` are dropped from memory when `w`
+  // lies in a file mapping made by mapFile (the copy replaces them in RSS); returns the copy with a
+  // `released` flag set on it as a property.
+  Napi::Value RepackWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t type = int_arg(info, 0, "type");
+    auto w = u8_arg(info, 1, "w");
+    const int64_t rows = int_arg(info, 2, "rows");
+    const int64_t cols = int_arg(info, 3, "cols");
+    const bool release = info[4].ToBoolean().Value();
+    if (!ryz::repack_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "repackWeights: no repacked layout for tensor type id " + std::to_string(type));
+    }
+    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "repackWeights: cols must be a multiple of 32");
+    const size_t bytes = ryz::format_row_bytes(static_cast<int>(type), cols) * static_cast<size_t>(rows);
+    need(env, w.length, static_cast<double>(bytes), "w");
+    if (bytes == 0) return Napi::Uint8Array::New(env, 0);
+    void* dst = alloc_packed(bytes);
+    if (dst == nullptr) throw Napi::Error::New(env, "repackWeights: out of memory");
+    ryz::repack_rows(static_cast<int>(type), w.data, rows, cols, static_cast<uint8_t*>(dst));
+    bool released = false;
+    if (release && inside_mapping(w.data, bytes)) {
+      const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+      const uintptr_t a = (reinterpret_cast<uintptr_t>(w.data) + page - 1) & ~(page - 1);
+      const uintptr_t b = (reinterpret_cast<uintptr_t>(w.data) + bytes) & ~(page - 1);
+      if (b > a) released = ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) == 0;
+    }
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, free_packed, new size_t(bytes));
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, bytes, ab, 0);
+    out.Set("released", Napi::Boolean::New(env, released));
+    return out;
   }
 };
 

@@ -124,6 +124,19 @@ struct RopeArgs {
 using DotFn = void (*)(int64_t cols, const void* w, const void* x, size_t x_stride, int nx, float* out);
 /** Converts `cols` floats to the activation layout a dot kernel expects. */
 using ConvFn = void (*)(const float* x, void* dst, int64_t cols);
+/**
+ * Register-tiled quantized matrix kernel: y[t*ys + r] for `nr` (1..4) weight rows starting at `w`
+ * (row stride `wrb` bytes) and `nt` activation rows in the Q8 act layout starting at `x` (stride
+ * `xs` bytes); see qgemm_x86.h.
+ */
+using QGemmFn = void (*)(int64_t cols, const uint8_t* w, size_t wrb, int nr, const uint8_t* x, size_t xs, int64_t nt,
+                         float* y, size_t ys);
+/**
+ * Kernel over one group of 8 repacked rows (repack.h) at `wp`: y[t*ys + i] for rows i = 0..7 and
+ * `nt` tokens in the Q8 act layout.
+ */
+using PackedGemmFn = void (*)(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y,
+                              size_t ys);
 /** Decodes `cols` elements of a row to floats. */
 using DequantFn = void (*)(const void* src, float* dst, int64_t cols);
 
@@ -157,7 +170,26 @@ struct Kernels {
    */
   void (*attention_head)(float* out, const float* q, const float* k, const float* v, size_t kv_stride,
                          int64_t len, int64_t head_dim, float scale, float* scores, float* acc);
+  // Tiled Q4_0 / Q8_0 matmul (nullptr: the engine falls back to dot_q4_0 / dot_q8_0 per row).
+  ConvFn conv_q8act;  // f32 -> Q8 act row (qs | f32 d | i32 sums), q8act_bytes(cols) bytes
+  QGemmFn gemm_q4_0;
+  QGemmFn gemm_q8_0;
+  // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
+  PackedGemmFn gemm_q4_0x8;
+  PackedGemmFn gemm_q8_0x8;
+  /** Attention of the query heads sharing one KV head over an F16 KV cache (simd_ops.h). */
+  void (*attention_group_f16)(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                              const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                              float* scratch);
+  /** f32 -> f16 bits, round to nearest even. */
+  void (*to_f16)(uint16_t* dst, const float* src, int64_t n);
 };
+
+/** Bytes of one Q8 act row (see qgemm_x86.h), a multiple of 64. */
+static inline size_t q8act_bytes(int64_t cols) {
+  const size_t nb = static_cast<size_t>(cols / kQK);
+  return (static_cast<size_t>(cols) + nb * 8 + 63) & ~size_t{63};
+}
 
 const Kernels* kernels_generic();
 const Kernels* kernels_avx2();

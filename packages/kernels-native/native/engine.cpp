@@ -9,6 +9,8 @@
 #include <string>
 
 #include "dispatch.h"
+#include "repack.h"
+#include "simd_ops.h"
 
 namespace ryz {
 
@@ -85,7 +87,7 @@ void Engine::parallel_for(int64_t total, int64_t grain, const F& f) {
       f(b, std::min(b + grain, total), tid);
     }
   };
-  pool_.run_fn(job);
+  pool_.run_dynamic_fn(job);
 }
 
 void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n) {
@@ -95,6 +97,10 @@ void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t c
   check_nonneg(n, "n");
   if (rows == 0 || n == 0) return;
   const int nth = pool_.size();
+  if ((fmt == kQ4_0 || fmt == kQ8_0) && k_->conv_q8act != nullptr) {
+    matmul_q8act(y, fmt, w, rows, cols, x, n, false);
+    return;
+  }
 
   // 1. activations -> vecDotType (F32 weights use x as is).
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
@@ -150,6 +156,121 @@ void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t c
       }
     }
   });
+}
+
+// Q4_0 / Q8_0 weights: activations quantized once (Q8 act layout, in parallel over tokens), then
+// each thread takes chunks of rows; inside a chunk, blocks of kTokBlock tokens pass over groups of
+// 4 rows with a register-tiled kernel (4 rows x 3 tokens, or 4 x 1 for decode), so a chunk's weights
+// (<= 64 rows) and a token block's activations stay in L2 while they are reused.
+void Engine::matmul_packed(float* y, int fmt, const uint8_t* wp, int64_t rows, int64_t cols, const float* x,
+                           int64_t n) {
+  check_format(fmt, cols, "matmul");
+  if (!repack_supported(fmt)) throw std::invalid_argument("matmulPacked: format has no repacked layout");
+  check_nonneg(rows, "rows");
+  check_nonneg(n, "n");
+  if (rows == 0 || n == 0) return;
+  matmul_q8act(y, fmt, wp, rows, cols, x, n, true);
+}
+
+void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,
+                          int64_t n, bool packed) {
+  const int nth = pool_.size();
+  const size_t stride = q8act_bytes(cols);
+  uint8_t* act = act_.reserve(stride * static_cast<size_t>(n));
+  const ConvFn conv = k_->conv_q8act;
+  const int64_t conv_grain = n * cols < 16384 ? n : std::max<int64_t>(1, n / (2 * nth));
+  parallel_for(n, conv_grain, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) conv(x + t * cols, act + stride * static_cast<size_t>(t), cols);
+  });
+
+  const QGemmFn gemm = fmt == kQ4_0 ? k_->gemm_q4_0 : k_->gemm_q8_0;
+  const size_t row_bytes = format_row_bytes(fmt, cols);
+  constexpr int64_t kTokBlock = 48;
+  if (packed) {
+    // Work items: groups of 8 interleaved rows, then (when rows % 8 != 0) one item for the tail
+    // rows, which follow the groups in the file layout.
+    const PackedGemmFn pg = fmt == kQ4_0 ? k_->gemm_q4_0x8 : k_->gemm_q8_0x8;
+    const int64_t groups = rows / kPackRows;
+    const int64_t tail = rows - groups * kPackRows;
+    const size_t group_bytes = row_bytes * kPackRows;
+    const int64_t items = groups + (tail > 0 ? 1 : 0);
+    int64_t g_grain = std::max<int64_t>(1, std::min<int64_t>(8, groups / (4 * nth)));
+    if (static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) < 32768.0) g_grain = items;
+    parallel_for(items, g_grain, [&](int64_t g0, int64_t g1, int) {
+      for (int64_t t0 = 0; t0 < n; t0 += kTokBlock) {
+        const int64_t nt = std::min<int64_t>(kTokBlock, n - t0);
+        const uint8_t* xt = act + stride * static_cast<size_t>(t0);
+        for (int64_t g = g0; g < g1; g++) {
+          if (g == groups) {
+            const uint8_t* tw = w + group_bytes * static_cast<size_t>(groups);
+            for (int64_t r = 0; r < tail; r += 4) {
+              gemm(cols, tw + row_bytes * static_cast<size_t>(r), row_bytes, static_cast<int>(std::min<int64_t>(4, tail - r)),
+                   xt, stride, nt, y + t0 * rows + groups * kPackRows + r, static_cast<size_t>(rows));
+            }
+          } else {
+            pg(cols, w + group_bytes * static_cast<size_t>(g), xt, stride, nt, y + t0 * rows + g * kPackRows,
+               static_cast<size_t>(rows));
+          }
+        }
+      }
+    });
+    return;
+  }
+  // Chunks: a multiple of 4 rows, at least 4 per thread so a slow thread can be helped.
+  int64_t grain = (rows / (4 * nth)) & ~int64_t{3};
+  grain = std::max<int64_t>(8, std::min<int64_t>(64, grain));
+  const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n);
+  if (work < 32768.0) grain = rows;
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t t0 = 0; t0 < n; t0 += kTokBlock) {
+      const int64_t nt = std::min<int64_t>(kTokBlock, n - t0);
+      const uint8_t* xt = act + stride * static_cast<size_t>(t0);
+      for (int64_t r = r0; r < r1; r += 4) {
+        const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+        gemm(cols, w + row_bytes * static_cast<size_t>(r), row_bytes, nr, xt, stride, nt, y + t0 * rows + r,
+             static_cast<size_t>(rows));
+      }
+    }
+  });
+}
+
+void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v,
+                           const int32_t* positions, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float scale) {
+  check_nonneg(n, "n");
+  if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0) {
+    throw std::invalid_argument("attention: nHeads must be a positive multiple of nKvHeads, headDim positive");
+  }
+  if (n == 0) return;
+  int64_t max_len = 0;
+  for (int64_t t = 0; t < n; t++) {
+    if (positions[t] < 0) throw std::out_of_range("attention: negative position");
+    max_len = std::max<int64_t>(max_len, static_cast<int64_t>(positions[t]) + 1);
+  }
+  const int64_t group = n_heads / n_kv_heads;
+  const size_t need = round_up64(attention_f16_scratch_floats(group, head_dim) * 4);
+  for (auto& s : per_thread_) s.reserve(need);
+  const int64_t q_row = n_heads * head_dim;
+  const size_t kv_row = static_cast<size_t>(n_kv_heads * head_dim);
+  const int64_t tasks = n * n_kv_heads;
+  const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
+  parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
+    float* scratch = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t = i / n_kv_heads;
+      const int64_t g = i % n_kv_heads;
+      const int64_t len = static_cast<int64_t>(positions[t]) + 1;
+      const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
+      k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, k + g * head_dim,
+                              v + g * head_dim, kv_row, len, head_dim, scale, scratch);
+    }
+  });
+}
+
+void Engine::to_f16(uint16_t* dst, const float* src, int64_t len) {
+  check_nonneg(len, "len");
+  const int64_t grain = len < 65536 ? len : std::max<int64_t>(16384, (len / (2 * pool_.size()) + 63) & ~int64_t{63});
+  parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->to_f16(dst + i0, src + i0, i1 - i0); });
 }
 
 void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids,

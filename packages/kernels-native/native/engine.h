@@ -49,6 +49,22 @@ class Engine {
 
   /** y[n, rows] = x[n, cols] · Wᵀ, W in format `fmt` (ggml layout). */
   void matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n);
+  /**
+   * Causal GQA attention over an F16 KV cache (IEEE half bits; rows of n_kv_heads*head_dim), one
+   * task per (token, KV head) with all the query heads of its group (see attention_group_f16_t).
+   */
+  void attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v, const int32_t* positions,
+                     int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale);
+  /** dst[i] = f16(src[i]) for `len` values (round to nearest even). */
+  void to_f16(uint16_t* dst, const float* src, int64_t len);
+  /** matmul over weights in the repacked layout of repack.h (Q4_0 / Q8_0 only). */
+  void matmul_packed(float* y, int fmt, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
+  /**
+   * Memory bandwidth over a `bytes` buffer, every thread streaming its own slice: `copy` false
+   * reads, true copies to a second buffer. Returns the best of `reps` passes in bytes per second
+   * (bytes moved: read only, or read + written).
+   */
+  double memory_bandwidth(size_t bytes, int reps, bool copy);
   /** y[i, :] = decode(table[ids[i], :]). Ids must be in range (checked). */
   void get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids, int64_t n);
   void rms_norm(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps);
@@ -70,6 +86,8 @@ class Engine {
                        int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
 
  private:
+  void matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n,
+                    bool packed);
   template <class F>
   void parallel_for(int64_t total, int64_t grain, const F& f);
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "qgemm_x86.h"
 #include "simd_ops.h"
 
 namespace ryz {
@@ -300,6 +301,29 @@ void dequant_f16(const void* src, float* dst, int64_t cols) {
   if (i < cols) _mm512_mask_storeu_ps(dst + i, tail16(cols - i), LoadF16::load_mask(src, i, tail16(cols - i)));
 }
 
+/** Integer dot of unsigned `u` with signed `s` bytes in one VNNI instruction. */
+struct DotVnni {
+  static constexpr bool kVnni = true;
+  static __m256i dot_acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+  static __m256i dot(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+};
+
+
+void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                         const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                         float* scratch) {
+  attention_group_f16_t<Avx512V>(out, q, q_stride, group, k, v, kv_stride, len, head_dim, scale, scratch, dequant_f16);
+}
+
+void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
 const Kernels kTable = {
     "avx512",
     conv_f16,
@@ -322,6 +346,13 @@ const Kernels kTable = {
     add_t<Avx512V>,
     rope_row_impl,
     attention_head_t<Avx512V>,
+    conv_q8act,
+    qgemm<DotVnni, true>,
+    qgemm<DotVnni, false>,
+    pgemm<DotVnni, true>,
+    pgemm<DotVnni, false>,
+    attention_group_f16,
+    to_f16_avx,
 };
 
 }  // namespace

@@ -102,6 +102,101 @@ void dot_q4_0(int64_t cols, const void* w, const void* x, size_t xs, int nx, flo
   }
 }
 
+// Q8 act layout (qgemm_x86.h): qs[cols] | f32 d[nb] | i32 sums[nb].
+void conv_q8act_ref(const float* x, void* dst, int64_t cols) {
+  const int64_t nb = cols / kQK;
+  int8_t* qs = static_cast<int8_t*>(dst);
+  float* ds = reinterpret_cast<float*>(qs + cols);
+  int32_t* ss = reinterpret_cast<int32_t*>(ds + nb);
+  for (int64_t b = 0; b < nb; b++) {
+    BlockQ8_0 blk;
+    quantize_block_q8_0_ref(x + b * kQK, &blk);
+    ds[b] = f16_to_f32(blk.d);
+    int32_t sum = 0;
+    for (int j = 0; j < kQK; j++) {
+      qs[b * kQK + j] = blk.qs[j];
+      sum += blk.qs[j];
+    }
+    ss[b] = sum;
+  }
+}
+
+template <bool Q4>
+void qgemm_ref(int64_t cols, const uint8_t* w, size_t wrb, int nr, const uint8_t* x, size_t xs, int64_t nt, float* y,
+               size_t ys) {
+  const int64_t nb = cols / kQK;
+  for (int64_t t = 0; t < nt; t++) {
+    const int8_t* xq = reinterpret_cast<const int8_t*>(x + xs * static_cast<size_t>(t));
+    const float* xd = reinterpret_cast<const float*>(xq + cols);
+    for (int r = 0; r < nr; r++) {
+      const uint8_t* row = w + wrb * static_cast<size_t>(r);
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t acc = 0;
+        float dw;
+        if (Q4) {
+          const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(row) + b;
+          dw = f16_to_f32(blk->d);
+          for (int j = 0; j < kQK / 2; j++) {
+            acc += ((blk->qs[j] & 0x0f) - 8) * xq[b * kQK + j];
+            acc += ((blk->qs[j] >> 4) - 8) * xq[b * kQK + j + kQK / 2];
+          }
+        } else {
+          const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+          dw = f16_to_f32(blk->d);
+          for (int j = 0; j < kQK; j++) acc += blk->qs[j] * xq[b * kQK + j];
+        }
+        sum += dw * xd[b] * static_cast<float>(acc);
+      }
+      y[ys * static_cast<size_t>(t) + static_cast<size_t>(r)] = sum;
+    }
+  }
+}
+
+// One group of 8 repacked rows (repack.h), decoded element by element.
+template <bool Q4>
+void pgemm_ref(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y, size_t ys) {
+  const int64_t nb = cols / kQK;
+  const size_t blk_bytes = Q4 ? 144 : 272;
+  for (int64_t t = 0; t < nt; t++) {
+    const int8_t* xq = reinterpret_cast<const int8_t*>(x + xs * static_cast<size_t>(t));
+    const float* xd = reinterpret_cast<const float*>(xq + cols);
+    for (int i = 0; i < 8; i++) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* blk = wp + blk_bytes * static_cast<size_t>(b);
+        uint16_t d;
+        std::memcpy(&d, blk + 2 * i, 2);
+        const uint8_t* q = blk + 16;
+        const int8_t* xb = xq + b * kQK;
+        int32_t acc = 0;
+        for (int j = 0; j < (Q4 ? 16 : 32); j++) {
+          const uint8_t byte = q[(j / 4) * 32 + i * 4 + j % 4];
+          if (Q4) {
+            acc += ((byte & 0x0f) - 8) * xb[j];
+            acc += ((byte >> 4) - 8) * xb[j + 16];
+          } else {
+            acc += static_cast<int8_t>(byte) * xb[j];
+          }
+        }
+        sum += f16_to_f32(d) * xd[b] * static_cast<float>(acc);
+      }
+      y[ys * static_cast<size_t>(t) + static_cast<size_t>(i)] = sum;
+    }
+  }
+}
+
+
+void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                         const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                         float* scratch) {
+  attention_group_f16_t<ScalarV>(out, q, q_stride, group, k, v, kv_stride, len, head_dim, scale, scratch, dequant_f16_ref);
+}
+
+void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
 const Kernels kTable = {
     "scalar",
     conv_f16_ref,
@@ -124,6 +219,13 @@ const Kernels kTable = {
     add_t<ScalarV>,
     rope_row_impl,
     attention_head_t<ScalarV>,
+    conv_q8act_ref,
+    qgemm_ref<true>,
+    qgemm_ref<false>,
+    pgemm_ref<true>,
+    pgemm_ref<false>,
+    attention_group_f16,
+    to_f16_ref,
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 // fmadd(a, b, c) = a*b + c, max, exp (vector expf), hsum, hmax.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -180,6 +181,68 @@ void attention_head_t(float* out, const float* q, const float* k, const float* v
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(head_dim));
   for (int64_t j = 0; j < len; j++) axpy_f32<V>(acc, scores[j], v + j * kv_stride, head_dim);
   scale_f32<V>(out, acc, 1.0f / sum, head_dim);
+}
+
+/** Keys per tile of the F16 attention kernel. */
+constexpr int64_t kAttnTile = 32;
+
+/**
+ * Scratch floats attention_group_f16_t needs: K and V tiles, scores, and per query head an
+ * accumulator, running max and running sum.
+ */
+inline size_t attention_f16_scratch_floats(int64_t group, int64_t head_dim) {
+  return static_cast<size_t>(2 * kAttnTile * head_dim + kAttnTile + group * (head_dim + 2));
+}
+
+/**
+ * Causal attention of the `group` query heads that share one KV head, over an F16 KV cache, in
+ * tiles of kAttnTile keys with an online softmax (flash-attention style): each K/V row is decoded
+ * once per tile and used by every query head of the group, and no score buffer of the sequence
+ * length is needed. q rows are `q_stride` floats apart, out rows likewise; K/V rows are
+ * `kv_stride` halves apart.
+ */
+template <class V>
+void attention_group_f16_t(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+                           const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                           float* scratch, DequantFn dequant_f16) {
+  float* kt = scratch;
+  float* vt = kt + kAttnTile * head_dim;
+  float* sc = vt + kAttnTile * head_dim;
+  float* acc = sc + kAttnTile;
+  float* mx = acc + group * head_dim;
+  float* sum = mx + group;
+  for (int64_t h = 0; h < group; h++) {
+    mx[h] = -std::numeric_limits<float>::infinity();
+    sum[h] = 0.0f;
+  }
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(group * head_dim));
+  for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
+    const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
+    for (int64_t j = 0; j < jn; j++) {
+      dequant_f16(k + (j0 + j) * kv_stride, kt + j * head_dim, head_dim);
+      dequant_f16(v + (j0 + j) * kv_stride, vt + j * head_dim, head_dim);
+    }
+    for (int64_t h = 0; h < group; h++) {
+      const float* qh = q + h * q_stride;
+      float* ah = acc + h * head_dim;
+      float tile_max = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < jn; j++) {
+        const float s = dot_f32<V>(qh, kt + j * head_dim, head_dim) * scale;
+        sc[j] = s;
+        tile_max = s > tile_max ? s : tile_max;
+      }
+      const float m_new = tile_max > mx[h] ? tile_max : mx[h];
+      if (m_new > mx[h] && sum[h] != 0.0f) {
+        const float c = std::exp(mx[h] - m_new);
+        sum[h] *= c;
+        scale_f32<V>(ah, ah, c, head_dim);
+      }
+      mx[h] = m_new;
+      sum[h] += exp_sub_sum<V>(sc, m_new, jn);
+      for (int64_t j = 0; j < jn; j++) axpy_f32<V>(ah, sc[j], vt + j * head_dim, head_dim);
+    }
+  }
+  for (int64_t h = 0; h < group; h++) scale_f32<V>(out + h * q_stride, acc + h * head_dim, 1.0f / sum[h], head_dim);
 }
 
 // ---- scalar conversions and dequantization shared by all variants ----

@@ -30,19 +30,47 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
+void ThreadPool::publish(Fn fn, void* ctx, bool dynamic) {
+  fn_ = fn;
+  ctx_ = ctx;
+  dynamic_.store(dynamic, std::memory_order_relaxed);
+  if (dynamic) {
+    const uint64_t next = generation_.load(std::memory_order_relaxed) + 1;
+    join_.store((next & 0xffffffffu) << 32, std::memory_order_relaxed);
+  } else {
+    pending_.store(n_ - 1, std::memory_order_relaxed);
+  }
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes fn_/ctx_/mode
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
+}
+
+void ThreadPool::run_dynamic(Fn fn, void* ctx) {
+  if (n_ == 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  publish(fn, ctx, true);
+  fn(ctx, 0, n_);
+  join_.fetch_or(kClosed, std::memory_order_acq_rel);  // late workers now skip this job
+  int spins = 0;
+  while ((join_.load(std::memory_order_acquire) & kActiveMask) != 0) {
+    if (++spins < kSpinBeforeYield) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 void ThreadPool::run(Fn fn, void* ctx) {
   if (n_ == 1) {
     fn(ctx, 0, 1);
     return;
   }
-  fn_ = fn;
-  ctx_ = ctx;
-  pending_.store(n_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes fn_/ctx_
-  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_all();
-  }
+  publish(fn, ctx, false);
   fn(ctx, 0, n_);
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0) {
@@ -79,8 +107,24 @@ void ThreadPool::worker(int tid) {
     }
     if (stop_.load(std::memory_order_relaxed)) return;
     seen = gen;
-    fn_(ctx_, tid, n_);
-    pending_.fetch_sub(1, std::memory_order_release);
+    if (dynamic_.load(std::memory_order_relaxed)) {
+      // Join only while the job is open; otherwise it is done (or a newer one is being published).
+      const uint64_t tag = (gen & 0xffffffffu) << 32;
+      uint64_t s = join_.load(std::memory_order_acquire);
+      bool joined = false;
+      while ((s & ~kActiveMask) == tag) {
+        if (join_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          joined = true;
+          break;
+        }
+      }
+      if (!joined) continue;
+      fn_(ctx_, tid, n_);
+      join_.fetch_sub(1, std::memory_order_release);
+    } else {
+      fn_(ctx_, tid, n_);
+      pending_.fetch_sub(1, std::memory_order_release);
+    }
   }
 }
 

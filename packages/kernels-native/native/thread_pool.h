@@ -33,8 +33,30 @@ class ThreadPool {
     run([](void* c, int tid, int nth) { (*static_cast<F*>(c))(tid, nth); }, &f);
   }
 
+  /**
+   * Like run(), for jobs whose threads claim work from a shared counter (any thread may do any
+   * part, and fn on tid 0 returns only when no work is left). Returns as soon as the caller's fn
+   * has returned and the workers that joined have finished: a worker that has not started by then
+   * (descheduled on a busy machine) skips the job instead of being waited for.
+   */
+  void run_dynamic(Fn fn, void* ctx);
+
+  /** run_dynamic() with a callable `f(tid, nth)`. */
+  template <class F>
+  void run_dynamic_fn(F& f) {
+    run_dynamic([](void* c, int tid, int nth) { (*static_cast<F*>(c))(tid, nth); }, &f);
+  }
+
  private:
   void worker(int tid);
+  void publish(Fn fn, void* ctx, bool dynamic);
+
+  // run_dynamic's join word: high 32 bits the job's generation, bit 31 closed, low bits the
+  // number of workers inside the job.
+  static constexpr uint64_t kClosed = uint64_t{1} << 31;
+  static constexpr uint64_t kActiveMask = kClosed - 1;
+  alignas(64) std::atomic<uint64_t> join_{0};
+  std::atomic<bool> dynamic_{false};
 
   int n_;
   std::vector<std::thread> threads_;

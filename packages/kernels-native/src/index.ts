@@ -12,6 +12,7 @@ import {
   isComputeFormat,
   type PagedAttentionParams,
   ReferenceBackend,
+  type KVCacheArray,
   type RopeParams,
   RyzansteinError,
   rowBytes,
@@ -35,6 +36,23 @@ export interface NativeBackendOptions {
    * {@link bestIsa}. Asking for a variant this CPU cannot run throws `INVALID_ARGUMENT`.
    */
   isa?: Isa;
+  /**
+   * Repack Q4_0 / Q8_0 weight matrices at load ({@link NativeBackend.prepareWeight}) into the
+   * 8-row interleaved layout the fast kernels read. Default: true, unless the environment variable
+   * `RYZANSTEIN_REPACK` is `0`.
+   */
+  repack?: boolean;
+}
+
+/** Smallest row count for which a matrix is repacked (below it the tail handling dominates). */
+const REPACK_MIN_ROWS = 64;
+
+/** Result of {@link NativeBackend.memoryBandwidth}. */
+export interface MemoryBandwidth {
+  /** Bytes read per second, all threads streaming their own slice. */
+  readBytesPerSecond: number;
+  /** Bytes moved (read + written) per second by a copy. */
+  copyBytesPerSecond: number;
 }
 
 function isIsa(v: unknown): v is Isa {
@@ -185,7 +203,13 @@ export class NativeBackend implements Backend {
   readonly isa: Isa;
   /** Threads of the native pool. */
   readonly threads: number;
+  /** Whether {@link prepareWeight} repacks. */
+  readonly repack: boolean;
   #engine: NativeEngine | undefined;
+  /** Repacked copies made by {@link prepareWeight}, by tensor. */
+  #packed = new WeakMap<Tensor, Uint8Array>();
+  /** Bytes of repacked copies made so far (and of source pages released). */
+  #packedBytes = { made: 0, released: 0 };
 
   /**
    * @throws RyzansteinError `INVALID_ARGUMENT` for a bad thread count, an unknown ISA or one this CPU lacks.
@@ -227,6 +251,55 @@ export class NativeBackend implements Backend {
     this.isa = isa;
     this.threads = threads;
     this.name = `native-${isa}`;
+    this.repack = options.repack ?? process.env.RYZANSTEIN_REPACK !== "0";
+  }
+
+  /**
+   * Makes the 8-row interleaved copy of a Q4_0 / Q8_0 matrix with at least 64 rows (when
+   * {@link repack} is on), which later {@link matmul} calls with the same `Tensor` object read
+   * instead of `w.data`. With `release`, the pages of `w.data` are dropped from memory when it lies
+   * in a {@link mapFile} mapping, so the copy replaces them in RSS rather than sitting beside them.
+   * Returns true when a copy was made. Other tensors are left alone.
+   */
+  prepareWeight(w: Tensor, release: boolean): boolean {
+    const op = "prepareWeight";
+    this.#e(op);
+    const m = matrix(op, w);
+    if (!this.repack || (m.type !== 2 && m.type !== 8) || m.rows < REPACK_MIN_ROWS) return false;
+    if (this.#packed.has(w)) return true;
+    try {
+      const packed = loadAddon().repackWeights(m.type, m.data, m.rows, m.cols, release);
+      this.#packed.set(w, packed);
+      this.#packedBytes.made += packed.byteLength;
+      if (packed.released) this.#packedBytes.released += packed.byteLength;
+      return true;
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** Bytes of repacked weight copies made by {@link prepareWeight}, and of those whose source pages were released. */
+  get repackedBytes(): { made: number; released: number } {
+    return { ...this.#packedBytes };
+  }
+
+  /**
+   * Measures memory bandwidth with this backend's threads over a `bytes` buffer (default 256 MiB):
+   * the best of `reps` passes (default 5) of a read and of a copy.
+   */
+  memoryBandwidth(bytes = 256 * 1024 * 1024, reps = 5): MemoryBandwidth {
+    const op = "memoryBandwidth";
+    const e = this.#e(op);
+    int(op, "bytes", bytes, 1);
+    int(op, "reps", reps, 1);
+    try {
+      return {
+        readBytesPerSecond: e.memoryBandwidth(bytes, reps, false),
+        copyBytesPerSecond: e.memoryBandwidth(bytes, reps, true),
+      };
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
   }
 
   #e(op: string): NativeEngine {
@@ -245,8 +318,10 @@ export class NativeBackend implements Backend {
     f32(op, "y", y, n * m.rows);
     if (overlaps(y, x) || overlaps(y, m.data))
       fail("INVALID_ARGUMENT", op, "y must not overlap x or the weights");
+    const packed = this.#packed.get(w);
     try {
-      e.matmul(y, m.type, m.data, m.rows, m.cols, x, n);
+      if (packed) e.matmulPacked(y, m.type, packed, m.rows, m.cols, x, n);
+      else e.matmul(y, m.type, m.data, m.rows, m.cols, x, n);
     } catch (cause) {
       throw nativeError(op, cause);
     }
@@ -366,6 +441,23 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /** `dst[dstOffset + i] = f16(src[i])` for `len` values (round to nearest even), e.g. F16 KV cache writes. */
+  toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void {
+    const op = "toF16";
+    const e = this.#e(op);
+    if (!(dst instanceof Uint16Array)) fail("INVALID_ARGUMENT", op, "dst must be a Uint16Array");
+    int(op, "dstOffset", dstOffset);
+    int(op, "len", len);
+    f32(op, "src", src, len);
+    if (dst.length < dstOffset + len)
+      fail("SHAPE_MISMATCH", op, `dst has ${dst.length} elements, ${dstOffset + len} needed`);
+    try {
+      e.toF16(dst, dstOffset, src, len);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
   /** `y[i] = a[i] + b[i]` for `len` elements; `y` may alias either input. */
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
     const op = "add";
@@ -382,15 +474,17 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * Causal grouped-query attention of `q[n, nHeads*headDim]` over the F32 cache
-   * `k, v[ctx, nKvHeads*headDim]`: row `i` attends cache rows `0..positions[i]`. Work is split
-   * across threads by (token, head). Positions beyond the cache throw `OUT_OF_BOUNDS`.
+   * Causal grouped-query attention of `q[n, nHeads*headDim]` over the cache
+   * `k, v[ctx, nKvHeads*headDim]`: row `i` attends cache rows `0..positions[i]`. An F32 cache is
+   * split across threads by (token, head); an F16 cache (`Uint16Array`, half bits) by (token, KV
+   * head), each task running all query heads of the group over tiles of 32 keys with an online
+   * softmax. Positions beyond the cache throw `OUT_OF_BOUNDS`.
    */
   attention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     n: number,
     params: AttentionParams,
@@ -411,8 +505,10 @@ export class NativeBackend implements Backend {
     f32(op, "out", out, n * nHeads * headDim);
     i32(op, "positions", positions, n);
     const kvRow = nKvHeads * headDim;
-    f32(op, "k", k, 0);
-    f32(op, "v", v, 0);
+    const f16 = k instanceof Uint16Array;
+    if (f16 ? !(v instanceof Uint16Array) : !(k instanceof Float32Array && v instanceof Float32Array)) {
+      fail("INVALID_ARGUMENT", op, "k and v must both be Float32Array or both Uint16Array (F16)");
+    }
     const ctx = Math.floor(Math.min(k.length, v.length) / kvRow);
     for (let i = 0; i < n; i++) {
       const p = positions[i];
@@ -426,7 +522,20 @@ export class NativeBackend implements Backend {
       return;
     }
     try {
-      e.attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale);
+      if (f16) e.attentionF16(out, q, k, v as Uint16Array, positions, n, nHeads, nKvHeads, headDim, scale);
+      else
+        e.attention(
+          out,
+          q,
+          k as Float32Array,
+          v as Float32Array,
+          positions,
+          n,
+          nHeads,
+          nKvHeads,
+          headDim,
+          scale,
+        );
     } catch (cause) {
       throw nativeError(op, cause);
     }

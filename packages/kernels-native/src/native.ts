@@ -70,6 +70,29 @@ export interface NativeEngine {
     blockSize: number,
     maxBlocksPerSeq: number,
   ): void;
+  matmulPacked(
+    y: Float32Array,
+    type: number,
+    wp: Uint8Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+    n: number,
+  ): void;
+  memoryBandwidth(bytes: number, reps: number, copy: boolean): number;
+  attentionF16(
+    out: Float32Array,
+    q: Float32Array,
+    k: Uint16Array,
+    v: Uint16Array,
+    positions: Int32Array,
+    n: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    scale: number,
+  ): void;
+  toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
   dispose(): void;
 }
 
@@ -164,6 +187,13 @@ export interface NativeAddon {
   TrainEngine: new (threads: number, isa: string) => NativeTrainEngine;
   cpuIsas(): string[];
   mapFile(path: string): Uint8Array;
+  repackWeights(
+    type: number,
+    w: Uint8Array,
+    rows: number,
+    cols: number,
+    release: boolean,
+  ): Uint8Array & { released: boolean };
 }
 
 const ADDON_FILE = "ryzanstein_kernels.node";

@@ -17,6 +17,7 @@
 #include "../common.h"
 #include "../dispatch.h"
 #include "../engine.h"
+#include "../repack.h"
 #include "../thread_pool.h"
 
 using namespace ryz;
@@ -252,6 +253,53 @@ void test_variant(Isa isa) {
   }
 }
 
+// Repacked Q4_0 / Q8_0 weights (repack.h) and the F16 KV attention, against the scalar engine on
+// the file layout / an F32 cache holding the same half values.
+void test_packed_and_f16(Isa isa) {
+  Engine ref(1, Isa::Scalar);
+  Engine e(2, isa);
+  const std::string p = std::string(isa_name(isa)) + ": ";
+  for (int fmt : {kQ8_0, kQ4_0}) {
+    for (int64_t rows : {8, 67, 136}) {
+      for (int64_t cols : {32, 160, 1024}) {
+        const auto w = make_weights(fmt, rows, cols);
+        std::vector<uint8_t> packed(w.size());
+        repack_rows(fmt, w.data(), rows, cols, packed.data());
+        for (int64_t n : {1, 4, 5, 50}) {
+          const auto x = uniform(static_cast<size_t>(n * cols), 3.0f);
+          std::vector<float> ya(static_cast<size_t>(n * rows)), yb(ya.size());
+          ref.matmul(ya.data(), fmt, w.data(), rows, cols, x.data(), n);
+          e.matmul_packed(yb.data(), fmt, packed.data(), rows, cols, x.data(), n);
+          check_close(yb, ya, 1e-4,
+                      p + "packed " + fmt_name(fmt) + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                          " n=" + std::to_string(n));
+        }
+      }
+    }
+  }
+  for (const int64_t ctx : {1, 31, 33, 300}) {
+    const int64_t nh = 8, nkv = 2, hd = 64, n = 5;
+    auto k = uniform(static_cast<size_t>(ctx * nkv * hd), 4.0f);
+    auto v = uniform(k.size(), 2.0f);
+    std::vector<uint16_t> kh(k.size()), vh(v.size());
+    e.to_f16(kh.data(), k.data(), static_cast<int64_t>(k.size()));
+    e.to_f16(vh.data(), v.data(), static_cast<int64_t>(v.size()));
+    for (size_t i = 0; i < k.size(); i++) {
+      check(kh[i] == f32_to_f16(k[i]), p + "toF16 rounding");
+      k[i] = f16_to_f32(kh[i]);
+      v[i] = f16_to_f32(vh[i]);
+    }
+    const auto q = uniform(static_cast<size_t>(n * nh * hd), 3.0f);
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++) pos[static_cast<size_t>(i)] = static_cast<int32_t>((ctx - 1) * i / (n - 1));
+    std::vector<float> a(q.size()), b(q.size());
+    const float scale = 0.125f;
+    ref.attention(a.data(), q.data(), k.data(), v.data(), pos.data(), n, nh, nkv, hd, scale);
+    e.attention_f16(b.data(), q.data(), kh.data(), vh.data(), pos.data(), n, nh, nkv, hd, scale);
+    check_close(b, a, 2e-5, p + "attention f16 ctx=" + std::to_string(ctx));
+  }
+}
+
 void test_thread_pool() {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
@@ -278,6 +326,23 @@ void test_thread_pool() {
     p.run_fn(job);
   }
   check(true, "thread pool start/stop");
+  // run_dynamic: work claimed from a counter; every item done exactly once whoever joins.
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    bool ok = true;
+    for (int it = 0; it < 2000; it++) {
+      std::atomic<int> next{0};
+      std::vector<std::atomic<int>> done(64);
+      for (auto& d : done) d = 0;
+      auto job = [&](int, int) {
+        for (int i; (i = next.fetch_add(1)) < 64;) done[static_cast<size_t>(i)]++;
+      };
+      pool.run_dynamic_fn(job);
+      for (auto& d : done) ok = ok && d == 1;
+      if (it % 500 == 499) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    check(ok, "run_dynamic with " + std::to_string(threads) + " threads: every item once");
+  }
 }
 
 void test_thread_counts() {
@@ -347,6 +412,7 @@ int main(int argc, char** argv) {
   for (Isa isa : available_isas()) {
     std::printf("testing %s against scalar\n", isa_name(isa));
     test_variant(isa);
+    test_packed_and_f16(isa);
   }
   std::printf("testing thread pool\n");
   test_thread_pool();

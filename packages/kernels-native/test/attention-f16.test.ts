@@ -1,0 +1,81 @@
+// Attention over an F16 KV cache (tiled, online softmax, one task per KV head group) against
+// ReferenceBackend decoding the same half bits, on every ISA variant; and toF16 bit-exactness.
+import { f32ToF16, ReferenceBackend } from "@ryzanstein/core-tensor";
+import { afterAll, describe, expect, it } from "vitest";
+import { availableIsas, type Isa, NativeBackend } from "../src/index.js";
+import { ctx, gen, relErr } from "./helpers.js";
+
+const ref = new ReferenceBackend();
+const CASES = [
+  { nHeads: 4, nKvHeads: 4, headDim: 16, ctxLen: 5 },
+  { nHeads: 8, nKvHeads: 2, headDim: 64, ctxLen: 33 },
+  { nHeads: 32, nKvHeads: 4, headDim: 64, ctxLen: 100 },
+  { nHeads: 6, nKvHeads: 3, headDim: 12, ctxLen: 97 },
+  { nHeads: 2, nKvHeads: 1, headDim: 7, ctxLen: 64 },
+];
+
+function toHalf(a: Float32Array): Uint16Array {
+  return Uint16Array.from(a, f32ToF16);
+}
+
+describe.each(availableIsas())("isa=%s: F16 KV cache", (isa: Isa) => {
+  const nb = new NativeBackend({ isa, threads: 2 });
+  afterAll(() => nb.dispose());
+
+  for (const c of CASES) {
+    it(`attention heads=${c.nHeads}/${c.nKvHeads} headDim=${c.headDim} ctx=${c.ctxLen} (tiles of 32 keys), n=1,4,9`, () => {
+      const g = gen(`${isa}/attn16/${c.nHeads}/${c.nKvHeads}/${c.headDim}/${c.ctxLen}`);
+      const p = { ...c, scale: 1 / Math.sqrt(c.headDim) };
+      const kvRow = c.nKvHeads * c.headDim;
+      // Large-ish scores so the running max changes between tiles.
+      const k = toHalf(g.uniform(c.ctxLen * kvRow, 4));
+      const v = toHalf(g.uniform(c.ctxLen * kvRow, 2));
+      for (const n of [1, 4, 9]) {
+        const consecutive = g.rand() < 0.5 && n <= c.ctxLen;
+        const positions = Int32Array.from({ length: n }, (_, i) =>
+          consecutive ? c.ctxLen - n + i : g.int(c.ctxLen),
+        );
+        const q = g.uniform(n * c.nHeads * c.headDim, 3);
+        const want = new Float32Array(q.length);
+        const got = new Float32Array(q.length).fill(Number.NaN);
+        ref.attention(want, q, k, v, positions, n, p);
+        nb.attention(got, q, k, v, positions, n, p);
+        expect(
+          relErr(got, want),
+          ctx(`${isa} attention f16 n=${n} positions=${Array.from(positions)}`),
+        ).toBeLessThanOrEqual(2e-5);
+      }
+    });
+  }
+
+  it("toF16 rounds exactly as f32ToF16 (ties, subnormals, overflow, NaN)", () => {
+    const g = gen(`${isa}/toF16`);
+    const src = Float32Array.from([
+      ...g.uniform(1000, 70000),
+      ...g.uniform(100, 1e-5),
+      0.5 + 2 ** -12,
+      1 + 2 ** -11,
+      65520,
+      -65504,
+      6e-8,
+      Number.POSITIVE_INFINITY,
+      Number.NaN,
+      -0,
+    ]);
+    const dst = new Uint16Array(src.length + 3);
+    nb.toF16(dst, 3, src, src.length);
+    for (let i = 0; i < src.length; i++) {
+      const want = f32ToF16(src[i]);
+      if (Number.isNaN(src[i])) expect(dst[i + 3] & 0x7c00).toBe(0x7c00);
+      else expect(dst[i + 3], `${src[i]}`).toBe(want);
+    }
+  });
+
+  it("rejects mixed F16 / F32 caches", () => {
+    const p = { nHeads: 2, nKvHeads: 1, headDim: 4, scale: 0.5 };
+    const out = new Float32Array(8);
+    expect(() =>
+      nb.attention(out, new Float32Array(8), new Uint16Array(8), new Float32Array(8), Int32Array.of(0), 1, p),
+    ).toThrow(/both/);
+  });
+});
