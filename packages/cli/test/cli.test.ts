@@ -285,6 +285,9 @@ describe("ryzanstein finetune and run --lora", () => {
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain("too short");
     expect(existsSync(out)).toBe(false);
+  });
+});
+
 describe("ryzanstein bench", () => {
   it("--json prints llama-bench-shaped results, progress on stderr", () => {
     const r = cli(["bench", "--model", stories, "-p", "16", "-n", "4", "-t", "1,2", "-r", "2", "--json"]);

@@ -1,4 +1,11 @@
-export type { AttentionParams, Backend, KVCacheArray, PagedAttentionParams, RopeParams, YarnParams } from "./backend.js";
+export type {
+  AttentionParams,
+  Backend,
+  KVCacheArray,
+  PagedAttentionParams,
+  RopeParams,
+  YarnParams,
+} from "./backend.js";
 export type { TypeInfo } from "./dtypes.js";
 export { GGMLType, isKnownType, rowBytes, TYPE_INFO, typeFromName, typeName } from "./dtypes.js";
 export type { RyzansteinErrorCode, RyzansteinErrorOptions } from "./errors.js";

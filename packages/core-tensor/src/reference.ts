@@ -1,4 +1,11 @@
-import type { AttentionParams, Backend, KVCacheArray, PagedAttentionParams, RopeParams, YarnParams } from "./backend.js";
+import type {
+  AttentionParams,
+  Backend,
+  KVCacheArray,
+  PagedAttentionParams,
+  RopeParams,
+  YarnParams,
+} from "./backend.js";
 import { typeName } from "./dtypes.js";
 import { RyzansteinError } from "./errors.js";
 import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";

@@ -71,6 +71,30 @@ export interface BatchOutput {
  * them through, each sequence's block table. Buffers are allocated once for `maxTokens` rows.
  */
 export class BatchRunner {
+  /**
+   * The batched step implements the Llama layout (GQA, normal or NeoX RoPE, linear scaling). Models
+   * that need more are refused here rather than run wrongly; `Model.forward` runs them all.
+   */
+  static checkSupported(model: Model): void {
+    const c = model.config;
+    const w = model.weights;
+    const missing = [
+      w.layers.some((l) => l.bq) && "Q/K/V biases",
+      c.activation !== "silu" && "GeGLU",
+      c.embeddingScale !== 1 && "embedding scaling",
+      w.layers.some((l) => l.postAttnNorm) && "post-norms",
+      (c.attnSoftcap > 0 || c.finalSoftcap > 0) && "soft-capping",
+      c.slidingWindow > 0 && "sliding-window attention",
+      (c.ropeYarn || c.ropeDynamic || w.ropeFreqs) && "YaRN / dynamic / Llama 3.1 RoPE scaling",
+    ].filter(Boolean);
+    if (missing.length) {
+      throw new RyzansteinError(
+        "UNSUPPORTED_ARCHITECTURE",
+        `the batched engine (ryzanstein serve) does not run ${c.architecture} models yet: it lacks ${missing.join(", ")}; \`ryzanstein run\` and loadModel() do`,
+      );
+    }
+  }
+
   /** The model. */
   readonly model: Model;
   /** The paged KV cache. */
@@ -103,6 +127,7 @@ export class BatchRunner {
 
   constructor(model: Model, cache: PagedKvCache, maxTokens: number, maxSeqs: number, maxContext: number) {
     const c = model.config;
+    BatchRunner.checkSupported(model);
     this.model = model;
     this.cache = cache;
     this.maxTokens = maxTokens;

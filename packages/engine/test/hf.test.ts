@@ -28,7 +28,7 @@ import {
 } from "@ryzanstein/test-support";
 import { hfTokenizerFromGGUFMetadata } from "@ryzanstein/tokenizers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModelSession, openModelFile } from "../src/index.js";
+import { BatchRunner, ModelSession, openModelFile } from "../src/index.js";
 import { logSoftmax, relL2 } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "rz-hf-"));
@@ -508,6 +508,8 @@ describe("HuggingFace folders (Qwen2: QKV bias, NeoX RoPE)", () => {
   it("the engine runs the folder: float64 HF equations agree within 1e-4", () => {
     const session = new ModelSession(openModelFile(qwen), { backend: "reference" });
     expect(session.config.architecture).toBe("qwen2");
+    // The batched (server) path does not do biases yet: it must refuse rather than run wrongly.
+    expect(() => BatchRunner.checkSupported(session.model)).toThrow(/Q\/K\/V biases/);
     const ours = session.logits(ids);
     const ref = hfReferenceLogits(qwen, ids);
     let maxErr = 0;
