@@ -68,8 +68,16 @@ afterAll(async () => {
  * (F32, relative L2 < 1e-5) and llama.cpp tokenizes prompts as our engine does.
  */
 async function checkExport(folderPath: string, gguf: string, ids: number[]): Promise<void> {
-  const fromFolder = new ModelSession(openModelFile(folderPath), { backend: "reference", contextSize: 64 });
-  const fromGGUF = new ModelSession(openModelFile(gguf), { backend: "reference", contextSize: 64 });
+  const fromFolder = new ModelSession(openModelFile(folderPath), {
+    kvCache: "f32",
+    backend: "reference",
+    contextSize: 64,
+  });
+  const fromGGUF = new ModelSession(openModelFile(gguf), {
+    kvCache: "f32",
+    backend: "reference",
+    contextSize: 64,
+  });
   expect(relL2(fromGGUF.logits(ids), fromFolder.logits(ids))).toBeLessThan(1e-5);
   for (const text of ["Once upon a time", "Hello, world!\nLine two."]) {
     expect(fromGGUF.tokenizer.encode(text, { addBos: true }), text).toEqual(
@@ -271,14 +279,19 @@ describe("HuggingFace folders (Llama)", () => {
   });
 
   it("the engine runs the folder directly: same logits as the GGUF, and as the HF equations in float64", () => {
-    const fromGGUF = new ModelSession(openModelFile(gguf), { backend: "reference" }).logits(tokens);
-    const session = new ModelSession(openModelFile(folder), { backend: "reference" });
+    const fromGGUF = new ModelSession(openModelFile(gguf), { kvCache: "f32", backend: "reference" }).logits(
+      tokens,
+    );
+    const session = new ModelSession(openModelFile(folder), { kvCache: "f32", backend: "reference" });
     const fromFolder = session.logits(tokens);
     expect(relL2(fromFolder, fromGGUF)).toBeLessThan(1e-5);
     expect(session.tokenizer.encode("Hello world", { addBos: true })).toEqual(
-      new ModelSession(openModelFile(gguf), { backend: "reference" }).tokenizer.encode("Hello world", {
-        addBos: true,
-      }),
+      new ModelSession(openModelFile(gguf), { kvCache: "f32", backend: "reference" }).tokenizer.encode(
+        "Hello world",
+        {
+          addBos: true,
+        },
+      ),
     );
     const ref = hfReferenceLogits(folder, tokens);
     let maxErr = 0;
@@ -290,7 +303,9 @@ describe("HuggingFace folders (Llama)", () => {
       `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
     );
     expect(maxErr).toBeLessThan(1e-4);
-    const native = new ModelSession(openModelFile(folder), { backend: "native" }).logits(tokens);
+    const native = new ModelSession(openModelFile(folder), { kvCache: "f32", backend: "native" }).logits(
+      tokens,
+    );
     expect(relL2(native, fromFolder)).toBeLessThan(1e-4);
   });
 
@@ -310,14 +325,15 @@ describe("HuggingFace folders (Llama)", () => {
     ]) {
       expect(Number(b.metadata[key]), key).toBe(Number(a.metadata[key]));
     }
-    const ourTokenizer = new ModelSession(openModelFile(folder), { backend: "reference" }).tokenizer;
+    const ourTokenizer = new ModelSession(openModelFile(folder), { kvCache: "f32", backend: "reference" })
+      .tokenizer;
     for (const text of ["Hello world", "abc  def\n\tghi", "w12 w3, 'quoted' ok!"]) {
       expect(ourTokenizer.encode(text, { addBos: true }), text).toEqual(
         await llamaCppTokenize(out, text, { addBos: true }),
       );
     }
     const trace = await llamaCppGreedy(out, tokens, 4, { topK: 5, threads: 1 });
-    const ours = new ModelSession(openModelFile(folder), { backend: "native" }).logits([
+    const ours = new ModelSession(openModelFile(folder), { kvCache: "f32", backend: "native" }).logits([
       ...tokens,
       ...trace.steps.slice(0, 3).map((s) => s.token),
     ]);
@@ -354,7 +370,7 @@ describe("HuggingFace folders (Llama)", () => {
       const out = join(dir, `${d.split("/").pop()}.gguf`);
       try {
         writeModelAsGGUF(openModelFile(d), out);
-        new ModelSession(openModelFile(d), { backend: "reference" });
+        new ModelSession(openModelFile(d), { kvCache: "f32", backend: "reference" });
       } catch (e) {
         expect(e).toBeInstanceOf(RyzansteinError);
         expect(existsSync(out)).toBe(false);
@@ -506,7 +522,7 @@ describe("HuggingFace folders (Qwen2: QKV bias, NeoX RoPE)", () => {
   });
 
   it("the engine runs the folder: float64 HF equations agree within 1e-4", () => {
-    const session = new ModelSession(openModelFile(qwen), { backend: "reference" });
+    const session = new ModelSession(openModelFile(qwen), { kvCache: "f32", backend: "reference" });
     expect(session.config.architecture).toBe("qwen2");
     // The batched (server) path does not do biases yet: it must refuse rather than run wrongly.
     expect(() => BatchRunner.checkSupported(session.model)).toThrow(/Q\/K\/V biases/);
@@ -526,8 +542,8 @@ describe("HuggingFace folders (Qwen2: QKV bias, NeoX RoPE)", () => {
   it("exports a GGUF that llama.cpp runs and tokenizes like our engine", async () => {
     const out = join(dir, "qwen2.gguf");
     writeModelAsGGUF(openModelFile(qwen), out);
-    const exported = new ModelSession(openModelFile(out), { backend: "native" });
-    const fromFolder = new ModelSession(openModelFile(qwen), { backend: "native" });
+    const exported = new ModelSession(openModelFile(out), { kvCache: "f32", backend: "native" });
+    const fromFolder = new ModelSession(openModelFile(qwen), { kvCache: "f32", backend: "native" });
     expect(relL2(exported.logits(ids), fromFolder.logits(ids))).toBeLessThan(1e-5);
     for (const text of ["Hello world", "It's 2024: numbers 12345 and CAPS!"]) {
       expect(exported.tokenizer.encode(text, { addBos: false }), text).toEqual(
@@ -576,7 +592,7 @@ describe("HuggingFace folders (Mistral: sliding window)", () => {
   it("windowed attention matches the HF equations in float64, on both backends", () => {
     const ref = hfReferenceLogits(mistral, ids);
     for (const backend of ["reference", "native"] as const) {
-      const session = new ModelSession(openModelFile(mistral), { backend, batchSize: 3 });
+      const session = new ModelSession(openModelFile(mistral), { kvCache: "f32", backend, batchSize: 3 });
       expect(session.config.slidingWindow).toBe(4);
       const ours = session.logits(ids);
       let maxErr = 0;
@@ -608,7 +624,9 @@ describe("HuggingFace folders (Mistral: sliding window)", () => {
     expect(c).toMatchObject({ architectures: ["MistralForCausalLM"], sliding_window: 4 });
     // llama.cpp runs Mistral as Llama without a window, so compare within the first 4 positions.
     const trace = await llamaCppGreedy(out, ids.slice(0, 3), 1, { topK: 5, threads: 1 });
-    const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits(ids.slice(0, 3));
+    const ours = new ModelSession(openModelFile(out), { kvCache: "f32", backend: "native" }).logits(
+      ids.slice(0, 3),
+    );
     const row = logSoftmax(ours.subarray(2 * 512, 3 * 512));
     for (const t of trace.steps[0].top) expect(peerDiff(row[t.token] - t.logprob)).toBeLessThan(2e-2);
   });
@@ -644,7 +662,7 @@ describe("HuggingFace folders (Phi-3: fused QKV and gate/up)", () => {
   });
 
   it("the engine splits the fused matrices: float64 HF equations agree within 1e-4", () => {
-    const session = new ModelSession(openModelFile(phi), { backend: "native" });
+    const session = new ModelSession(openModelFile(phi), { kvCache: "f32", backend: "native" });
     expect(session.config.architecture).toBe("phi3");
     const ours = session.logits(ids);
     const ref = hfReferenceLogits(phi, ids);
@@ -665,7 +683,7 @@ describe("HuggingFace folders (Phi-3: fused QKV and gate/up)", () => {
     await checkExport(phi, out, ids);
     expect(readGGUF(out).info("blk.0.attn_qkv.weight")?.shape).toEqual([192, 64]);
     const trace = await llamaCppGreedy(out, ids, 3, { topK: 5, threads: 1 });
-    const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits([
+    const ours = new ModelSession(openModelFile(out), { kvCache: "f32", backend: "native" }).logits([
       ...ids,
       ...trace.steps.slice(0, 2).map((s) => s.token),
     ]);
@@ -852,7 +870,11 @@ for (const version of [1, 2] as const) {
     it("the engine matches the HF equations in float64 (GeGLU, √dim embeddings, 1+w norms)", () => {
       const ref = gemmaReferenceLogits(folderPath, ids, version);
       for (const backend of ["reference", "native"] as const) {
-        const ours = new ModelSession(openModelFile(folderPath), { backend, batchSize: 3 }).logits(ids);
+        const ours = new ModelSession(openModelFile(folderPath), {
+          kvCache: "f32",
+          backend,
+          batchSize: 3,
+        }).logits(ids);
         let maxErr = 0;
         ref.forEach((row, t) => {
           for (let i = 0; i < row.length; i++)
@@ -875,7 +897,7 @@ for (const version of [1, 2] as const) {
       // llama.cpp's Gemma 2 windows every other layer too; keep the check inside the window for version 2.
       const prompt = version === 2 ? ids.slice(0, 3) : ids;
       const trace = await llamaCppGreedy(out, prompt, 1, { topK: 5, threads: 1 });
-      const ours = new ModelSession(openModelFile(out), { backend: "native" }).logits(prompt);
+      const ours = new ModelSession(openModelFile(out), { kvCache: "f32", backend: "native" }).logits(prompt);
       const row = logSoftmax(ours.subarray((prompt.length - 1) * 512, prompt.length * 512));
       for (const t of trace.steps[0].top) expect(peerDiff(row[t.token] - t.logprob)).toBeLessThan(2e-2);
       const back = join(dir, `gemma${version}-back`);
@@ -928,7 +950,7 @@ describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", 
         readGGUF(join(fixturesDir(), "models/stories260K.gguf")).metadata,
       );
       const ref = hfReferenceLogits(path, ids);
-      const ours = new ModelSession(openModelFile(path), { backend: "native" }).logits(ids);
+      const ours = new ModelSession(openModelFile(path), { kvCache: "f32", backend: "native" }).logits(ids);
       let maxErr = 0;
       ref.forEach((row, t) => {
         for (let i = 0; i < row.length; i++)
@@ -958,6 +980,7 @@ describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", 
     );
     const ref = hfReferenceLogits(path, ids);
     const ours = new ModelSession(openModelFile(path), {
+      kvCache: "f32",
       backend: "native",
       batchSize: 1,
       contextSize: 64,
@@ -1004,8 +1027,13 @@ describe("HuggingFace folder variants", () => {
       join(sharded, "model.safetensors.index.json"),
       JSON.stringify({ metadata: {}, weight_map: weightMap }),
     );
-    const reference = new ModelSession(openModelFile(folder), { backend: "reference" }).logits(tokens);
-    const fromShards = new ModelSession(openModelFile(sharded), { backend: "native" }).logits(tokens);
+    const reference = new ModelSession(openModelFile(folder), {
+      kvCache: "f32",
+      backend: "reference",
+    }).logits(tokens);
+    const fromShards = new ModelSession(openModelFile(sharded), { kvCache: "f32", backend: "native" }).logits(
+      tokens,
+    );
     expect(relL2(fromShards, reference)).toBeLessThan(2e-2); // F16/BF16 weights against F32
     expect(detectFormat(sharded)).toBe("hf-folder");
   });
@@ -1018,8 +1046,8 @@ describe("HuggingFace folder variants", () => {
     tj.normalizer = null;
     tj.pre_tokenizer = { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false };
     writeFileSync(join(meta, "tokenizer.json"), JSON.stringify(tj));
-    const a = new ModelSession(openModelFile(folder), { backend: "reference" }).tokenizer;
-    const b = new ModelSession(openModelFile(meta), { backend: "reference" }).tokenizer;
+    const a = new ModelSession(openModelFile(folder), { kvCache: "f32", backend: "reference" }).tokenizer;
+    const b = new ModelSession(openModelFile(meta), { kvCache: "f32", backend: "reference" }).tokenizer;
     for (const text of ["Hello world", " leading space", "w1 w2  w3"])
       expect(b.encode(text, { addBos: true }), text).toEqual(a.encode(text, { addBos: true }));
   });
