@@ -42,7 +42,8 @@ describe.each(["native", "reference"] as const)("BatchRunner (%s) on stories260K
       { tokens: a.slice(5), start: 5, blockTable: tableA, logits: true },
     ]);
     const vocab = model.config.vocabSize;
-    const alone = (tokens: number[]) => Float32Array.from(model.forward(model.createContext(64, 512, "f32"), tokens));
+    const alone = (tokens: number[]) =>
+      Float32Array.from(model.forward(model.createContext(64, 512, "f32"), tokens));
     const wantB = alone([...b, 42]);
     const wantA = alone(a);
     expect(relL2(out.logits.subarray(0, vocab), wantB)).toBeLessThan(1e-5);
