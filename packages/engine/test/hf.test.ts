@@ -63,6 +63,15 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Largest |Δ| between float64 reference rows and our `[rows, vocab]` logits. */
+function maxLogitError(ref: Float64Array[], ours: Float32Array): number {
+  let max = 0;
+  ref.forEach((row, t) => {
+    for (let i = 0; i < row.length; i++) max = Math.max(max, Math.abs(row[i] - ours[t * row.length + i]));
+  });
+  return max;
+}
+
 /**
  * The export checks every architecture shares: the GGUF gives the folder's logits in our engine
  * (F32, relative L2 < 1e-5) and llama.cpp tokenizes prompts as our engine does.
@@ -294,11 +303,7 @@ describe("HuggingFace folders (Llama)", () => {
       ),
     );
     const ref = hfReferenceLogits(folder, tokens);
-    let maxErr = 0;
-    ref.forEach((row, t) => {
-      for (let i = 0; i < row.length; i++)
-        maxErr = Math.max(maxErr, Math.abs(row[i] - fromFolder[t * row.length + i]));
-    });
+    const maxErr = maxLogitError(ref, fromFolder);
     console.log(
       `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
     );
@@ -528,11 +533,7 @@ describe("HuggingFace folders (Qwen2: QKV bias, NeoX RoPE)", () => {
     expect(() => BatchRunner.checkSupported(session.model)).toThrow(/Q\/K\/V biases/);
     const ours = session.logits(ids);
     const ref = hfReferenceLogits(qwen, ids);
-    let maxErr = 0;
-    ref.forEach((row, t) => {
-      for (let i = 0; i < row.length; i++)
-        maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-    });
+    const maxErr = maxLogitError(ref, ours);
     console.log(
       `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
     );
@@ -595,11 +596,7 @@ describe("HuggingFace folders (Mistral: sliding window)", () => {
       const session = new ModelSession(openModelFile(mistral), { kvCache: "f32", backend, batchSize: 3 });
       expect(session.config.slidingWindow).toBe(4);
       const ours = session.logits(ids);
-      let maxErr = 0;
-      ref.forEach((row, t) => {
-        for (let i = 0; i < row.length; i++)
-          maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-      });
+      const maxErr = maxLogitError(ref, ours);
       console.log(
         `${expect.getState().currentTestName} [${backend}]: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
       );
@@ -666,11 +663,7 @@ describe("HuggingFace folders (Phi-3: fused QKV and gate/up)", () => {
     expect(session.config.architecture).toBe("phi3");
     const ours = session.logits(ids);
     const ref = hfReferenceLogits(phi, ids);
-    let maxErr = 0;
-    ref.forEach((row, t) => {
-      for (let i = 0; i < row.length; i++)
-        maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-    });
+    const maxErr = maxLogitError(ref, ours);
     console.log(
       `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
     );
@@ -875,11 +868,7 @@ for (const version of [1, 2] as const) {
           backend,
           batchSize: 3,
         }).logits(ids);
-        let maxErr = 0;
-        ref.forEach((row, t) => {
-          for (let i = 0; i < row.length; i++)
-            maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-        });
+        const maxErr = maxLogitError(ref, ours);
         console.log(
           `${expect.getState().currentTestName} [${backend}]: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
         );
@@ -951,11 +940,7 @@ describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", 
       );
       const ref = hfReferenceLogits(path, ids);
       const ours = new ModelSession(openModelFile(path), { kvCache: "f32", backend: "native" }).logits(ids);
-      let maxErr = 0;
-      ref.forEach((row, t) => {
-        for (let i = 0; i < row.length; i++)
-          maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-      });
+      const maxErr = maxLogitError(ref, ours);
       console.log(
         `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
       );
@@ -985,11 +970,7 @@ describe("RoPE scaling (linear, llama3, yarn) against transformers' equations", 
       batchSize: 1,
       contextSize: 64,
     }).logits(ids);
-    let maxErr = 0;
-    ref.forEach((row, t) => {
-      for (let i = 0; i < row.length; i++)
-        maxErr = Math.max(maxErr, Math.abs(row[i] - ours[t * row.length + i]));
-    });
+    const maxErr = maxLogitError(ref, ours);
     console.log(
       `${expect.getState().currentTestName}: max |Δlogit| vs float64 HF ${maxErr.toExponential(2)}`,
     );
