@@ -187,6 +187,30 @@ function defaultThreads(): number {
     : Math.max(1, os.cpus().length);
 }
 
+/** Checks what contiguous and paged attention share: the params, q/out sizes and positions. */
+function checkAttention(
+  op: string,
+  out: Float32Array,
+  q: Float32Array,
+  positions: Int32Array,
+  n: number,
+  params: AttentionParams,
+): { nHeads: number; nKvHeads: number; headDim: number; scale: number } {
+  if (params === null || typeof params !== "object") fail("INVALID_ARGUMENT", op, "params must be an object");
+  int(op, "n", n);
+  const nHeads = int(op, "nHeads", params.nHeads, 1);
+  const nKvHeads = int(op, "nKvHeads", params.nKvHeads, 1);
+  const headDim = int(op, "headDim", params.headDim, 1);
+  const scale = finite(op, "scale", params.scale);
+  if (nHeads % nKvHeads !== 0) {
+    fail("INVALID_ARGUMENT", op, `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+  }
+  f32(op, "q", q, n * nHeads * headDim);
+  f32(op, "out", out, n * nHeads * headDim);
+  i32(op, "positions", positions, n);
+  return { nHeads, nKvHeads, headDim, scale };
+}
+
 /**
  * The native `Backend`: every op runs synchronously in C++ on a persistent thread pool, with
  * kernels chosen for this CPU (or forced with `isa` / `RYZANSTEIN_ISA`). Results match
@@ -491,19 +515,7 @@ export class NativeBackend implements Backend {
   ): void {
     const op = "attention";
     const e = this.#e(op);
-    if (params === null || typeof params !== "object")
-      fail("INVALID_ARGUMENT", op, "params must be an object");
-    int(op, "n", n);
-    const nHeads = int(op, "nHeads", params.nHeads, 1);
-    const nKvHeads = int(op, "nKvHeads", params.nKvHeads, 1);
-    const headDim = int(op, "headDim", params.headDim, 1);
-    const scale = finite(op, "scale", params.scale);
-    if (nHeads % nKvHeads !== 0) {
-      fail("INVALID_ARGUMENT", op, `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
-    }
-    f32(op, "q", q, n * nHeads * headDim);
-    f32(op, "out", out, n * nHeads * headDim);
-    i32(op, "positions", positions, n);
+    const { nHeads, nKvHeads, headDim, scale } = checkAttention(op, out, q, positions, n, params);
     const kvRow = nKvHeads * headDim;
     const f16 = k instanceof Uint16Array;
     if (f16 ? !(v instanceof Uint16Array) : !(k instanceof Float32Array && v instanceof Float32Array)) {
@@ -560,21 +572,9 @@ export class NativeBackend implements Backend {
   ): void {
     const op = "pagedAttention";
     const e = this.#e(op);
-    if (params === null || typeof params !== "object")
-      fail("INVALID_ARGUMENT", op, "params must be an object");
-    int(op, "n", n);
-    const nHeads = int(op, "nHeads", params.nHeads, 1);
-    const nKvHeads = int(op, "nKvHeads", params.nKvHeads, 1);
-    const headDim = int(op, "headDim", params.headDim, 1);
+    const { nHeads, nKvHeads, headDim, scale } = checkAttention(op, out, q, positions, n, params);
     const blockSize = int(op, "blockSize", params.blockSize, 1);
     const maxBlocks = int(op, "maxBlocksPerSeq", params.maxBlocksPerSeq, 1);
-    const scale = finite(op, "scale", params.scale);
-    if (nHeads % nKvHeads !== 0) {
-      fail("INVALID_ARGUMENT", op, `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
-    }
-    f32(op, "q", q, n * nHeads * headDim);
-    f32(op, "out", out, n * nHeads * headDim);
-    i32(op, "positions", positions, n);
     i32(op, "seqOfRow", seqOfRow, n);
     i32(op, "blockTables", blockTables, 0);
     f32(op, "k", k, 0);
