@@ -76,9 +76,33 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
   };
   // A client told to retry (503, Retry-After) waits a little, as real clients do.
   const backoff = () => new Promise((res) => setTimeout(res, 50 + next() * 200));
-  const post = (path: string, body: string, signal?: AbortSignal) =>
-    fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body, signal });
+  const post = (path: string, body: string, ctrl = new AbortController()) => {
+    const k = nextRequest++;
+    pending.set(k, { what: `${path} ${body.slice(0, 120)}`, since: Date.now(), ctrl });
+    const done = () => pending.delete(k);
+    const res = fetch(`${url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      signal: ctrl.signal,
+    });
+    return { res, done };
+  };
 
+  // Every request in flight, so a request that never ends is reported (and aborted) instead of
+  // hanging the run: nothing should take longer than the run itself plus a generous grace.
+  const pending = new Map<number, { what: string; since: number; ctrl: AbortController }>();
+  let nextRequest = 0;
+  const watchdog = setInterval(() => {
+    for (const [k, p] of pending)
+      if (Date.now() - p.since > Math.max(30_000, seconds * 1000)) {
+        r.unexpected.push(
+          `hung ${Math.round((Date.now() - p.since) / 1000)} s: ${p.what}; engine ${JSON.stringify(server.engine.stats)}`,
+        );
+        pending.delete(k);
+        p.ctrl.abort();
+      }
+  }, 1000);
   const client = async () => {
     while (Date.now() < end) {
       const kind = next();
@@ -89,12 +113,15 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
       const body = chat
         ? { messages: [{ role: "user", content: prompt }], max_tokens: maxTokens, temperature: next() }
         : { prompt, max_tokens: maxTokens, temperature: next() };
+      let done = () => {};
       try {
         if (kind < 0.35 || (kind >= 0.6 && kind < 0.8)) {
           // streaming; between 0.6 and 0.8 the client walks away mid-stream
           const cancel = kind >= 0.6;
           const ctrl = new AbortController();
-          const res = await post(path, JSON.stringify({ ...body, stream: true }), ctrl.signal);
+          const req = post(path, JSON.stringify({ ...body, stream: true }), ctrl);
+          done = req.done;
+          const res = await req.res;
           count(res.status);
           if (res.status !== 200) {
             await res.text();
@@ -124,7 +151,9 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
             if (!text.trimEnd().endsWith("data: [DONE]")) r.streamsWithoutDone++;
           }
         } else if (kind < 0.6) {
-          const res = await post(path, JSON.stringify(body));
+          const req = post(path, JSON.stringify(body));
+          done = req.done;
+          const res = await req.res;
           count(res.status);
           const j = (await res.json()) as { usage?: { completion_tokens: number } };
           r.tokens += j.usage?.completion_tokens ?? 0;
@@ -138,13 +167,17 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
             JSON.stringify({ prompt: "x", max_tokens: 0 }),
             JSON.stringify({ prompt: "x", n: 1e6 }),
           ][Math.floor(next() * 5)];
-          const res = await post(next() < 0.5 ? "/v1/completions" : "/v1/chat/completions", bad);
+          const req = post(next() < 0.5 ? "/v1/completions" : "/v1/chat/completions", bad);
+          done = req.done;
+          const res = await req.res;
           count(res.status);
           if (res.status !== 400) r.unexpected.push(`malformed request got ${res.status}`);
           await res.text();
         }
       } catch (e) {
         if ((e as Error).name !== "AbortError") r.unexpected.push(`client error: ${(e as Error).message}`);
+      } finally {
+        done();
       }
       if (r.rssWarmMiB === 0 && Date.now() >= warmAt) {
         r.rssWarmMiB = -1;
@@ -155,7 +188,12 @@ export async function runLoad(server: RunningServer, clients: number, seconds: n
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
-  await server.engine.idle();
+  clearInterval(watchdog);
+  const idle = await Promise.race([
+    server.engine.idle().then(() => true),
+    new Promise<boolean>((res) => setTimeout(() => res(false), 30_000).unref()),
+  ]);
+  if (!idle) r.unexpected.push(`engine not idle 30 s after the run: ${JSON.stringify(server.engine.stats)}`);
   for (let i = 0; i < 100 && server.engine.stats.usedBlocks > 0; i++)
     await new Promise((res) => setTimeout(res, 20));
   const metrics = await (await fetch(`${url}/metrics`)).text();

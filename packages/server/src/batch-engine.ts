@@ -180,12 +180,21 @@ export class BatchEngine {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
-  /** Stops the worker. */
-  async close(): Promise<void> {
+  /**
+   * Stops the worker: it finishes its current step and exits. If it has not exited after
+   * `graceMs` (default 10 s) it is terminated; requests still in flight then get an error.
+   */
+  async close(graceMs = 10_000): Promise<void> {
     if (this.failure) return;
-    const exited = new Promise((r) => this.worker.once("exit", r));
+    const exited = new Promise<true>((r) => this.worker.once("exit", () => r(true)));
     this.post({ type: "dispose" });
-    await exited;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((r) => {
+      timer = setTimeout(() => r(false), graceMs);
+    });
+    const inTime = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (!inTime) await this.worker.terminate();
   }
 
   private post(m: ToWorker): void {

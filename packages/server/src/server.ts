@@ -36,8 +36,12 @@ export interface RunningServer {
   readonly app: FastifyInstance;
   /** The batched engine behind it. */
   readonly engine: BatchEngine;
-  /** Stops accepting requests, lets in-flight streams finish, then stops the engine. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting requests, lets in-flight streams finish, then stops the engine. After
+   * `graceMs` (default 30 s) whatever is still open is cut: connections are destroyed, requests
+   * cancelled and the engine worker terminated, so shutdown always ends.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** One generated choice while it is being produced. */
@@ -695,13 +699,24 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
     url,
     app,
     engine,
-    close() {
+    close(graceMs = 30_000) {
       closing ??= (async () => {
         draining = true;
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<false>((res) => {
+          timer = setTimeout(() => res(false), graceMs);
+        });
         // In-flight requests (and SSE streams, which hold their connections) finish first.
-        await app.close();
-        await engine.idle();
-        await engine.close();
+        const appClosed = app.close();
+        const drained = await Promise.race([appClosed.then(() => engine.idle()).then(() => true), deadline]);
+        clearTimeout(timer);
+        if (!drained) {
+          app.log.warn({ graceMs }, "shutdown grace period over: closing the remaining connections");
+          app.server.closeAllConnections();
+        }
+        // Terminating the worker fails whatever is still in flight, which ends those responses.
+        await engine.close(drained ? undefined : 0);
+        await appClosed;
       })();
       return closing;
     },

@@ -234,4 +234,32 @@ describe("cancellation, back-pressure and shutdown", () => {
     expect(events[events.length - 1]).toBe("[DONE]");
     expect(events.length).toBe(61); // 60 token chunks (the last carries finish_reason), then [DONE]
   });
+
+  it("shutdown past its grace period cuts the streams still running and stops the engine", async () => {
+    const server = await startTestServer({ contextSize: 256 });
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 240, stream: true, ignore_eos: true }),
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read(); // the stream has started
+    const t0 = Date.now();
+    await server.close(50);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    // The stream ends (cut) instead of running its 240 tokens.
+    const dec = new TextDecoder();
+    let text = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += dec.decode(value, { stream: true });
+      }
+    } catch {
+      // the connection was destroyed: also a cut
+    }
+    expect((text.match(/"finish_reason":"length"/g) ?? []).length).toBe(0);
+    expect(server.engine.inflight).toBe(0);
+  });
 });

@@ -17,7 +17,7 @@ describe("bounded load test (short version; bench/load.ts runs 64 clients × 60 
       // 10 s is too short for the heap to settle; bench/load.ts checks RSS over 60 s.
       expect(r.rssGrowth).toBeLessThan(0.6);
     } finally {
-      await server.close();
+      await server.close(10_000);
     }
   });
 });
