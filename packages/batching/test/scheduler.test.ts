@@ -181,4 +181,64 @@ describe("Scheduler", () => {
     expect(s.pool.usedBlocks).toBe(0);
     expect(s.preemptionCount).toBeGreaterThan(0);
   });
+
+  it("finishes every admitted request once arrivals stop (no livelock under preemption and prefix reuse)", () => {
+    const configs = [
+      { numBlocks: 24, blockSize: 4, maxContext: 64, maxBatchTokens: 16, maxSeqs: 6 },
+      { numBlocks: 16, blockSize: 4, maxContext: 64, maxBatchTokens: 8, maxSeqs: 16 },
+      { numBlocks: 64, blockSize: 16, maxContext: 256, maxBatchTokens: 128, maxSeqs: 16 },
+    ];
+    for (const [c, config] of configs.entries()) {
+      for (let trial = 0; trial < 5; trial++) {
+        let seed = 777 + 31 * trial + 1000 * c;
+        const rand = () => {
+          seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+          return seed / 2 ** 32;
+        };
+        const s = new Scheduler({ ...config, maxQueue: 32 });
+        const live = new Set<string>();
+        let next = 0;
+        const step = () => {
+          const plan = s.schedule();
+          const f = s.update({
+            sampled: plan.seqs.filter((q) => q.sample).map((q) => ({ id: q.id, token: 3 + (q.start % 5) })),
+          });
+          for (const x of f) live.delete(x.id);
+          // A request may also end early (EOS / stop string), as the engine does.
+          for (const q of plan.seqs)
+            if (live.has(q.id) && rand() < 0.02) {
+              s.finish(q.id);
+              live.delete(q.id);
+            }
+          s.pool.check();
+        };
+        for (let i = 0; i < 400; i++) {
+          if (rand() < 0.5) {
+            const id = `r${next++}`;
+            const shared = rand() < 0.6 ? prompt(Math.floor(rand() * 3) * config.blockSize + 5) : [];
+            const own = prompt(1 + Math.floor(rand() * 12), 1000 + next);
+            const room = s.maxSequenceTokens - shared.length - own.length;
+            if (
+              s.add({ id, prompt: [...shared, ...own], maxTokens: Math.floor(rand() * Math.min(room, 40)) })
+            )
+              live.add(id);
+          }
+          if (rand() < 0.05 && live.size) {
+            const id = [...live][Math.floor(rand() * live.size)];
+            s.cancel(id);
+            live.delete(id);
+          }
+          if (s.hasWork()) step();
+        }
+        let steps = 0;
+        while (s.hasWork() && steps < 20_000) {
+          step();
+          steps++;
+        }
+        expect({ config: c, trial, stuck: [...live] }).toEqual({ config: c, trial, stuck: [] });
+        expect(s.hasWork()).toBe(false);
+        expect(s.pool.usedBlocks).toBe(0);
+      }
+    }
+  });
 });
