@@ -124,12 +124,13 @@ async function main(): Promise<void> {
   const reps = Number(args.reps);
   const p = Number(args["n-prompt"]);
   const n = Number(args["n-gen"]);
-  // |Δ log p| bounds of the check (max; the mean must stay under a third of it). Float formats: F16
-  // K/V and summation order only. Formats with Q8_0 activations: the activation rounding turns
-  // ~1e-3 upstream differences (llama.cpp's flash attention rounds Q to F16 and accumulates V in
-  // F16) into a few tenths; measured in docs/performance.md. --tolerance overrides both.
+  // |Δ log p| bounds of the check (max; the mean must stay under a third of it). The check runs our
+  // engine with llama.cpp's attention numerics, and with float weights only summation order
+  // differs: 2e-2. With Q8_0 activations (Q8_0, Q4_0) the two engines agree to float rounding until
+  // one last-bit difference flips an activation rounding, after which the logits move by a few
+  // tenths (docs/performance.md): 0.6. --tolerance overrides both.
   const toleranceFor = (format: string) =>
-    args.tolerance !== undefined ? Number(args.tolerance) : format === "f16" ? 0.05 : 0.6;
+    args.tolerance !== undefined ? Number(args.tolerance) : format === "f16" ? 2e-2 : 0.6;
   const report: Record<string, unknown> = { date: new Date().toISOString(), p, n, reps, threads: threadList };
 
   // 1. Memory bandwidth.

@@ -46,6 +46,12 @@ export interface AttentionParams {
   scale: number;
   /** Gemma 2's soft-capping of attention scores, `c·tanh(s/c)`; 0 or absent for none. */
   softcap?: number;
+  /**
+   * With F16 caches, compute as llama.cpp's CPU flash attention does for short batches: Q
+   * rounded to F16 and the weighted sum of V accumulated in F16 (rounded after every key). Less
+   * precise than the default float accumulation; used to reproduce llama.cpp's numbers exactly.
+   */
+  f16Accumulate?: boolean;
 }
 
 /**

@@ -21,6 +21,18 @@ export interface FormatTraits {
   dequantizeRow(src: Uint8Array, srcOffset: number, dst: Float32Array, dstOffset: number, n: number): void;
   /** Encodes `n` elements (a multiple of the block size) with ggml's reference rounding. */
   quantizeRowRef(src: Float32Array, srcOffset: number, dst: Uint8Array, dstOffset: number, n: number): void;
+  /**
+   * Encodes activations when they differ from {@link quantizeRowRef}: ggml's x86 SIMD path for
+   * Q8_0 scales by `127/amax` and rounds halves to even, while its reference (used for weights in
+   * files) scales by `1/(amax/127)` and rounds halves away from zero. Absent: same as quantizeRowRef.
+   */
+  quantizeActivationsRef?(
+    src: Float32Array,
+    srcOffset: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    n: number,
+  ): void;
   /** Dot product of `n` elements of a row of this format with a row already in {@link vecDotType}. */
   vecDotRef(n: number, w: Uint8Array, wOffset: number, x: Uint8Array, xOffset: number): number;
 }
@@ -122,6 +134,17 @@ const q8_0Traits: FormatTraits = {
         dst[o + 2 + j] = roundHalfAway(Math.fround(src[so + b * 32 + j] * inv)) & 0xff;
     }
   },
+  quantizeActivationsRef(src, so, dst, d, n) {
+    for (let b = 0; b < n / 32; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[so + b * 32 + j]));
+      const o = d + b * 34;
+      put16(dst, o, f32ToF16(Math.fround(amax / 127)));
+      const inv = amax ? Math.fround(127 / amax) : 0;
+      for (let j = 0; j < 32; j++)
+        dst[o + 2 + j] = roundHalfEven(Math.fround(src[so + b * 32 + j] * inv)) & 0xff;
+    }
+  },
   vecDotRef(n, w, wo, x, xo) {
     let s = 0;
     for (let b = 0; b < n / 32; b++) {
@@ -196,6 +219,14 @@ const q4_0Traits: FormatTraits = {
 /** C `roundf`: halves round away from zero. */
 function roundHalfAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
+}
+
+/** Round half to even (the x86 default rounding mode, `_mm256_round_ps(_MM_ROUND_NEAREST)`). */
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const r = v - f;
+  if (r !== 0.5) return r < 0.5 ? f : f + 1;
+  return f % 2 === 0 ? f : f + 1;
 }
 
 /** C cast of a float to int8_t (truncation toward zero). */

@@ -30,8 +30,9 @@ export class ReferenceBackend implements Backend {
     const traits = FORMAT_TRAITS[w.type];
     const act = FORMAT_TRAITS[traits.vecDotType];
     const xq = new Uint8Array((cols / act.blockSize) * act.typeSize);
+    const quantize = (act.quantizeActivationsRef ?? act.quantizeRowRef).bind(act);
     for (let t = 0; t < n; t++) {
-      act.quantizeRowRef(x, t * cols, xq, 0, cols);
+      quantize(x, t * cols, xq, 0, cols);
       for (let r = 0; r < rows; r++) y[t * rows + r] = traits.vecDotRef(cols, w.data, r * rowBytes, xq, 0);
     }
   }
@@ -62,35 +63,46 @@ export class ReferenceBackend implements Backend {
   }
 
   rope(x: Float32Array, n: number, positions: Int32Array, p: RopeParams): void {
+    // ggml's float arithmetic, step for step: the angle of pair i is position · base^(-2i/nDims),
+    // reached by multiplying by base^(-2/nDims) pair after pair in float. Matching it matters more
+    // than extra precision: a 1e-6 difference in an angle flips roundings of Q8_0 activations
+    // downstream, which shows in the logits (docs/testing.md).
+    const fr = Math.fround;
     const rowLen = p.nHeads * p.headDim;
     const half = p.nDims / 2;
     const corr = p.yarn ? yarnCorrDims(p.nDims, p.yarn, p.freqBase) : [0, 0];
+    const thetaScale = fr(p.freqBase ** fr(-2 / p.nDims));
+    const freqScale = fr(p.freqScale);
+    const cos = new Float32Array(half);
+    const sin = new Float32Array(half);
     for (let t = 0; t < n; t++) {
+      let theta = fr(positions[t]);
+      for (let i = 0; i < half; i++) {
+        const extrap = p.freqFactors ? fr(theta / p.freqFactors[i]) : theta;
+        let angle = fr(freqScale * extrap);
+        let mscale = 1;
+        if (p.yarn) {
+          mscale = fr(p.yarn.attnFactor);
+          if (p.yarn.extFactor !== 0) {
+            const y = fr(fr(i - corr[0]) / Math.max(0.001, fr(corr[1] - corr[0])));
+            const ramp = fr(fr(1 - Math.min(1, Math.max(0, y))) * fr(p.yarn.extFactor));
+            angle = fr(fr(angle * fr(1 - ramp)) + fr(extrap * ramp));
+            mscale = fr(mscale * fr(1 + fr(0.1 * fr(Math.log(fr(1 / freqScale))))));
+          }
+        }
+        cos[i] = fr(fr(Math.cos(angle)) * mscale);
+        sin[i] = fr(fr(Math.sin(angle)) * mscale);
+        theta = fr(theta * thetaScale);
+      }
       for (let h = 0; h < p.nHeads; h++) {
         const o = t * rowLen + h * p.headDim;
         for (let i = 0; i < half; i++) {
-          const extrap =
-            (positions[t] * p.freqBase ** ((-2 * i) / p.nDims)) / (p.freqFactors ? p.freqFactors[i] : 1);
-          let theta = p.freqScale * extrap;
-          let mscale = 1;
-          if (p.yarn) {
-            mscale = p.yarn.attnFactor;
-            if (p.yarn.extFactor !== 0) {
-              const ramp =
-                (1 - Math.min(1, Math.max(0, (i - corr[0]) / Math.max(0.001, corr[1] - corr[0])))) *
-                p.yarn.extFactor;
-              theta = theta * (1 - ramp) + extrap * ramp;
-              mscale *= 1 + 0.1 * Math.log(1 / p.freqScale);
-            }
-          }
-          const c = Math.cos(theta) * mscale;
-          const s = Math.sin(theta) * mscale;
           const a = p.neox ? o + i : o + 2 * i;
           const b = p.neox ? o + i + half : o + 2 * i + 1;
           const x0 = x[a];
           const x1 = x[b];
-          x[a] = x0 * c - x1 * s;
-          x[b] = x0 * s + x1 * c;
+          x[a] = fr(x0 * cos[i]) - fr(x1 * sin[i]);
+          x[b] = fr(x0 * sin[i]) + fr(x1 * cos[i]);
         }
       }
     }
@@ -128,6 +140,10 @@ export class ReferenceBackend implements Backend {
     n: number,
     p: AttentionParams,
   ): void {
+    if (p.f16Accumulate && k instanceof Uint16Array && v instanceof Uint16Array) {
+      attentionF16Accumulate(out, q, k, v, positions, n, p);
+      return;
+    }
     if (k instanceof Uint16Array || v instanceof Uint16Array) {
       // F16 cache: decode the rows in use once, then the same exact float64 computation.
       let len = 0;
@@ -228,6 +244,86 @@ export function yarnCorrDims(nDims: number, y: YarnParams, base: number): [numbe
   const dim = (rotations: number) =>
     (nDims * Math.log(y.origContext / (rotations * 2 * Math.PI))) / (2 * Math.log(base));
   return [Math.max(0, Math.floor(dim(y.betaFast))), Math.min(nDims - 1, Math.ceil(dim(y.betaSlow)))];
+}
+
+/**
+ * Attention as ggml's CPU flash attention computes a query row over an F16 cache
+ * (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`, AVX2 build): Q rounded to F16, each score
+ * an F16·F16 dot product summed in 4×8 float lanes, an online softmax with float `exp`, and the
+ * weighted V rows accumulated in an F16 buffer, rounded after every key.
+ */
+function attentionF16Accumulate(
+  out: Float32Array,
+  q: Float32Array,
+  k: Uint16Array,
+  v: Uint16Array,
+  positions: Int32Array,
+  n: number,
+  p: AttentionParams,
+): void {
+  const fr = Math.fround;
+  const h16 = (x: number) => f16ToF32(f32ToF16(x));
+  const D = p.headDim;
+  const qRow = p.nHeads * D;
+  const kvRow = p.nKvHeads * D;
+  const group = p.nHeads / p.nKvHeads;
+  const softcap = p.softcap ?? 0;
+  const scale = fr(softcap ? p.scale / softcap : p.scale);
+  const qh = new Float32Array(D);
+  const acc = new Float32Array(D);
+  const lanes = new Float32Array(32);
+  const full = D - (D % 32);
+  for (let t = 0; t < n; t++) {
+    const len = positions[t] + 1;
+    for (let h = 0; h < p.nHeads; h++) {
+      const qo = t * qRow + h * D;
+      const kvh = Math.floor(h / group) * D;
+      for (let d = 0; d < D; d++) qh[d] = h16(q[qo + d]);
+      acc.fill(0);
+      let sum = 0;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < len; j++) {
+        const ko = j * kvRow + kvh;
+        lanes.fill(0);
+        for (let i = 0; i < full; i += 32)
+          for (let l = 0; l < 32; l++) lanes[l] = fmaF32(qh[i + l], f16ToF32(k[ko + i + l]), lanes[l]);
+        // GGML_F32x8_REDUCE: acc0 += acc2, acc1 += acc3, acc0 += acc1, halves, then two hadds.
+        for (let l = 0; l < 8; l++) {
+          lanes[l] = fr(lanes[l] + lanes[16 + l]);
+          lanes[8 + l] = fr(lanes[8 + l] + lanes[24 + l]);
+        }
+        for (let l = 0; l < 8; l++) lanes[l] = fr(lanes[l] + lanes[8 + l]);
+        const t0 = fr(lanes[0] + lanes[4]);
+        const t1 = fr(lanes[1] + lanes[5]);
+        const t2 = fr(lanes[2] + lanes[6]);
+        const t3 = fr(lanes[3] + lanes[7]);
+        let dot = fr(t0 + t1) + fr(t2 + t3);
+        for (let i = full; i < D; i++) dot += qh[i] * f16ToF32(k[ko + i]);
+        let s = fr(fr(dot) * scale);
+        if (softcap) s = fr(softcap * fr(Math.tanh(s)));
+        let ms = 1;
+        let vs = 1;
+        if (s > max) {
+          ms = fr(Math.exp(fr(max - s)));
+          max = s;
+          for (let d = 0; d < D; d++) acc[d] = h16(fr(acc[d] * ms));
+        } else {
+          vs = fr(Math.exp(fr(s - max)));
+        }
+        const vo = j * kvRow + kvh;
+        for (let d = 0; d < full; d++) acc[d] = h16(fmaF32(f16ToF32(v[vo + d]), vs, acc[d]));
+        for (let d = full; d < D; d++) acc[d] = h16(fr(acc[d] + fr(f16ToF32(v[vo + d]) * vs)));
+        sum = fr(fr(sum * ms) + vs);
+      }
+      const inv = sum === 0 ? 0 : fr(1 / sum);
+      for (let d = 0; d < D; d++) out[qo + d] = fr(acc[d] * inv);
+    }
+  }
+}
+
+/** Float `fma(a, b, c)`: the product of two floats is exact in a double, so one rounding remains. */
+function fmaF32(a: number, b: number, c: number): number {
+  return Math.fround(a * b + c);
 }
 
 /** GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`). */

@@ -13,6 +13,14 @@ import type { ModelWeights } from "./weights.js";
 export type KVCacheType = "f16" | "f32";
 
 /**
+ * How attention sums over an F16 cache. `float` (default): float accumulation. `llama.cpp`: as
+ * llama.cpp's CPU flash attention does for batches under 64 tokens (Q rounded to F16, the weighted
+ * V sum accumulated in F16), which is slightly less precise and reproduces llama.cpp's numbers
+ * bit for bit; parity checks against llama.cpp use it.
+ */
+export type AttentionNumerics = "float" | "llama.cpp";
+
+/**
  * Per-sequence state: the KV cache and every scratch buffer of the forward pass, allocated once
  * so that no step allocates. `maxBatch` bounds the tokens one {@link Model.forward} call takes.
  */
@@ -23,6 +31,8 @@ export class Context {
   readonly maxBatch: number;
   /** Element type of the KV cache. */
   readonly kvType: KVCacheType;
+  /** How attention sums over the cache. */
+  readonly attentionNumerics: AttentionNumerics;
   /** Keys per layer, `[size, nKvHeads*headDim]` (F16 bits in a `Uint16Array`, or F32). */
   readonly keys: KVCacheArray[];
   /** Values per layer, `[size, nKvHeads*headDim]`. */
@@ -45,7 +55,13 @@ export class Context {
     positions: Int32Array;
   };
 
-  constructor(c: ModelConfig, size: number, maxBatch: number, kvType: KVCacheType = "f16") {
+  constructor(
+    c: ModelConfig,
+    size: number,
+    maxBatch: number,
+    kvType: KVCacheType = "f16",
+    attentionNumerics: AttentionNumerics = "float",
+  ) {
     if (!Number.isInteger(size) || size <= 0)
       throw new RyzansteinError("INVALID_ARGUMENT", `context size must be positive, got ${size}`);
     this.size = size;
@@ -59,6 +75,12 @@ export class Context {
         `KV cache type must be f16 or f32, got ${String(kvType)}`,
       );
     this.kvType = kvType;
+    if (attentionNumerics !== "float" && attentionNumerics !== "llama.cpp")
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `attention numerics must be float or llama.cpp, got ${String(attentionNumerics)}`,
+      );
+    this.attentionNumerics = attentionNumerics;
     const cache = () => (kvType === "f16" ? new Uint16Array(size * kvDim) : new Float32Array(size * kvDim));
     this.keys = Array.from({ length: c.nLayers }, cache);
     this.values = Array.from({ length: c.nLayers }, cache);
@@ -96,6 +118,7 @@ export class Model {
   readonly backend: Backend;
   private readonly ropeParams: { q: RopeParams; k: RopeParams };
   private readonly attnParams: AttentionParams;
+  private readonly attnParamsF16: AttentionParams;
 
   constructor(config: ModelConfig, weights: ModelWeights, backend: Backend) {
     this.config = config;
@@ -119,6 +142,7 @@ export class Model {
       scale: config.attentionScale,
       ...(config.attnSoftcap ? { softcap: config.attnSoftcap } : {}),
     };
+    this.attnParamsF16 = { ...this.attnParams, f16Accumulate: true };
     // Let the backend make its faster weight layouts once (repacking); the file pages of a matrix
     // are released only when nothing else reads them (a tied output table is also the embedding).
     if (backend.prepareWeight) {
@@ -130,8 +154,13 @@ export class Model {
   }
 
   /** A fresh context (KV cache and scratch) for one sequence. */
-  createContext(size = this.config.contextLength, maxBatch = 512, kvType: KVCacheType = "f16"): Context {
-    return new Context(this.config, size, maxBatch, kvType);
+  createContext(
+    size = this.config.contextLength,
+    maxBatch = 512,
+    kvType: KVCacheType = "f16",
+    attentionNumerics: AttentionNumerics = "float",
+  ): Context {
+    return new Context(this.config, size, maxBatch, kvType, attentionNumerics);
   }
 
   /** Writes `len` values of `src` into a KV cache at element `at` (converting to F16 for an F16 cache). */
@@ -200,12 +229,13 @@ export class Model {
     values: KVCacheArray,
     positions: Int32Array,
     n: number,
+    params: AttentionParams,
   ): void {
     const c = this.config;
     const windowed = c.slidingWindowLayers === "all" || layer % 2 === 0;
     const window = windowed ? c.slidingWindow : 0;
     if (window <= 0 || positions[n - 1] < window) {
-      this.backend.attention(out, q, keys, values, positions, n, this.attnParams);
+      this.backend.attention(out, q, keys, values, positions, n, params);
       return;
     }
     const qRow = this.config.nHeads * this.config.headDim;
@@ -221,7 +251,7 @@ export class Model {
         values.subarray(start * kvRow),
         last,
         1,
-        this.attnParams,
+        params,
       );
     }
   }
@@ -262,6 +292,12 @@ export class Model {
     const positions = ctx.buf.positions.subarray(0, n);
     const kvDim = c.nKvHeads * c.headDim;
 
+    // llama.cpp's CPU flash attention takes its F16-accumulating path for batches under 64 rows.
+    const attn =
+      ctx.attentionNumerics === "llama.cpp" && ctx.kvType === "f16" && n < 64
+        ? this.attnParamsF16
+        : this.attnParams;
+
     this.updateRopeBase(positions[n - 1] + 1);
     b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
     if (c.embeddingScale !== 1) for (let i = 0; i < n * c.dim; i++) x[i] *= c.embeddingScale;
@@ -285,7 +321,7 @@ export class Model {
       const values = ctx.values[l];
       this.storeKV(keys, positions[0] * kvDim, k, n * kvDim);
       this.storeKV(values, positions[0] * kvDim, v, n * kvDim);
-      this.attend(l, att, q, keys, values, positions, n); // att [n, nHeads*headDim]
+      this.attend(l, att, q, keys, values, positions, n, attn); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       if (layer.postAttnNorm) b.rmsNorm(xb, xb, layer.postAttnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual

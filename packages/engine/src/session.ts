@@ -10,7 +10,7 @@ import {
   type GenerationResult,
   generateTokens,
 } from "./generate.js";
-import { type Context, type KVCacheType, Model } from "./model.js";
+import { type AttentionNumerics, type Context, type KVCacheType, Model } from "./model.js";
 import { readLlamaWeights } from "./weights.js";
 
 /** Which backend runs the arithmetic. */
@@ -30,6 +30,8 @@ export interface SessionOptions {
   batchSize?: number;
   /** KV cache element type (default `f16`, as llama.cpp). */
   kvCache?: KVCacheType;
+  /** How attention sums over an F16 cache (default `float`; `llama.cpp` reproduces its numbers). */
+  attentionNumerics?: AttentionNumerics;
   /** Repack quantized weights at load for the native kernels (default true; see NativeBackendOptions.repack). */
   repack?: boolean;
 }
@@ -116,7 +118,12 @@ export class ModelSession {
       throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
     }
     this.model = new Model(this.config, weights, createBackend(options));
-    this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512, options.kvCache ?? "f16");
+    this.ctx = this.model.createContext(
+      contextSize,
+      options.batchSize ?? 512,
+      options.kvCache ?? "f16",
+      options.attentionNumerics ?? "float",
+    );
     onProgress?.({ phase: "ready", fraction: 1 });
   }
 

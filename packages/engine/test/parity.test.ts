@@ -13,16 +13,17 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-// `tol`: native vs reference logits (relative L2). `peerTol`: |Δ log-probability| against llama.cpp.
-// For Q8_0/Q4_0 weights both engines quantize activations to Q8_0, and that rounding amplifies the
-// ~1e-3 differences upstream (llama.cpp keeps K/V in F16) into ~0.1 differences in the logits; see
-// docs/testing.md. A wrong block layout gives errors of order 1 and fails either way.
+// `tol`: native vs reference logits (relative L2). `peerTol` / `peerMeanTol`: max and mean
+// |Δ log-probability| of the top 5 against llama.cpp. Our side runs with llama.cpp's attention
+// numerics (F16 accumulation over the F16 cache), so with Q8_0/Q4_0 weights, where both engines
+// quantize activations to Q8_0 the same way, the two agree to float rounding (measured ~5e-6).
+// Float weights keep differences of summation order in the matmuls (measured ~5e-3).
 const formats = [
-  { name: "F32", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 1e-2 },
-  { name: "F32 tied output", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 1e-2, tied: true },
-  { name: "F16", type: GGMLType.F16, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 1e-2 },
-  { name: "Q8_0", type: GGMLType.Q8_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
-  { name: "Q4_0", type: GGMLType.Q4_0, tol: 1e-3, peerTol: 0.4, peerMeanTol: 0.1 },
+  { name: "F32", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 5e-3 },
+  { name: "F32 tied output", type: GGMLType.F32, tol: 1e-4, peerTol: 2e-2, peerMeanTol: 5e-3, tied: true },
+  { name: "F16", type: GGMLType.F16, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 5e-3 },
+  { name: "Q8_0", type: GGMLType.Q8_0, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 1e-4 },
+  { name: "Q4_0", type: GGMLType.Q4_0, tol: 1e-3, peerTol: 2e-2, peerMeanTol: 1e-4 },
 ] as const;
 
 const prompt = [1, 300, 400, 500, 600, 700];
@@ -49,10 +50,11 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
       const trace = await llamaCppGreedy(path, prompt, STEPS, { topK: 5, threads: 1 });
       const sequence = [...prompt, ...trace.steps.map((s) => s.token)];
 
-      // Our engine on the same token sequence (teacher forcing): native with the default F16 KV
-      // cache against llama.cpp; native and reference with F32 caches against each other (two F16
-      // caches built from slightly different floats round differently, see docs/testing.md).
-      const native = await loadModel(path, { threads: 2 });
+      // Our engine on the same token sequence (teacher forcing): native with the F16 KV cache and
+      // llama.cpp's attention numerics against llama.cpp; native and reference with F32 caches
+      // against each other (two F16 caches built from slightly different floats round
+      // differently, see docs/testing.md).
+      const native = await loadModel(path, { threads: 2, attentionNumerics: "llama.cpp" });
       const native32 = await loadModel(path, { threads: 2, kvCache: "f32" });
       const reference = await loadModel(path, { backend: "reference", worker: false, kvCache: "f32" });
       const ours = await native.logits(sequence.slice(0, -1));

@@ -190,6 +190,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
     const int64_t hd = int_arg(info, 8, "headDim", 1);
     const double scale = num_arg(info, 9, "scale");
+    const bool f16_accumulate = info.Length() > 10 && info[10].ToBoolean().Value();
     need(env, pos.length, static_cast<double>(n), "positions");
     need(env, q.length, static_cast<double>(n) * nh * hd, "q");
     need(env, out.length, static_cast<double>(n) * nh * hd, "out");
@@ -200,7 +201,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
     need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
-    e.attention_f16(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+    e.attention_f16(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale),
+                    f16_accumulate);
   }
 
   // toF16(dst, dstOffset, src, len)

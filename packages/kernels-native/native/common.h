@@ -94,17 +94,23 @@ static inline uint16_t f32_to_bf16(float value) {
   return static_cast<uint16_t>((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
 }
 
-/** ggml's reference quantization of one 32-block to Q8_0: d = amax/127, q = roundf(x/d). */
-static inline void quantize_block_q8_0_ref(const float* x, BlockQ8_0* y) {
+/**
+ * Activations to Q8_0 as ggml's x86 SIMD path does (quantize_row_q8_0, AVX2 and AVX-512 builds):
+ * scale by 127/amax and round halves to even. (ggml's reference quantizer, used for weights in
+ * files, scales by 1/(amax/127) and rounds halves away from zero; the weights are quantized in
+ * TypeScript with that one.) Matching llama.cpp here matters: a different rounding of a tie shows
+ * in the logits.
+ */
+static inline void quantize_block_q8_0_act(const float* x, BlockQ8_0* y) {
   float amax = 0.0f;
   for (int j = 0; j < kQK; j++) {
     const float a = std::fabs(x[j]);
     if (a > amax) amax = a;
   }
   const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
   y->d = f32_to_f16(d);
-  for (int j = 0; j < kQK; j++) y->qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+  for (int j = 0; j < kQK; j++) y->qs[j] = static_cast<int8_t>(std::nearbyintf(x[j] * id));
 }
 
 /** Arguments of one rope call (see Backend.rope). */
@@ -162,8 +168,8 @@ struct Kernels {
   void (*softmax_row)(float* x, int64_t dim);
   void (*swiglu)(float* y, const float* g, const float* u, int64_t len);
   void (*add)(float* y, const float* a, const float* b, int64_t len);
-  /** Rotates one row of n_heads*head_dim values at position `pos`; `inv_freq[i]` = base^(-2i/nDims). */
-  void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, const double* inv_freq);
+  /** Rotates one row of n_heads*head_dim values at position `pos`; `theta_scale` = base^(-2/nDims) in float. */
+  void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, float theta_scale);
   /**
    * One (token, head) of causal attention: q[head_dim] over k/v rows 0..len-1 (row stride
    * `kv_stride` floats). `scores` has room for `len` floats, `acc` for head_dim floats.

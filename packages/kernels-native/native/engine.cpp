@@ -236,7 +236,7 @@ void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int
 
 void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v,
                            const int32_t* positions, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                           float scale) {
+                           float scale, bool f16_accumulate) {
   check_nonneg(n, "n");
   if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0) {
     throw std::invalid_argument("attention: nHeads must be a positive multiple of nKvHeads, headDim positive");
@@ -248,10 +248,28 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
     max_len = std::max<int64_t>(max_len, static_cast<int64_t>(positions[t]) + 1);
   }
   const int64_t group = n_heads / n_kv_heads;
-  const size_t need = round_up64(attention_f16_scratch_floats(group, head_dim) * 4);
-  for (auto& s : per_thread_) s.reserve(need);
   const int64_t q_row = n_heads * head_dim;
   const size_t kv_row = static_cast<size_t>(n_kv_heads * head_dim);
+  if (f16_accumulate) {
+    for (auto& s : per_thread_) s.reserve(round_up64(static_cast<size_t>(head_dim) * 4));
+    const int64_t tasks = n * n_heads;
+    const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
+    parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
+      uint16_t* qh = reinterpret_cast<uint16_t*>(per_thread_[static_cast<size_t>(tid)].data());
+      for (int64_t i = i0; i < i1; i++) {
+        const int64_t t = i / n_heads;
+        const int64_t h = i % n_heads;
+        const int64_t len = static_cast<int64_t>(positions[t]) + 1;
+        const size_t off = static_cast<size_t>(t * q_row + h * head_dim);
+        const int64_t g = h / group;
+        attention_head_f16acc(out + off, q + off, k + g * head_dim, v + g * head_dim, kv_row, len, head_dim, scale, qh,
+                              qh + head_dim);
+      }
+    });
+    return;
+  }
+  const size_t need = round_up64(attention_f16_scratch_floats(group, head_dim) * 4);
+  for (auto& s : per_thread_) s.reserve(need);
   const int64_t tasks = n * n_kv_heads;
   const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
   parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
@@ -314,17 +332,12 @@ void Engine::rope(float* x, int64_t n, const int32_t* positions, const RopeArgs&
     throw std::invalid_argument("rope: nDims must be even, positive and <= headDim");
   }
   if (a.n_heads <= 0) throw std::invalid_argument("rope: nHeads must be positive");
-  const int64_t half = a.n_dims / 2;
-  inv_freq_.resize(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; i++) {
-    inv_freq_[static_cast<size_t>(i)] =
-        std::pow(a.freq_base, -2.0 * static_cast<double>(i) / static_cast<double>(a.n_dims));
-  }
+  // base^(-2/n_dims) in float, as ggml computes it (see rope_row_impl).
+  const float theta_scale = std::pow(static_cast<float>(a.freq_base), -2.0f / static_cast<float>(a.n_dims));
   const int64_t row = a.n_heads * a.head_dim;
-  const double* inv = inv_freq_.data();
   const int64_t grain = n * row < 16384 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
   parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; t++) k_->rope_row(x + t * row, positions[t], a, inv);
+    for (int64_t t = t0; t < t1; t++) k_->rope_row(x + t * row, positions[t], a, theta_scale);
   });
 }
 

@@ -52,9 +52,12 @@ class Engine {
   /**
    * Causal GQA attention over an F16 KV cache (IEEE half bits; rows of n_kv_heads*head_dim), one
    * task per (token, KV head) with all the query heads of its group (see attention_group_f16_t).
+   * With `f16_accumulate`, llama.cpp's numerics instead (attention_head_f16acc), one task per
+   * (token, head).
    */
   void attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v, const int32_t* positions,
-                     int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale);
+                     int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                     bool f16_accumulate = false);
   /** dst[i] = f16(src[i]) for `len` values (round to nearest even). */
   void to_f16(uint16_t* dst, const float* src, int64_t len);
   /** matmul over weights in the repacked layout of repack.h (Q4_0 / Q8_0 only). */
@@ -95,7 +98,6 @@ class Engine {
   Isa isa_;
   const Kernels* k_;
   ScratchBuffer act_;                 // activations converted to the vecDotType, n rows
-  std::vector<double> inv_freq_;      // rope: freq_base^(-2i/n_dims)
   std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
   std::vector<int64_t> run_starts_;        // paged attention: first row of each run
 };

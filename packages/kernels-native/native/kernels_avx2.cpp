@@ -32,27 +32,36 @@ inline float hmax256(__m256 a) {
   return _mm_cvtss_f32(m);
 }
 
-// Cephes-style expf, ~2 ulp; inputs below ln(FLT_MIN) give 0, inputs above 88 saturate at e^88.
+// expf for 8 lanes: x = n·ln2 + b with |b| <= ln2/2, e^b by a degree-5 polynomial, 2^n put in the
+// exponent bits; the scaled branch handles |n| > 126 (overflow to inf above ~88.7, underflow to 0
+// below ~-104). This is the algorithm of ARM's optimized-routines expf (max error ~1.5 ulp) with
+// the operation order of llama.cpp's AVX2 build (ggml_v_expf), so SiLU and softmax give the same
+// bits as llama.cpp, which keeps Q8_0 activation roundings identical downstream.
 inline __m256 exp256(__m256 x) {
-  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
-  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-  const __m256 z = _mm256_mul_ps(x, x);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, z, x);
-  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-  const __m256i n = _mm256_cvtps_epi32(fx);
-  const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
-  return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, pow2n));
+  const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);  // x/ln2 + shift
+  const __m256 n = _mm256_sub_ps(z, shift);                                      // round(x/ln2)
+  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),          // x - n·ln2 (hi, lo)
+                                    _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));  // 2^n
+  const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+  const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 p = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                      _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));  // e^b - 1
+  if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(p, k, k);
+  // 2^n out of the normal exponent range: scale in two steps (s1·s2), or saturate when |n| > 192.
+  const __m256i neg = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32(static_cast<int>(0x82000000u)));
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(neg, _mm256_set1_epi32(0x7f000000)));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, neg));
+  const __m256 huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m256 scaled = _mm256_or_ps(_mm256_and_ps(big, _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1)),
+                                     _mm256_andnot_ps(big, _mm256_fmadd_ps(k, p, k)));
+  return _mm256_or_ps(_mm256_and_ps(huge, _mm256_mul_ps(s1, s1)), _mm256_andnot_ps(huge, scaled));
 }
 
 struct Avx2V {
@@ -105,15 +114,8 @@ void conv_bf16(const float* x, void* dst, int64_t cols) {
   for (; i < cols; i++) y[i] = bf16_to_f32(f32_to_bf16(x[i]));
 }
 
-// C roundf (halves away from zero) for |v| < 2^23.
-inline __m256 round_half_away(__m256 v) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
-  const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign_bit));
-  const __m256 ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  return _mm256_add_ps(t, _mm256_and_ps(ge, step));
-}
+// Halves to even, as ggml's x86 quantize_row_q8_0 (see quantize_block_q8_0_act).
+inline __m256 round_half_even(__m256 v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
 void conv_q8_0(const float* x, void* dst, int64_t cols) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
@@ -129,13 +131,13 @@ void conv_q8_0(const float* x, void* dst, int64_t cols) {
                                    _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
     const float amax = hmax256(m);
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;  // ggml's x86 quantize_row_q8_0
     y[b].d = f32_to_f16(d);
     const __m256 idv = _mm256_set1_ps(id);
-    v0 = round_half_away(_mm256_mul_ps(v0, idv));
-    v1 = round_half_away(_mm256_mul_ps(v1, idv));
-    v2 = round_half_away(_mm256_mul_ps(v2, idv));
-    v3 = round_half_away(_mm256_mul_ps(v3, idv));
+    v0 = round_half_even(_mm256_mul_ps(v0, idv));
+    v1 = round_half_even(_mm256_mul_ps(v1, idv));
+    v2 = round_half_even(_mm256_mul_ps(v2, idv));
+    v3 = round_half_even(_mm256_mul_ps(v3, idv));
     __m256i i0 = _mm256_cvtps_epi32(v0);
     __m256i i1 = _mm256_cvtps_epi32(v1);
     __m256i i2 = _mm256_cvtps_epi32(v2);

@@ -101,25 +101,17 @@ void conv_bf16_raw(const float* x, void* dst, int64_t cols) {
 
 void conv_q8_0(const float* x, void* dst, int64_t cols) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
-  const __m512 sign_bit = _mm512_set1_ps(-0.0f);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 half = _mm512_set1_ps(0.5f);
   for (int64_t b = 0; b < cols / kQK; b++) {
     const float* xb = x + b * kQK;
     __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;  // ggml's x86 quantize_row_q8_0
     y[b].d = f32_to_f16(d);
     const __m512 idv = _mm512_set1_ps(id);
     for (int h = 0; h < 2; h++) {
-      const __m512 s = _mm512_mul_ps(v[h], idv);
-      // roundf: truncate, then step away from zero when the dropped fraction is >= 0.5
-      __m512 t = _mm512_roundscale_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(s, t));
-      const __mmask16 ge = _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ);
-      const __m512 step = _mm512_or_ps(one, _mm512_and_ps(s, sign_bit));
-      t = _mm512_mask_add_ps(t, ge, t, step);
+      // halves to even (see quantize_block_q8_0_act)
+      const __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(v[h], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m128i q = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + 16 * h), q);
     }

@@ -110,7 +110,7 @@ void conv_q8act_ref(const float* x, void* dst, int64_t cols) {
   int32_t* ss = reinterpret_cast<int32_t*>(ds + nb);
   for (int64_t b = 0; b < nb; b++) {
     BlockQ8_0 blk;
-    quantize_block_q8_0_ref(x + b * kQK, &blk);
+    quantize_block_q8_0_act(x + b * kQK, &blk);
     ds[b] = f16_to_f32(blk.d);
     int32_t sum = 0;
     for (int j = 0; j < kQK; j++) {

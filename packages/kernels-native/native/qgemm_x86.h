@@ -33,15 +33,8 @@ inline float q8act_hmax256(__m256 a) {
   return _mm_cvtss_f32(m);
 }
 
-// C roundf (halves away from zero) for |v| < 2^23.
-inline __m256 q8act_round(__m256 v) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
-  const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign_bit));
-  const __m256 ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  return _mm256_add_ps(t, _mm256_and_ps(ge, step));
-}
+// Halves to even, as ggml's x86 quantize_row_q8_0 (see quantize_block_q8_0_act).
+inline __m256 q8act_round(__m256 v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
 /** f32 row -> Q8 act row (see the header comment). */
 void conv_q8act(const float* x, void* dst, int64_t cols) {
@@ -61,7 +54,7 @@ void conv_q8act(const float* x, void* dst, int64_t cols) {
                                    _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
     const float amax = q8act_hmax256(m);
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;  // ggml's x86 quantize_row_q8_0
     ds[b] = f16_to_f32(f32_to_f16(d));
     const __m256 idv = _mm256_set1_ps(id);
     __m256i i0 = _mm256_cvtps_epi32(q8act_round(_mm256_mul_ps(v0, idv)));

@@ -49,28 +49,18 @@ template <class V>
 void rms_norm_row_t(float* y, const float* x, const float* w, int64_t dim, float eps) {
   using R = typename V::reg;
   constexpr int W = V::W;
-  R s0 = V::zero(), s1 = V::zero();
-  int64_t i = 0;
-  for (; i + 2 * W <= dim; i += 2 * W) {
-    const R a = V::load(x + i);
-    const R b = V::load(x + i + W);
-    s0 = V::fmadd(a, a, s0);
-    s1 = V::fmadd(b, b, s1);
-  }
-  for (; i + W <= dim; i += W) {
-    const R a = V::load(x + i);
-    s0 = V::fmadd(a, a, s0);
-  }
-  float ss = V::hsum(V::add(s0, s1));
-  for (; i < dim; i++) ss += x[i] * x[i];
-  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  // As ggml: float squares summed in double, in order; the mean and the scale in float. A last-bit
+  // difference in the scale moves every output of the row, and so the Q8_0 roundings after it.
+  double ss = 0.0;
+  for (int64_t i = 0; i < dim; i++) ss += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(ss / static_cast<double>(dim));
+  const float scale = 1.0f / std::sqrt(mean + eps);
   const R sc = V::set1(scale);
-  i = 0;
+  int64_t i = 0;
   for (; i + W <= dim; i += W) V::store(y + i, V::mul(V::mul(V::load(x + i), sc), V::load(w + i)));
   for (; i < dim; i++) y[i] = x[i] * scale * w[i];
 }
 
-// x[i] = exp(x[i] - m), returns the sum.
 template <class V>
 inline float exp_sub_sum(float* x, float m, int64_t n) {
   using R = typename V::reg;
@@ -147,23 +137,28 @@ void add_t(float* y, const float* a, const float* b, int64_t len) {
   for (; i < len; i++) y[i] = a[i] + b[i];
 }
 
-// The angle of each rotated pair is computed in double, as the reference does, so long
-// contexts do not drift (ggml's float recurrence loses ~1e-3 rad at position 4096).
-inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, const double* inv_freq) {
+// ggml's float arithmetic, step for step (ggml_rope_cache_init, rope_yarn, rotate_pairs): the
+// angle of pair i is pos · theta_scale^i reached by repeated float multiplication, with float
+// cos/sin. A 1e-6 difference in an angle flips Q8_0 activation roundings downstream, which shows
+// in the logits, so matching llama.cpp beats extra precision here. (The float recurrence drifts by
+// ~1e-3 rad at position 4096; HF transformers' float32 angles are of the same order.)
+inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_scale) {
   const int64_t half = a.n_dims / 2;
-  const double p = static_cast<double>(pos) * a.freq_scale;
+  const float freq_scale = static_cast<float>(a.freq_scale);
+  float theta = static_cast<float>(pos);
   for (int64_t i = 0; i < half; i++) {
-    const double theta = p * inv_freq[i];
-    const double c = std::cos(theta);
-    const double s = std::sin(theta);
+    const float angle = freq_scale * theta;
+    const float c = std::cos(angle);
+    const float s = std::sin(angle);
+    theta *= theta_scale;
     const int64_t ia = a.neox ? i : 2 * i;
     const int64_t ib = a.neox ? i + half : 2 * i + 1;
     for (int64_t h = 0; h < a.n_heads; h++) {
       float* row = x + h * a.head_dim;
-      const double x0 = row[ia];
-      const double x1 = row[ib];
-      row[ia] = static_cast<float>(x0 * c - x1 * s);
-      row[ib] = static_cast<float>(x0 * s + x1 * c);
+      const float x0 = row[ia];
+      const float x1 = row[ib];
+      row[ia] = x0 * c - x1 * s;
+      row[ib] = x0 * s + x1 * c;
     }
   }
 }
@@ -181,6 +176,55 @@ void attention_head_t(float* out, const float* q, const float* k, const float* v
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(head_dim));
   for (int64_t j = 0; j < len; j++) axpy_f32<V>(acc, scores[j], v + j * kv_stride, head_dim);
   scale_f32<V>(out, acc, 1.0f / sum, head_dim);
+}
+
+/**
+ * One (token, head) of attention over an F16 cache computed as ggml's CPU flash attention does for
+ * batches under 64 rows (ggml_compute_forward_flash_attn_ext_f16_one_chunk, AVX2 build), bit for
+ * bit: Q rounded to F16; each score an F16·F16 dot product in 4×8 float FMA lanes reduced as
+ * GGML_F32x8_REDUCE does; an online softmax with float exp; the weighted V rows accumulated in an
+ * F16 buffer rounded after every key (ggml_vec_mad_f16 / ggml_vec_scale_f16). Scalar code with
+ * std::fma gives the same bits as those AVX2 instructions. `qh` and `acc` hold head_dim halves.
+ */
+inline void attention_head_f16acc(float* out, const float* q, const uint16_t* k, const uint16_t* v,
+                                  size_t kv_stride, int64_t len, int64_t head_dim, float scale, uint16_t* qh,
+                                  uint16_t* acc) {
+  const int64_t full = head_dim - head_dim % 32;
+  for (int64_t d = 0; d < head_dim; d++) {
+    qh[d] = f32_to_f16(q[d]);
+    acc[d] = 0;
+  }
+  float sum = 0.0f;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < len; j++) {
+    const uint16_t* kr = k + static_cast<size_t>(j) * kv_stride;
+    float lanes[32] = {};
+    for (int64_t i = 0; i < full; i += 32)
+      for (int l = 0; l < 32; l++) lanes[l] = std::fma(f16_to_f32(kr[i + l]), f16_to_f32(qh[i + l]), lanes[l]);
+    for (int l = 0; l < 8; l++) {
+      lanes[l] += lanes[16 + l];
+      lanes[8 + l] += lanes[24 + l];
+    }
+    for (int l = 0; l < 8; l++) lanes[l] += lanes[8 + l];
+    double dot = (lanes[0] + lanes[4] + (lanes[1] + lanes[5])) + (lanes[2] + lanes[6] + (lanes[3] + lanes[7]));
+    for (int64_t i = full; i < head_dim; i++) dot += static_cast<double>(f16_to_f32(kr[i]) * f16_to_f32(qh[i]));
+    const float s = static_cast<float>(dot) * scale;
+    float ms = 1.0f;
+    float vs = 1.0f;
+    if (s > mx) {
+      ms = std::exp(mx - s);
+      mx = s;
+      for (int64_t d = 0; d < head_dim; d++) acc[d] = f32_to_f16(f16_to_f32(acc[d]) * ms);
+    } else {
+      vs = std::exp(s - mx);
+    }
+    const uint16_t* vr = v + static_cast<size_t>(j) * kv_stride;
+    for (int64_t d = 0; d < full; d++) acc[d] = f32_to_f16(std::fma(f16_to_f32(vr[d]), vs, f16_to_f32(acc[d])));
+    for (int64_t d = full; d < head_dim; d++) acc[d] = f32_to_f16(f16_to_f32(acc[d]) + f16_to_f32(vr[d]) * vs);
+    sum = sum * ms + vs;
+  }
+  const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+  for (int64_t d = 0; d < head_dim; d++) out[d] = f16_to_f32(acc[d]) * inv;
 }
 
 /** Keys per tile of the F16 attention kernel. */
@@ -259,7 +303,7 @@ inline void conv_bf16_f32_ref(const float* x, void* dst, int64_t cols) {
 
 inline void conv_q8_0_ref(const float* x, void* dst, int64_t cols) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
-  for (int64_t b = 0; b < cols / kQK; b++) quantize_block_q8_0_ref(x + b * kQK, y + b);
+  for (int64_t b = 0; b < cols / kQK; b++) quantize_block_q8_0_act(x + b * kQK, y + b);
 }
 
 inline void dequant_f32_ref(const void* src, float* dst, int64_t cols) {

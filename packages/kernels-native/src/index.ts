@@ -534,7 +534,20 @@ export class NativeBackend implements Backend {
       return;
     }
     try {
-      if (f16) e.attentionF16(out, q, k, v as Uint16Array, positions, n, nHeads, nKvHeads, headDim, scale);
+      if (f16)
+        e.attentionF16(
+          out,
+          q,
+          k,
+          v as Uint16Array,
+          positions,
+          n,
+          nHeads,
+          nKvHeads,
+          headDim,
+          scale,
+          params.f16Accumulate === true,
+        );
       else
         e.attention(
           out,

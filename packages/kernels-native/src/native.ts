@@ -91,6 +91,7 @@ export interface NativeEngine {
     nKvHeads: number,
     headDim: number,
     scale: number,
+    f16Accumulate: boolean,
   ): void;
   toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
   dispose(): void;

@@ -48,6 +48,31 @@ describe.each(availableIsas())("isa=%s: F16 KV cache", (isa: Isa) => {
     });
   }
 
+  for (const c of CASES) {
+    it(`llama.cpp numerics (F16 accumulation) heads=${c.nHeads}/${c.nKvHeads} headDim=${c.headDim} ctx=${c.ctxLen} equal the reference emulation`, () => {
+      const g = gen(`${isa}/attn16acc/${c.nHeads}/${c.nKvHeads}/${c.headDim}/${c.ctxLen}`);
+      const p = { ...c, scale: 1 / Math.sqrt(c.headDim), f16Accumulate: true };
+      const kvRow = c.nKvHeads * c.headDim;
+      const k = toHalf(g.uniform(c.ctxLen * kvRow, 4));
+      const v = toHalf(g.uniform(c.ctxLen * kvRow, 2));
+      for (const n of [1, 5]) {
+        const positions = Int32Array.from({ length: n }, () => g.int(c.ctxLen));
+        const q = g.uniform(n * c.nHeads * c.headDim, 3);
+        const want = new Float32Array(q.length);
+        const got = new Float32Array(q.length).fill(Number.NaN);
+        const exact = new Float32Array(q.length);
+        ref.attention(want, q, k, v, positions, n, p);
+        nb.attention(got, q, k, v, positions, n, p);
+        ref.attention(exact, q, k, v, positions, n, { ...p, f16Accumulate: false });
+        // Same operations in the same order: only a rare last-bit difference of exp() between
+        // glibc and V8 (or of the emulated fma) may remain, which can flip one F16 rounding.
+        expect(relErr(got, want), ctx(`${isa} f16-accumulate n=${n}`)).toBeLessThanOrEqual(1e-6);
+        // F16 accumulation approximates the exact result (F16 precision, not something else).
+        expect(relErr(got, exact)).toBeLessThan(5e-3);
+      }
+    });
+  }
+
   it("toF16 rounds exactly as f32ToF16 (ties, subnormals, overflow, NaN)", () => {
     const g = gen(`${isa}/toF16`);
     const src = Float32Array.from([
