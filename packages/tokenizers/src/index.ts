@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { type ChatMessage, ChatFormatter, type ChatRenderOptions } from "./chat.js";
 export { bpeMetadata, type TrainBpeOptions, type TrainedBpe, trainBpe } from "./bpe-trainer.js";
 export { StreamingDecoder, type StreamingDecoderOptions } from "./decoding.js";
 export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
