@@ -14,15 +14,21 @@ import {
   saveGGUFAdapter,
   savePeft,
 } from "@ryzanstein/lora";
-import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
+import { chatExamples, parseChatJsonl } from "@ryzanstein/training";
 import { resolveModelPath } from "../resolve-model.js";
 
 /** Options of `ryzanstein finetune`. */
 export interface FinetuneCommandOptions {
   /** Base GGUF (default: as `run` resolves it). */
   model?: string;
-  /** Plain text, or JSONL with one `{"text": ...}` record per line. */
+  /**
+   * Plain text, or JSONL with one `{"text": ...}` record per line, or JSONL chat records
+   * `{"messages": [...]}` (chat template applied, loss on assistant turns only).
+   */
   data: string;
+  /** Activation checkpointing: `auto` (on for large models), `on`, `off`. */
+  checkpoint?: "auto" | "on" | "off";
   /** Output GGUF LoRA adapter. */
   out: string;
   /** Also write a PEFT directory here. */
@@ -49,6 +55,36 @@ export interface FinetuneCommandOptions {
   threads?: number;
   /** Kernel variant. */
   isa?: Isa;
+}
+
+/** True when `path` is JSONL whose first record is a chat record (`{"messages": [...]}`). */
+export function isChatJsonl(path: string): boolean {
+  if (!/\.jsonl$/i.test(path) || !existsSync(path)) return false;
+  const first = readFileSync(path, "utf8")
+    .split("\n")
+    .find((l) => l.trim() !== "");
+  if (first === undefined) return false;
+  try {
+    return Array.isArray((JSON.parse(first) as { messages?: unknown } | null)?.messages);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Tokens to fine-tune on: chat JSONL records rendered with the model's chat template, with a loss
+ * mask over the assistant turns; otherwise the text of {@link readTrainingText}, every token a target.
+ */
+export function readTrainingData(
+  path: string,
+  tok: Tokenizer,
+  chatTemplate: string | undefined,
+): { tokens: Int32Array; lossMask?: Uint8Array } {
+  if (isChatJsonl(path)) {
+    const ex = chatExamples(parseChatJsonl(readFileSync(path, "utf8"), path), tok, chatTemplate);
+    return { tokens: ex.tokens, lossMask: ex.mask };
+  }
+  return { tokens: Int32Array.from(tok.encode(readTrainingText(path))) };
 }
 
 /** Reads training text: plain text, or `{"text": ...}` JSONL records joined by newlines. */
@@ -90,13 +126,21 @@ export function finetuneCommand(
   out: NodeJS.WritableStream = process.stdout,
 ): void {
   const basePath = resolveModelPath(o.model);
-  const text = readTrainingText(o.data);
+  if (!existsSync(o.data))
+    throw new RyzansteinError("IO_ERROR", `data file not found: ${o.data}`, { file: o.data });
   const base = loadBase(basePath);
   const tok = createTokenizerFromGGUF(base.tokenizer);
-  const tokens = Int32Array.from(tok.encode(text));
+  const template = base.tokenizer["tokenizer.chat_template"];
+  const { tokens, lossMask } = readTrainingData(
+    o.data,
+    tok,
+    typeof template === "string" ? template : undefined,
+  );
   const r = finetune({
     base,
     tokens,
+    lossMask,
+    checkpointLayers: o.checkpoint === "on" ? true : o.checkpoint === "off" ? false : undefined,
     lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
     training: {
       seqLen: o.seqLen,
