@@ -11,6 +11,7 @@ import {
   generateTokens,
 } from "./generate.js";
 import { type Context, type KVCacheType, Model } from "./model.js";
+import { type AdapterWeights, withAdapter } from "./adapters.js";
 import { readLlamaWeights } from "./weights.js";
 
 /** Which backend runs the arithmetic. */
@@ -32,6 +33,8 @@ export interface SessionOptions {
   kvCache?: KVCacheType;
   /** Repack quantized weights at load for the native kernels (default true; see NativeBackendOptions.repack). */
   repack?: boolean;
+  /** A LoRA adapter applied beside the frozen weights at every step (not merged into them). */
+  lora?: AdapterWeights;
 }
 
 /** Phases of loading, reported through the progress callback. */
@@ -115,7 +118,8 @@ export class ModelSession {
     if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize > 1 << 20) {
       throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
     }
-    this.model = new Model(this.config, weights, createBackend(options));
+    const backend = createBackend(options);
+    this.model = new Model(this.config, weights, options.lora ? withAdapter(backend, weights, options.lora) : backend);
     this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512, options.kvCache ?? "f16");
     onProgress?.({ phase: "ready", fraction: 1 });
   }

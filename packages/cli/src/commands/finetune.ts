@@ -1,6 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
 import type { Isa } from "@ryzanstein/kernels-native";
 import {
@@ -10,7 +8,6 @@ import {
   loadBase,
   loadGGUFAdapter,
   loadPeft,
-  mergeToGGUF,
   saveGGUFAdapter,
   savePeft,
 } from "@ryzanstein/lora";
@@ -168,23 +165,11 @@ export function finetuneCommand(
   );
 }
 
-/**
- * Merges an adapter (GGUF file or PEFT directory) into `basePath` in a temporary file and returns
- * its path and a cleanup function.
- */
-export function mergedModel(basePath: string, adapter: string): { path: string; cleanup: () => void } {
+/** Reads an adapter (GGUF file or PEFT directory) for the model at `basePath`. */
+export function readAdapter(basePath: string, adapter: string): LoraWeights {
   if (!existsSync(adapter))
     throw new RyzansteinError("IO_ERROR", `adapter not found: ${adapter}`, { file: adapter });
-  const w: LoraWeights = statSync(adapter).isDirectory()
-    ? loadPeft(adapter, loadBase(basePath).shape)
+  return statSync(adapter).isDirectory()
+    ? loadPeft(adapter, loadBase(basePath, { repack: false }).shape)
     : loadGGUFAdapter(adapter);
-  const dir = mkdtempSync(join(tmpdir(), "ryz-lora-"));
-  const path = join(dir, "merged.gguf");
-  try {
-    mergeToGGUF(basePath, w, path);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
-  return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
