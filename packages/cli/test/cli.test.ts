@@ -286,11 +286,29 @@ describe("ryzanstein finetune and run --lora", () => {
       ).join("\n"),
     );
     const out = join(dir, "chat-lora.gguf");
-    const r = cli(["finetune", ...base.slice(0, 2), "--data", chat, ...base.slice(4), "--out", out, "--steps", "4"]);
+    const r = cli([
+      "finetune",
+      ...base.slice(0, 2),
+      "--data",
+      chat,
+      ...base.slice(4),
+      "--out",
+      out,
+      "--steps",
+      "4",
+    ]);
     expect(r.code).toBe(0);
     expect(existsSync(out)).toBe(true);
     const bad = join(dir, "bad-chat.jsonl");
-    writeFileSync(bad, `${JSON.stringify({ messages: [{ role: "user", content: "x" }, { role: "assistant", content: "y" }] })}\n{"messages": [}\n`);
+    writeFileSync(
+      bad,
+      `${JSON.stringify({
+        messages: [
+          { role: "user", content: "x" },
+          { role: "assistant", content: "y" },
+        ],
+      })}\n{"messages": [}\n`,
+    );
     const out2 = join(dir, "never-chat.gguf");
     const r2 = cli(["finetune", "--model", stories, "--data", bad, "--out", out2]);
     expect(r2.code).toBe(1);

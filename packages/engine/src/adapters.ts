@@ -64,10 +64,17 @@ export function withAdapter(inner: Backend, weights: ModelWeights, adapter: Adap
   const byName = namedMatrices(weights);
   const bound = new Map<Tensor, Bound>();
   const r = adapter.rank;
-  if (!Number.isInteger(r) || r < 1) throw new RyzansteinError("INVALID_ARGUMENT", `adapter rank ${r} is invalid`);
+  if (!Number.isInteger(r) || r < 1)
+    throw new RyzansteinError("INVALID_ARGUMENT", `adapter rank ${r} is invalid`);
   for (const [name, t] of adapter.tensors) {
     const w = byName.get(name);
-    if (!w || w.shape[0] !== t.outDim || w.shape[1] !== t.inDim || t.a.length !== r * t.inDim || t.b.length !== t.outDim * r) {
+    if (
+      !w ||
+      w.shape[0] !== t.outDim ||
+      w.shape[1] !== t.inDim ||
+      t.a.length !== r * t.inDim ||
+      t.b.length !== t.outDim * r
+    ) {
       throw new RyzansteinError(
         "SHAPE_MISMATCH",
         `the adapter does not fit this model: ${name} is ${w ? w.shape.join("×") : "missing"}, the adapter expects ${t.outDim}×${t.inDim}`,
@@ -77,7 +84,11 @@ export function withAdapter(inner: Backend, weights: ModelWeights, adapter: Adap
     const s = adapter.alpha / r;
     bound.set(w, {
       a: Tensor.fromF32([r, t.inDim], t.a, GGMLType.F32),
-      b: Tensor.fromF32([t.outDim, r], Float32Array.from(t.b, (v) => v * s), GGMLType.F32),
+      b: Tensor.fromF32(
+        [t.outDim, r],
+        Float32Array.from(t.b, (v) => v * s),
+        GGMLType.F32,
+      ),
       rank: r,
     });
   }

@@ -3,6 +3,7 @@ import { detectFormat, type ModelSource, openHFModel, parseGGUF } from "@ryzanst
 import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
 import { type Isa, mapFile, NativeBackend } from "@ryzanstein/kernels-native";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
+import { type AdapterWeights, withAdapter } from "./adapters.js";
 import { type ModelConfig, readModelConfig } from "./config.js";
 import {
   type GeneratedToken,
@@ -11,7 +12,6 @@ import {
   generateTokens,
 } from "./generate.js";
 import { type Context, type KVCacheType, Model } from "./model.js";
-import { type AdapterWeights, withAdapter } from "./adapters.js";
 import { readLlamaWeights } from "./weights.js";
 
 /** Which backend runs the arithmetic. */
@@ -119,7 +119,11 @@ export class ModelSession {
       throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
     }
     const backend = createBackend(options);
-    this.model = new Model(this.config, weights, options.lora ? withAdapter(backend, weights, options.lora) : backend);
+    this.model = new Model(
+      this.config,
+      weights,
+      options.lora ? withAdapter(backend, weights, options.lora) : backend,
+    );
     this.ctx = this.model.createContext(contextSize, options.batchSize ?? 512, options.kvCache ?? "f16");
     onProgress?.({ phase: "ready", fraction: 1 });
   }

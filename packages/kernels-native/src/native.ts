@@ -199,7 +199,14 @@ export interface NativeTrainEngine {
     n: number,
     accumulate: boolean,
   ): void;
-  getRowsFrozen(y: Float32Array, type: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array): void;
+  getRowsFrozen(
+    y: Float32Array,
+    type: number,
+    table: Uint8Array,
+    rows: number,
+    cols: number,
+    ids: Int32Array,
+  ): void;
   dispose(): void;
 }
 

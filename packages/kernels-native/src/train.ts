@@ -303,7 +303,10 @@ export class NativeTrainKernels {
       throw new RyzansteinError("INVALID_ARGUMENT", `${op}: w must be a FrozenWeight`);
     if (!isComputeFormat(w.type))
       throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `${op}: type ${w.type} is not supported`);
-    check(Number.isSafeInteger(w.rows) && w.rows >= 0 && Number.isSafeInteger(w.cols) && w.cols >= 0, `${op}: bad shape`);
+    check(
+      Number.isSafeInteger(w.rows) && w.rows >= 0 && Number.isSafeInteger(w.cols) && w.cols >= 0,
+      `${op}: bad shape`,
+    );
     if ((w.type === 2 || w.type === 8) && w.cols % 32 !== 0)
       throw new RyzansteinError(
         "SHAPE_MISMATCH",
@@ -334,21 +337,22 @@ export class NativeTrainKernels {
     accumulate = false,
   ): void {
     this.checkFrozen("linearFrozenBackwardInput", w);
-    check(
-      dx.length >= n * w.cols && dy.length >= n * w.rows,
-      "linearFrozenBackwardInput: buffer too short",
-    );
+    check(dx.length >= n * w.cols && dy.length >= n * w.rows, "linearFrozenBackwardInput: buffer too short");
     this.e.linearFrozenBackwardInput(dx, dy, w.type, w.data, w.packed, w.rows, w.cols, n, accumulate);
   }
 
   /** `y[i] = W[ids[i]]` decoded to floats (an embedding lookup; `w` in the file layout). */
   embeddingFrozen(y: Float32Array, w: FrozenWeight, ids: Int32Array, n: number): void {
     this.checkFrozen("embeddingFrozen", w);
-    if (w.packed) throw new RyzansteinError("INVALID_ARGUMENT", "embeddingFrozen: the table must be in the file layout");
+    if (w.packed)
+      throw new RyzansteinError("INVALID_ARGUMENT", "embeddingFrozen: the table must be in the file layout");
     check(ids.length >= n && y.length >= n * w.cols, "embeddingFrozen: buffer too short");
     for (let i = 0; i < n; i++) {
       if (ids[i] < 0 || ids[i] >= w.rows)
-        throw new RyzansteinError("OUT_OF_BOUNDS", `embeddingFrozen: id ${ids[i]} outside the table of ${w.rows} rows`);
+        throw new RyzansteinError(
+          "OUT_OF_BOUNDS",
+          `embeddingFrozen: id ${ids[i]} outside the table of ${w.rows} rows`,
+        );
     }
     this.e.getRowsFrozen(y, w.type, w.data, w.rows, w.cols, n === ids.length ? ids : ids.subarray(0, n));
   }

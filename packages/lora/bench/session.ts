@@ -24,7 +24,10 @@ export function finetuneSession(
   const graph = new TrainGraph(base.shape, 1, o.seq, ops, adapters, { checkpointLayers: o.checkpointLayers });
   const V = base.shape.vocabSize;
   let k = 1;
-  const tokens = Int32Array.from({ length: o.seq }, () => (k = (k * 48271) % 2147483647) % V);
+  const tokens = Int32Array.from({ length: o.seq }, () => {
+    k = (k * 48271) % 2147483647; // Lehmer generator: fixed pseudo-random tokens
+    return k % V;
+  });
   const targets = Int32Array.from({ length: o.seq }, (_, i) => tokens[(i + 1) % o.seq]);
   return {
     adapters,

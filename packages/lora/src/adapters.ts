@@ -85,15 +85,13 @@ export class LoraAdapters<A extends FloatArray> implements LinearHook<A> {
   }
 
   /**
-   * {@inheritDoc @ryzanstein/training!LinearHook.beginPass}
-   * Dropout masks are regenerated from (seed, pass, adapter, element) rather than stored, so a
-   * recomputed layer sees the same mask and no `[rows, in]` mask is kept per adapter.
+   * Starts a forward pass. Dropout masks are regenerated from (seed, pass, adapter, element)
+   * rather than stored, so a recomputed layer (activation checkpointing) sees the same mask and
+   * no `[rows, in]` mask is kept per adapter.
    */
   beginPass(): void {
     this.pass++;
   }
-
-
 
   /** A `[rank, in]` and B `[out, rank]` of an adapter (views). */
   matrices(name: string): { a: A; b: A; spec: AdapterSpec } {
@@ -182,7 +180,7 @@ export class LoraAdapters<A extends FloatArray> implements LinearHook<A> {
     const keep = 1 / (1 - this.dropout);
     const threshold = Math.floor(this.dropout * 4294967296);
     const k = mix(mix(this.seed ^ 0x5bd1e995, this.pass), si);
-    return (i) => ((mix(k, i) >>> 0) < threshold ? 0 : keep);
+    return (i) => (mix(k, i) >>> 0 < threshold ? 0 : keep);
   }
 }
 

@@ -153,7 +153,8 @@ export function finetune(o: FinetuneOptions): FinetuneResult {
         for (const t of targets[a]) if (t >= 0) count++;
       }
       const scale = 1 / Math.max(count, 1);
-      for (let a = 0; a < accum; a++) lossSum += graph.step(params, inputs[a], targets[a], undefined, scale, true);
+      for (let a = 0; a < accum; a++)
+        lossSum += graph.step(params, inputs[a], targets[a], undefined, scale, true);
       adapters.dropout = 0;
       const loss = lossSum * scale;
       const gradNorm = clipGradNorm(adapters.grads, h.clip ?? 1);

@@ -234,7 +234,10 @@ describe("LoRA on stories260K", () => {
       rank: 2,
       alpha: 2,
       tensors: new Map([
-        ["blk.0.attn_q.weight", { a: new Float32Array(2 * 32), b: new Float32Array(32 * 2), inDim: 32, outDim: 32 }],
+        [
+          "blk.0.attn_q.weight",
+          { a: new Float32Array(2 * 32), b: new Float32Array(32 * 2), inDim: 32, outDim: 32 },
+        ],
       ]),
     };
     await expect(loadModel(stories, { threads: 1, worker: false, lora: w })).rejects.toThrow(/does not fit/);

@@ -4,13 +4,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GGMLType } from "@ryzanstein/core-tensor";
+import { type ComputeFormat, GGMLType } from "@ryzanstein/core-tensor";
 import { writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
 import {
   chatExamples,
-  fillBatch,
   type FrozenModel,
+  fillBatch,
   makeWindows,
   nativeOps,
   paramLayout,
@@ -29,7 +29,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 const spec = { nLayers: 2, dim: 64, nHeads: 4, nKvHeads: 2, ffnDim: 128, vocabSize: 320, contextLength: 64 };
-const model = (type: GGMLType) => {
+const model = (type: ComputeFormat) => {
   const p = join(dir, `m-${type}.gguf`);
   writeRandomLlamaGGUF(p, { ...spec, type, seed: 3 });
   return p;
@@ -41,7 +41,12 @@ function decoded(m: FrozenModel): Float32Array {
   const { specs, total } = paramLayout(spec);
   const flat = new Float32Array(total);
   for (const s of specs) {
-    flat.set(s.isNorm ? (m.norms.get(s.name) as Float32Array) : (m.matrices.get(s.name)?.tensor.toF32() as Float32Array), s.offset);
+    flat.set(
+      s.isNorm
+        ? (m.norms.get(s.name) as Float32Array)
+        : (m.matrices.get(s.name)?.tensor.toF32() as Float32Array),
+      s.offset,
+    );
   }
   return flat;
 }
@@ -51,41 +56,46 @@ describe("QLoRA: the base stays quantized", () => {
     ["Q4_0", GGMLType.Q4_0, 18 / 32],
     ["Q8_0", GGMLType.Q8_0, 34 / 32],
     ["F16", GGMLType.F16, 2],
-  ] as const)("%s base: weights in their format; adapter gradients match the decoded base", (_n, type, bytesPerValue) => {
-    const base = loadBase(model(type));
-    let values = 0;
-    for (const [name, m] of base.weights.matrices) {
-      expect(m.native.type).toBe(type);
-      // Q8_0/Q4_0 matrices of >= 64 rows are repacked; the rest are read where they are mapped
-      expect(m.native.packed).toBe(type !== GGMLType.F16 && name !== "token_embd.weight" && m.native.rows >= 64);
-      values += m.native.rows * m.native.cols;
-    }
-    const normBytes = [...base.weights.norms.values()].reduce((t, v) => t + v.byteLength, 0);
-    expect(base.weightBytes).toBe(values * bytesPerValue + normBytes);
+  ] as const)(
+    "%s base: weights in their format; adapter gradients match the decoded base",
+    (_n, type, bytesPerValue) => {
+      const base = loadBase(model(type));
+      let values = 0;
+      for (const [name, m] of base.weights.matrices) {
+        expect(m.native.type).toBe(type);
+        // Q8_0/Q4_0 matrices of >= 64 rows are repacked; the rest are read where they are mapped
+        expect(m.native.packed).toBe(
+          type !== GGMLType.F16 && name !== "token_embd.weight" && m.native.rows >= 64,
+        );
+        values += m.native.rows * m.native.cols;
+      }
+      const normBytes = [...base.weights.norms.values()].reduce((t, v) => t + v.byteLength, 0);
+      expect(base.weightBytes).toBe(values * bytesPerValue + normBytes);
 
-    const n = 32;
-    const tokens = Int32Array.from({ length: n }, (_, i) => (i * 37 + 5) % spec.vocabSize);
-    const targets = Int32Array.from({ length: n }, (_, i) => tokens[(i + 1) % n]);
-    const grads = (params: FrozenModel | Float32Array) => {
-      const ad = new LoraAdapters(base.shape, { rank: 4, alpha: 8, targetModules: TARGETS }, ops, n, 5);
-      const r = seededRandom(2);
-      for (let i = 0; i < ad.params.length; i++) ad.params[i] = (r() * 2 - 1) * 0.2;
-      const g = new TrainGraph(base.shape, 2, 16, ops, ad, { checkpointLayers: true });
-      const loss = g.step(params as Float32Array, tokens, targets, undefined, 1 / n, true);
-      return { loss, grads: ad.grads.slice() };
-    };
-    const q = grads(base.weights);
-    const f = grads(decoded(base.weights));
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < q.grads.length; i++) {
-      num += (q.grads[i] - f.grads[i]) ** 2;
-      den += f.grads[i] ** 2;
-    }
-    // the only difference: the native forward rounds activations to Q8_0 (F16 for F16 weights) as ggml does
-    expect(Math.sqrt(num / den)).toBeLessThan(type === GGMLType.F16 ? 1e-2 : 5e-2);
-    expect(Math.abs(q.loss - f.loss) / f.loss).toBeLessThan(1e-2);
-  });
+      const n = 32;
+      const tokens = Int32Array.from({ length: n }, (_, i) => (i * 37 + 5) % spec.vocabSize);
+      const targets = Int32Array.from({ length: n }, (_, i) => tokens[(i + 1) % n]);
+      const grads = (params: FrozenModel | Float32Array) => {
+        const ad = new LoraAdapters(base.shape, { rank: 4, alpha: 8, targetModules: TARGETS }, ops, n, 5);
+        const r = seededRandom(2);
+        for (let i = 0; i < ad.params.length; i++) ad.params[i] = (r() * 2 - 1) * 0.2;
+        const g = new TrainGraph(base.shape, 2, 16, ops, ad, { checkpointLayers: true });
+        const loss = g.step(params as Float32Array, tokens, targets, undefined, 1 / n, true);
+        return { loss, grads: ad.grads.slice() };
+      };
+      const q = grads(base.weights);
+      const f = grads(decoded(base.weights));
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < q.grads.length; i++) {
+        num += (q.grads[i] - f.grads[i]) ** 2;
+        den += f.grads[i] ** 2;
+      }
+      // the only difference: the native forward rounds activations to Q8_0 (F16 for F16 weights) as ggml does
+      expect(Math.sqrt(num / den)).toBeLessThan(type === GGMLType.F16 ? 1e-2 : 5e-2);
+      expect(Math.abs(q.loss - f.loss) / f.loss).toBeLessThan(1e-2);
+    },
+  );
 
   it("fine-tuning a Q4_0 base lowers the held-out loss; only the adapters are F32", () => {
     const base = loadBase(model(GGMLType.Q4_0));
@@ -113,7 +123,15 @@ describe("QLoRA: the base stays quantized", () => {
 
 describe("activation checkpointing with LoRA dropout", () => {
   it("float64 reference: identical adapter gradients with and without checkpointing", () => {
-    const shape = { nLayers: 3, dim: 16, nHeads: 4, nKvHeads: 2, ffnDim: 24, vocabSize: 20, contextLength: 8 };
+    const shape = {
+      nLayers: 3,
+      dim: 16,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 24,
+      vocabSize: 20,
+      contextLength: 8,
+    };
     const r = seededRandom(4);
     const { total, specs } = paramLayout(shape);
     const p = Float64Array.from({ length: total }, () => (r() * 2 - 1) * 0.3);
@@ -121,7 +139,13 @@ describe("activation checkpointing with LoRA dropout", () => {
     const tokens = Int32Array.from({ length: 10 }, (_, i) => (i * 7 + 3) % 20);
     const targets = Int32Array.from({ length: 10 }, (_, i) => (i * 5 + 1) % 20);
     const run = (checkpointLayers: boolean) => {
-      const ad = new LoraAdapters(shape, { rank: 3, alpha: 6, dropout: 0.3, targetModules: TARGETS }, referenceOps, 10, 9);
+      const ad = new LoraAdapters(
+        shape,
+        { rank: 3, alpha: 6, dropout: 0.3, targetModules: TARGETS },
+        referenceOps,
+        10,
+        9,
+      );
       const rr = seededRandom(1);
       for (let i = 0; i < ad.params.length; i++) ad.params[i] = (rr() * 2 - 1) * 0.3;
       const g = new TrainGraph(shape, 2, 5, referenceOps, ad, { checkpointLayers });
@@ -138,7 +162,12 @@ describe("chat records: loss on assistant tokens only", () => {
   const base = loadBase(model(GGMLType.F32));
   const tok = createTokenizerFromGGUF(base.tokenizer);
   const jsonl = [
-    { messages: [{ role: "user", content: "hi robo" }, { role: "assistant", content: "beep boop" }] },
+    {
+      messages: [
+        { role: "user", content: "hi robo" },
+        { role: "assistant", content: "beep boop" },
+      ],
+    },
     {
       messages: [
         { role: "system", content: "be brief" },
@@ -153,7 +182,9 @@ describe("chat records: loss on assistant tokens only", () => {
     .join("\n");
 
   it("malformed records name their line", () => {
-    expect(() => parseChatJsonl(`${jsonl}\n{"messages": oops}\n`, "c.jsonl")).toThrow(/c\.jsonl:3: malformed JSON/);
+    expect(() => parseChatJsonl(`${jsonl}\n{"messages": oops}\n`, "c.jsonl")).toThrow(
+      /c\.jsonl:3: malformed JSON/,
+    );
     expect(() => parseChatJsonl('{"messages": [{"role": "user", "content": "x"}]}', "c.jsonl")).toThrow(
       /c\.jsonl:1: .*no assistant message/,
     );
@@ -191,7 +222,13 @@ describe("chat records: loss on assistant tokens only", () => {
 
     // float64 graph on the decoded base: loss and adapter gradients split exactly by position
     const params = Float64Array.from(decoded(base.weights));
-    const ad = new LoraAdapters(base.shape, { rank: 2, alpha: 4, targetModules: ["attn_q", "ffn_down"] }, referenceOps, seq, 3);
+    const ad = new LoraAdapters(
+      base.shape,
+      { rank: 2, alpha: 4, targetModules: ["attn_q", "ffn_down"] },
+      referenceOps,
+      seq,
+      3,
+    );
     const rr = seededRandom(8);
     for (let i = 0; i < ad.params.length; i++) ad.params[i] = (rr() * 2 - 1) * 0.1;
     const g = new TrainGraph(base.shape, 1, seq, referenceOps, ad);

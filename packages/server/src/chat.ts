@@ -1,2 +1,2 @@
 // The chat template code lives in @ryzanstein/tokenizers (shared with fine-tuning's chat data).
-export { type ChatMessage, ChatFormatter } from "@ryzanstein/tokenizers";
+export { ChatFormatter, type ChatMessage } from "@ryzanstein/tokenizers";

@@ -4,7 +4,7 @@
  * keeps only the assistant turns as targets.
  */
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { type ChatMessage, ChatFormatter, type Tokenizer } from "@ryzanstein/tokenizers";
+import { ChatFormatter, type ChatMessage, type Tokenizer } from "@ryzanstein/tokenizers";
 
 /** Tokens of a set of conversations and the mask of the tokens trained on (assistant turns). */
 export interface ChatExamples {
@@ -38,7 +38,10 @@ export function parseChatJsonl(text: string, file = "<data>"): ChatMessage[][] {
     }
     const messages = (rec as { messages?: unknown } | null)?.messages;
     if (!Array.isArray(messages) || messages.length === 0)
-      throw new RyzansteinError("INVALID_ARGUMENT", `${at}: expected an object with a non-empty "messages" array`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `${at}: expected an object with a non-empty "messages" array`,
+      );
     const conv: ChatMessage[] = messages.map((m: unknown, j: number) => {
       const { role, content } = (m ?? {}) as { role?: unknown; content?: unknown };
       if (typeof role !== "string" || !ROLES.has(role) || typeof content !== "string") {
@@ -50,7 +53,10 @@ export function parseChatJsonl(text: string, file = "<data>"): ChatMessage[][] {
       return { role, content };
     });
     if (!conv.some((m) => m.role === "assistant"))
-      throw new RyzansteinError("INVALID_ARGUMENT", `${at}: the conversation has no assistant message to learn`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `${at}: the conversation has no assistant message to learn`,
+      );
     out.push(conv);
   });
   if (out.length === 0) throw new RyzansteinError("INVALID_ARGUMENT", `${file} has no chat records`);
@@ -115,5 +121,9 @@ export function chatExamples(
     });
     push(full.slice(pos), false);
   });
-  return { tokens: Int32Array.from(tokens), mask: Uint8Array.from(mask), conversations: conversations.length };
+  return {
+    tokens: Int32Array.from(tokens),
+    mask: Uint8Array.from(mask),
+    conversations: conversations.length,
+  };
 }

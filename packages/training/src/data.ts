@@ -28,7 +28,10 @@ export function makeWindows(
   mask?: Uint8Array,
 ): { train: WindowSet; eval: WindowSet } {
   if (mask && mask.length !== tokens.length)
-    throw new RyzansteinError("SHAPE_MISMATCH", `the loss mask has ${mask.length} entries for ${tokens.length} tokens`);
+    throw new RyzansteinError(
+      "SHAPE_MISMATCH",
+      `the loss mask has ${mask.length} entries for ${tokens.length} tokens`,
+    );
   const count = Math.floor((tokens.length - 1) / seq);
   const nEval = evalFraction > 0 ? Math.max(1, Math.round(count * evalFraction)) : 0;
   if (count - nEval < 1 || (evalFraction > 0 && nEval < 1)) {

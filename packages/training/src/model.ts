@@ -4,13 +4,7 @@
  * and backward passes read top to bottom, each buffer with its shape.
  */
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import {
-  type AttentionShape,
-  embedding,
-  type FloatArray,
-  type FrozenMatrix,
-  type TrainOps,
-} from "./ops.js";
+import { type AttentionShape, embedding, type FloatArray, type FrozenMatrix, type TrainOps } from "./ops.js";
 
 /** Shape of a model to train from scratch (what `ryzanstein train --config` reads). */
 export interface ModelShape {
@@ -248,10 +242,15 @@ function frozenViews<A extends FloatArray>(m: FrozenModel, shape: ModelShape, op
   const { specs } = paramLayout(shape);
   for (const p of specs) {
     const t = p.isNorm ? m.norms.get(p.name) : m.matrices.get(p.name);
-    const have = p.isNorm ? (t as Float32Array | undefined)?.length : (t as FrozenMatrix | undefined)?.native.rows;
+    const have = p.isNorm
+      ? (t as Float32Array | undefined)?.length
+      : (t as FrozenMatrix | undefined)?.native.rows;
     const want = p.isNorm ? p.size : p.shape[0];
     if (!t || have !== want)
-      throw new RyzansteinError("SHAPE_MISMATCH", `frozen model: ${p.name} is missing or has the wrong shape`);
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `frozen model: ${p.name} is missing or has the wrong shape`,
+      );
   }
   return layerViews<A>(
     shape.nLayers,
@@ -432,7 +431,14 @@ export class TrainGraph<A extends FloatArray> {
    * (a recomputation for the backward pass stops before the down projection, whose output it
    * does not need).
    */
-  private layerForward(lin: Linear<A>, w: Views<A>, l: number, a: LayerActs<A>, xIn: A, xOut: A | null): void {
+  private layerForward(
+    lin: Linear<A>,
+    w: Views<A>,
+    l: number,
+    a: LayerActs<A>,
+    xIn: A,
+    xOut: A | null,
+  ): void {
     const s = this.shape;
     const o = this.ops;
     const L = w.layers[l];
@@ -461,7 +467,8 @@ export class TrainGraph<A extends FloatArray> {
   private weights(params: A | FrozenModel): Views<A> {
     if (ArrayBuffer.isView(params)) return views(params as A, this.shape);
     const m = params as FrozenModel;
-    if (this.frozenCache?.model !== m) this.frozenCache = { model: m, views: frozenViews(m, this.shape, this.ops) };
+    if (this.frozenCache?.model !== m)
+      this.frozenCache = { model: m, views: frozenViews(m, this.shape, this.ops) };
     return this.frozenCache.views;
   }
 

@@ -420,7 +420,8 @@ export function nativeOps(options: { isa?: Isa; threads?: number } = {}): TrainO
     linearBackwardInput: (dx, dy, w, n, i, o, acc) => kernels.linearBackwardInput(dx, dy, w, n, i, o, acc),
     linearBackwardWeight: (dw, dy, x, n, i, o) => kernels.linearBackwardWeight(dw, dy, x, n, i, o, true),
     linearFrozen: (y, x, w, n) => kernels.linearFrozen(y, x, w.native, n),
-    linearFrozenBackwardInput: (dx, dy, w, n, acc) => kernels.linearFrozenBackwardInput(dx, dy, w.native, n, acc),
+    linearFrozenBackwardInput: (dx, dy, w, n, acc) =>
+      kernels.linearFrozenBackwardInput(dx, dy, w.native, n, acc),
     embeddingFrozen: (y, w, ids, n) =>
       kernels.embeddingFrozen(
         y,

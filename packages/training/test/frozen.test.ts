@@ -98,14 +98,19 @@ describe.each(natives)("frozen weights, native $isa against the reference", ({ o
     const w = frozen(t, false);
     const y = new Float32Array(8);
     expect(() =>
-      ops.kernels.linearFrozen(y, new Float32Array(64), { ...w.native, data: w.native.data.subarray(0, 10) }, 1),
+      ops.kernels.linearFrozen(
+        y,
+        new Float32Array(64),
+        { ...w.native, data: w.native.data.subarray(0, 10) },
+        1,
+      ),
     ).toThrow(/too short/);
     expect(() =>
       ops.kernels.linearFrozenBackwardInput(new Float32Array(64), y, { ...w.native, cols: 48 }, 1),
     ).toThrow(/multiple of the q4_0 block size/i);
-    expect(() => ops.kernels.embeddingFrozen(new Float32Array(64), w.native, Int32Array.from([8]), 1)).toThrow(
-      /outside the table/,
-    );
+    expect(() =>
+      ops.kernels.embeddingFrozen(new Float32Array(64), w.native, Int32Array.from([8]), 1),
+    ).toThrow(/outside the table/);
   });
 });
 
@@ -132,17 +137,20 @@ describe("activation checkpointing and frozen models in the training graph", () 
   const tokens = Int32Array.from({ length: 24 }, (_, i) => (i * 7 + 3) % 40);
   const targets = Int32Array.from({ length: 24 }, (_, i) => (i % 5 === 4 ? -1 : (i * 5 + 1) % 40));
 
-  it.each(natives)("$isa: gradients with checkpointing are bit-identical; it holds one layer's activations", ({ ops }) => {
-    const plain = new TrainGraph(shape, 2, 12, ops);
-    const ckpt = new TrainGraph(shape, 2, 12, ops, undefined, { checkpointLayers: true });
-    const g1 = new Float32Array(p.length);
-    const g2 = new Float32Array(p.length);
-    const l1 = plain.step(p, tokens, targets, g1, 0.1);
-    const l2 = ckpt.step(p, tokens, targets, g2, 0.1);
-    expect(l2).toBe(l1);
-    expect(g2).toEqual(g1);
-    expect(ckpt.activationBytes).toBeLessThan(plain.activationBytes);
-  });
+  it.each(natives)(
+    "$isa: gradients with checkpointing are bit-identical; it holds one layer's activations",
+    ({ ops }) => {
+      const plain = new TrainGraph(shape, 2, 12, ops);
+      const ckpt = new TrainGraph(shape, 2, 12, ops, undefined, { checkpointLayers: true });
+      const g1 = new Float32Array(p.length);
+      const g2 = new Float32Array(p.length);
+      const l1 = plain.step(p, tokens, targets, g1, 0.1);
+      const l2 = ckpt.step(p, tokens, targets, g2, 0.1);
+      expect(l2).toBe(l1);
+      expect(g2).toEqual(g1);
+      expect(ckpt.activationBytes).toBeLessThan(plain.activationBytes);
+    },
+  );
 
   it("float64 reference: checkpointing gives the same gradients", () => {
     const p64 = Float64Array.from(p);
@@ -158,20 +166,23 @@ describe("activation checkpointing and frozen models in the training graph", () 
     expect(g2).toEqual(g1);
   });
 
-  it.each(natives)("$isa: a frozen F32 model gives the flat model's loss; quantized ones stay close", ({ ops }) => {
-    const g = new TrainGraph(shape, 2, 12, ops, undefined, { checkpointLayers: true });
-    const flat = g.step(p, tokens, targets);
-    const f32 = g.step(frozenModel(p, GGMLType.F32, false), tokens, targets);
-    expect(Math.abs(f32 - flat) / flat).toBeLessThan(1e-5);
-    for (const type of [GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0]) {
-      const m = frozenModel(p, type, true);
-      const q = g.step(m, tokens, targets);
-      // the float64 reference of the same stored weights (no activation rounding)
-      const ref = new TrainGraph(shape, 2, 12, referenceOps).step(m, tokens, targets);
-      expect(Math.abs(q - ref) / ref).toBeLessThan(type === GGMLType.Q4_0 ? 2e-2 : 1e-2);
-    }
-    expect(() => g.step(frozenModel(p, GGMLType.F32, false), tokens, targets, new Float32Array(p.length))).toThrow(
-      /no parameter gradients/,
-    );
-  });
+  it.each(natives)(
+    "$isa: a frozen F32 model gives the flat model's loss; quantized ones stay close",
+    ({ ops }) => {
+      const g = new TrainGraph(shape, 2, 12, ops, undefined, { checkpointLayers: true });
+      const flat = g.step(p, tokens, targets);
+      const f32 = g.step(frozenModel(p, GGMLType.F32, false), tokens, targets);
+      expect(Math.abs(f32 - flat) / flat).toBeLessThan(1e-5);
+      for (const type of [GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0]) {
+        const m = frozenModel(p, type, true);
+        const q = g.step(m, tokens, targets);
+        // the float64 reference of the same stored weights (no activation rounding)
+        const ref = new TrainGraph(shape, 2, 12, referenceOps).step(m, tokens, targets);
+        expect(Math.abs(q - ref) / ref).toBeLessThan(type === GGMLType.Q4_0 ? 2e-2 : 1e-2);
+      }
+      expect(() =>
+        g.step(frozenModel(p, GGMLType.F32, false), tokens, targets, new Float32Array(p.length)),
+      ).toThrow(/no parameter gradients/);
+    },
+  );
 });
