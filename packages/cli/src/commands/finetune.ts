@@ -14,6 +14,7 @@ import {
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
 import { chatExamples, parseChatJsonl } from "@ryzanstein/training";
 import { resolveModelPath } from "../resolve-model.js";
+import { reporter } from "./train.js";
 
 /** Options of `ryzanstein finetune`. */
 export interface FinetuneCommandOptions {
@@ -133,30 +134,30 @@ export function finetuneCommand(
     tok,
     typeof template === "string" ? template : undefined,
   );
-  const r = finetune({
-    base,
-    tokens,
-    lossMask,
-    checkpointLayers: o.checkpoint === "on" ? true : o.checkpoint === "off" ? false : undefined,
-    lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
-    training: {
-      seqLen: o.seqLen,
-      batchSize: o.batchSize,
-      steps: o.steps,
-      lr: o.lr,
-      seed: o.seed,
-      evalFraction: 0.1,
-    },
-    threads: o.threads,
-    isa: o.isa,
-    onProgress: (p) => {
-      if (p.step % 10 === 0 || p.step === p.steps) {
-        process.stderr.write(
-          `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${Math.round(p.tokensPerSecond)} tok/s ETA ${Math.round(p.etaSeconds)}s\n`,
-        );
-      }
-    },
-  });
+  const progress = reporter(o.steps, "finetune");
+  let r: ReturnType<typeof finetune>;
+  try {
+    r = finetune({
+      base,
+      tokens,
+      lossMask,
+      checkpointLayers: o.checkpoint === "on" ? true : o.checkpoint === "off" ? false : undefined,
+      lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
+      training: {
+        seqLen: o.seqLen,
+        batchSize: o.batchSize,
+        steps: o.steps,
+        lr: o.lr,
+        seed: o.seed,
+        evalFraction: 0.1,
+      },
+      threads: o.threads,
+      isa: o.isa,
+      onProgress: (p) => progress.update(p),
+    });
+  } finally {
+    progress.stop();
+  }
   const w = adapterWeights(r.adapters);
   saveGGUFAdapter(o.out, w);
   if (o.peft) savePeft(o.peft, w, base.shape, o.loraDropout);
