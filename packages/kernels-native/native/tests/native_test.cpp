@@ -413,7 +413,7 @@ void test_gemm_frozen(Isa isa) {
   for (int fmt : {kF32, kF16, kBF16, kQ8_0, kQ4_0}) {
     const bool block = fmt == kQ8_0 || fmt == kQ4_0;
     for (int64_t rows : {3, 75}) {
-      for (int64_t cols : {32, 96, block ? int64_t{160} : int64_t{70}}) {
+      for (int64_t cols : {int64_t{32}, int64_t{96}, block ? int64_t{160} : int64_t{70}}) {
         const auto w = make_weights(fmt, rows, cols);
         std::vector<int32_t> ids(static_cast<size_t>(rows));
         for (int64_t r = 0; r < rows; r++) ids[static_cast<size_t>(r)] = static_cast<int32_t>(r);
