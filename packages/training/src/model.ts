@@ -241,12 +241,11 @@ function views<A extends FloatArray>(flat: A, shape: ModelShape): Views<A> {
 function frozenViews<A extends FloatArray>(m: FrozenModel, shape: ModelShape, ops: TrainOps<A>): Views<A> {
   const { specs } = paramLayout(shape);
   for (const p of specs) {
-    const t = p.isNorm ? m.norms.get(p.name) : m.matrices.get(p.name);
-    const have = p.isNorm
-      ? (t as Float32Array | undefined)?.length
-      : (t as FrozenMatrix | undefined)?.native.rows;
-    const want = p.isNorm ? p.size : p.shape[0];
-    if (!t || have !== want)
+    const w = m.matrices.get(p.name)?.native;
+    const ok = p.isNorm
+      ? m.norms.get(p.name)?.length === p.size
+      : w?.rows === p.shape[0] && w?.cols === p.shape[1];
+    if (!ok)
       throw new RyzansteinError(
         "SHAPE_MISMATCH",
         `frozen model: ${p.name} is missing or has the wrong shape`,
