@@ -124,7 +124,10 @@ function buildProgram(): Command {
     .command("finetune")
     .description("train a LoRA adapter on a frozen base model (any GGUF format) and write it as GGUF")
     .option("-m, --model <path>", "base GGUF (default: $RYZANSTEIN_MODEL, then the default model)")
-    .requiredOption("--data <path>", 'plain text, or .jsonl with one {"text": ...} record per line')
+    .requiredOption(
+      "--data <path>",
+      'plain text, .jsonl with one {"text": ...} per line, or .jsonl chat records {"messages": [...]} (loss on assistant turns)',
+    )
     .requiredOption("--out <path>", "output GGUF LoRA adapter")
     .option("--peft <dir>", "also write a PEFT adapter directory")
     .option("--lora-r <n>", "rank", intOption(0), 16)
@@ -137,6 +140,11 @@ function buildProgram(): Command {
     .option("--batch-size <n>", "windows per step", intOption(1), 4)
     .option("--seed <n>", "seed", intOption(0), 1)
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .addOption(
+      new Option("--checkpoint <mode>", "activation checkpointing per layer (auto: on for large models)")
+        .choices(["auto", "on", "off"])
+        .default("auto"),
+    )
     .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))
     .action((o: FinetuneCommandOptions) => finetuneCommand(o));
 

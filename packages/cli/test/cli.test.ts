@@ -272,6 +272,50 @@ describe("ryzanstein finetune and run --lora", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it("chat JSONL records train on assistant turns; a malformed record names its line", () => {
+    const chat = join(dir, "chat.jsonl");
+    writeFileSync(
+      chat,
+      Array.from({ length: 40 }, (_, i) =>
+        JSON.stringify({
+          messages: [
+            { role: "user", content: `How many balls, Robo?` },
+            { role: "assistant", content: `Beep! I count ${(i % 4) + 1} balls.` },
+          ],
+        }),
+      ).join("\n"),
+    );
+    const out = join(dir, "chat-lora.gguf");
+    const r = cli([
+      "finetune",
+      ...base.slice(0, 2),
+      "--data",
+      chat,
+      ...base.slice(4),
+      "--out",
+      out,
+      "--steps",
+      "4",
+    ]);
+    expect(r.code).toBe(0);
+    expect(existsSync(out)).toBe(true);
+    const bad = join(dir, "bad-chat.jsonl");
+    writeFileSync(
+      bad,
+      `${JSON.stringify({
+        messages: [
+          { role: "user", content: "x" },
+          { role: "assistant", content: "y" },
+        ],
+      })}\n{"messages": [}\n`,
+    );
+    const out2 = join(dir, "never-chat.gguf");
+    const r2 = cli(["finetune", "--model", stories, "--data", bad, "--out", out2]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain("bad-chat.jsonl:2: malformed JSON");
+    expect(existsSync(out2)).toBe(false);
+  });
+
   it("malformed JSONL names the line; too-short data is refused", () => {
     const bad = join(dir, "bad.jsonl");
     writeFileSync(bad, '{"text": "ok"}\n{"text": "ok"}\n{"text": oops}\n');

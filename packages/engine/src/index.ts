@@ -1,3 +1,5 @@
+export type { AdapterWeights, LinearAdapter } from "./adapters.js";
+export { withAdapter } from "./adapters.js";
 export type { BenchmarkOptions, BenchmarkResult } from "./bench.js";
 export { benchmarkModel, meanStddev } from "./bench.js";
 export type { ArchitectureSpec, ModelConfig } from "./config.js";

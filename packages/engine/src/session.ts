@@ -3,6 +3,7 @@ import { detectFormat, type ModelSource, openHFModel, parseGGUF } from "@ryzanst
 import { type Backend, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
 import { type Isa, mapFile, NativeBackend } from "@ryzanstein/kernels-native";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
+import { type AdapterWeights, withAdapter } from "./adapters.js";
 import { type ModelConfig, readModelConfig } from "./config.js";
 import {
   type GeneratedToken,
@@ -34,6 +35,8 @@ export interface SessionOptions {
   attentionNumerics?: AttentionNumerics;
   /** Repack quantized weights at load for the native kernels (default true; see NativeBackendOptions.repack). */
   repack?: boolean;
+  /** A LoRA adapter applied beside the frozen weights at every step (not merged into them). */
+  lora?: AdapterWeights;
 }
 
 /** Phases of loading, reported through the progress callback. */
@@ -117,7 +120,12 @@ export class ModelSession {
     if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize > 1 << 20) {
       throw new RyzansteinError("INVALID_ARGUMENT", `context size ${contextSize} is out of range`);
     }
-    this.model = new Model(this.config, weights, createBackend(options));
+    const backend = createBackend(options);
+    this.model = new Model(
+      this.config,
+      weights,
+      options.lora ? withAdapter(backend, weights, options.lora) : backend,
+    );
     this.ctx = this.model.createContext(
       contextSize,
       options.batchSize ?? 512,

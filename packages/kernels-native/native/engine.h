@@ -46,6 +46,8 @@ class Engine {
   Isa isa() const { return isa_; }
   int threads() const { return pool_.size(); }
   const Kernels& kernels() const { return *k_; }
+  /** The engine's thread pool (the training kernels run on it too, so one process has one pool). */
+  ThreadPool& pool() { return pool_; }
 
   /** y[n, rows] = x[n, cols] · Wᵀ, W in format `fmt` (ggml layout). */
   void matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n);

@@ -2,6 +2,11 @@
 //   gemm(c, a, aRs, aCs, b, bRs, bCs, m, n, k, accumulate)
 //   attentionForward(out, probs, q, k, v, batch, seq, nHeads, nKvHeads, headDim, scale)
 //   attentionBackward(dq, dk, dv, q, k, v, probs, dout, batch, seq, nHeads, nKvHeads, headDim, scale)
+//   linearFrozen(y, x, type, w, packed, rows, cols, n)          y = x·Wᵀ, W frozen in its format
+//   linearFrozenBackwardInput(dx, dy, type, w, packed, rows, cols, n, accumulate)   dx (+)= dy·W
+//   getRowsFrozen(y, type, table, rows, cols, ids)              embedding lookup in the table's format
+// The kernels run on the pool of an inference Engine (engine.h), whose matmul is the forward of a
+// frozen weight: the same code path, activation rounding included, as generation.
 // TypeScript validates shapes first (packages/kernels-native/src/train.ts); bounds are re-checked
 // here so a bad call throws instead of crashing.
 #include "train_addon.h"
@@ -12,6 +17,8 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "engine.h"
+#include "repack.h"
 #include "thread_pool.h"
 #include "train_kernels.h"
 
@@ -86,6 +93,9 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
                            InstanceMethod<&TrainEngineWrap::SwigluBwd>("swigluBackward"),
                            InstanceMethod<&TrainEngineWrap::CrossEntropy>("crossEntropy"),
                            InstanceMethod<&TrainEngineWrap::EmbeddingBwd>("embeddingBackward"),
+                           InstanceMethod<&TrainEngineWrap::LinearFrozen>("linearFrozen"),
+                           InstanceMethod<&TrainEngineWrap::LinearFrozenBwd>("linearFrozenBackwardInput"),
+                           InstanceMethod<&TrainEngineWrap::GetRowsFrozen>("getRowsFrozen"),
                            InstanceMethod<&TrainEngineWrap::Dispose>("dispose"),
                        });
   }
@@ -100,14 +110,14 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
     if (!parse_isa(name, &isa)) throw Napi::Error::New(env, "unknown ISA '" + name + "'");
     if (!cpu_supports(isa)) throw Napi::Error::New(env, "ISA '" + name + "' is not supported by this CPU");
     kernels_ = train_kernels_for(isa);
-    pool_ = std::make_unique<ThreadPool>(static_cast<int>(threads));
+    engine_ = std::make_unique<Engine>(static_cast<int>(threads), isa);
     scratch_.resize(static_cast<size_t>(threads));
   }
 
  private:
   ThreadPool& pool(const Napi::Env& env) {
-    if (!pool_) throw Napi::Error::New(env, "TrainEngine has been disposed");
-    return *pool_;
+    if (!engine_) throw Napi::Error::New(env, "TrainEngine has been disposed");
+    return engine_->pool();
   }
 
   float* scratch(int tid, size_t floats) {
@@ -397,10 +407,113 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
     tp.run_fn(fn);
   }
 
-  void Dispose(const Napi::CallbackInfo&) { pool_.reset(); }
+  // Reads (type, w, packed, rows, cols) at `at` and checks the bytes cover the matrix.
+  FrozenWeight frozen(const Napi::CallbackInfo& info, size_t at, const char* op) {
+    Napi::Env env = info.Env();
+    FrozenWeight w{};
+    w.fmt = static_cast<int>(integer(info, at, "type"));
+    if (!info[at + 1].IsTypedArray() || info[at + 1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(env, std::string(op) + ": w must be a Uint8Array");
+    }
+    auto bytes = info[at + 1].As<Napi::Uint8Array>();
+    w.data = bytes.Data();
+    w.packed = info[at + 2].ToBoolean().Value();
+    w.rows = integer(info, at + 3, "rows");
+    w.cols = integer(info, at + 4, "cols");
+    if (!format_supported(w.fmt)) {
+      throw Napi::Error::New(env, std::string(op) + ": unsupported tensor type id " + std::to_string(w.fmt));
+    }
+    const bool block = w.fmt == kQ4_0 || w.fmt == kQ8_0;
+    if (block && w.cols % kQK != 0) {
+      throw Napi::RangeError::New(env, std::string(op) + ": cols must be a multiple of 32 for block formats");
+    }
+    if (w.packed && !repack_supported(w.fmt)) {
+      throw Napi::Error::New(env, std::string(op) + ": no repacked layout for tensor type id " + std::to_string(w.fmt));
+    }
+    need(env, static_cast<double>(bytes.ByteLength()),
+         static_cast<double>(format_row_bytes(w.fmt, w.cols)) * static_cast<double>(w.rows), "w");
+    return w;
+  }
+
+  // linearFrozen(y, x, type, w, packed, rows, cols, n): y[n, rows] = x[n, cols]·Wᵀ
+  void LinearFrozen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    pool(env);
+    auto y = f32(info, 0, "y");
+    auto x = f32(info, 1, "x");
+    const FrozenWeight w = frozen(info, 2, "linearFrozen");
+    const int64_t n = integer(info, 7, "n");
+    need(env, x.length, static_cast<double>(n) * w.cols, "x");
+    need(env, y.length, static_cast<double>(n) * w.rows, "y");
+    try {
+      if (w.packed) engine_->matmul_packed(y.data, w.fmt, w.data, w.rows, w.cols, x.data, n);
+      else engine_->matmul(y.data, w.fmt, w.data, w.rows, w.cols, x.data, n);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("linearFrozen: ") + e.what());
+    }
+  }
+
+  // linearFrozenBackwardInput(dx, dy, type, w, packed, rows, cols, n, accumulate): dx[n, cols] (+)= dy[n, rows]·W
+  void LinearFrozenBwd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThreadPool& tp = pool(env);
+    auto dx = f32(info, 0, "dx");
+    auto dy = f32(info, 1, "dy");
+    FrozenGemmArgs g{};
+    g.w = frozen(info, 2, "linearFrozenBackwardInput");
+    g.m = integer(info, 7, "n");
+    g.accumulate = info[8].ToBoolean().Value();
+    need(env, dy.length, static_cast<double>(g.m) * g.w.rows, "dy");
+    need(env, dx.length, static_cast<double>(g.m) * g.w.cols, "dx");
+    if (g.m == 0 || g.w.cols == 0) return;
+    g.a = dy.data;
+    g.a_rs = g.w.rows;
+    g.c = dx.data;
+    const int64_t blocks = (g.w.cols + 15) / 16;
+    const TrainKernels* kern = kernels_;
+    auto fn = [&](int tid, int nth) {
+      const int64_t per = (blocks + nth - 1) / nth;
+      const int64_t j0 = std::min(blocks, per * tid), j1 = std::min(blocks, j0 + per);
+      if (j0 < j1) kern->gemm_frozen(g, j0, j1, scratch(tid, 256 * 16));
+    };
+    tp.run_fn(fn);
+  }
+
+  // getRowsFrozen(y, type, table, rows, cols, ids): y[i] = decode(table[ids[i]]) (file layout)
+  void GetRowsFrozen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    pool(env);
+    auto y = f32(info, 0, "y");
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(env, "getRowsFrozen: table must be a Uint8Array");
+    }
+    auto table = info[2].As<Napi::Uint8Array>();
+    const int fmt = static_cast<int>(integer(info, 1, "type"));
+    const int64_t rows = integer(info, 3, "rows");
+    const int64_t cols = integer(info, 4, "cols");
+    auto ids = i32(info, 5, "ids");
+    if (!format_supported(fmt)) throw Napi::Error::New(env, "getRowsFrozen: unsupported tensor type id " + std::to_string(fmt));
+    if ((fmt == kQ4_0 || fmt == kQ8_0) && cols % kQK != 0) {
+      throw Napi::RangeError::New(env, "getRowsFrozen: cols must be a multiple of 32 for block formats");
+    }
+    need(env, static_cast<double>(table.ByteLength()),
+         static_cast<double>(format_row_bytes(fmt, cols)) * static_cast<double>(rows), "table");
+    const int64_t n = static_cast<int64_t>(ids.length);
+    need(env, y.length, static_cast<double>(n) * cols, "y");
+    for (int64_t i = 0; i < n; i++) {
+      if (ids.data[i] < 0 || ids.data[i] >= rows) throw Napi::RangeError::New(env, "getRowsFrozen: id outside the table");
+    }
+    try {
+      engine_->get_rows(y.data, fmt, table.Data(), rows, cols, ids.data, n);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("getRowsFrozen: ") + e.what());
+    }
+  }
+
+  void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }
 
   const TrainKernels* kernels_ = nullptr;
-  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Engine> engine_;
   std::vector<std::vector<float>> scratch_;
   std::vector<float> partials_;
 };

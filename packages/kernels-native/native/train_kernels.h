@@ -24,6 +24,31 @@ struct GemmArgs {
   bool accumulate;
 };
 
+/**
+ * A frozen weight W[rows, cols] in its storage format: F32, F16, BF16, Q8_0 or Q4_0 in the ggml
+ * file layout, or Q8_0 / Q4_0 in the repacked layout of repack.h (`packed`).
+ */
+struct FrozenWeight {
+  int fmt;
+  bool packed;
+  const uint8_t* data;
+  int64_t rows, cols;
+};
+
+/**
+ * C[m, w.cols] (+)= A[m, w.rows] · W with A row-major (row stride a_rs): the input gradient of a
+ * linear layer through a frozen weight. W is decoded 16 columns at a time into the GEMM's packed
+ * panel, so it is never expanded to F32 as a whole.
+ */
+struct FrozenGemmArgs {
+  int64_t m;
+  const float* a;
+  int64_t a_rs;
+  FrozenWeight w;
+  float* c;
+  bool accumulate;
+};
+
 /** Causal attention over `batch` independent sequences of `seq` tokens. */
 struct AttnArgs {
   int64_t batch, seq, n_heads, n_kv_heads, head_dim;
@@ -33,6 +58,8 @@ struct AttnArgs {
 struct TrainKernels {
   /** Column blocks [j0, j1) (in units of 16 columns) of a GEMM; `scratch` holds ≥ 256*16 floats. */
   void (*gemm)(const GemmArgs& g, int64_t jb0, int64_t jb1, float* scratch);
+  /** Column blocks [jb0, jb1) (units of 16 columns of W) of a frozen-weight GEMM; panel >= 256*16 floats. */
+  void (*gemm_frozen)(const FrozenGemmArgs& g, int64_t jb0, int64_t jb1, float* panel);
   /**
    * out[b*seq+i, h*hd..] = softmax(scale q·k) v for the (b, kv-head) pairs [p0, p1); probs keeps
    * the probabilities [batch, n_heads, seq, seq] (row i holds i+1 valid entries) for the backward.

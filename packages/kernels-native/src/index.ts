@@ -639,4 +639,9 @@ export class NativeBackend implements Backend {
   }
 }
 
-export { NativeTrainKernels, type NativeTrainKernelsOptions, type TrainAttentionShape } from "./train.js";
+export {
+  type FrozenWeight,
+  NativeTrainKernels,
+  type NativeTrainKernelsOptions,
+  type TrainAttentionShape,
+} from "./train.js";

@@ -179,6 +179,35 @@ export interface NativeTrainEngine {
     scale: number,
   ): number;
   embeddingBackward(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, dim: number): void;
+  linearFrozen(
+    y: Float32Array,
+    x: Float32Array,
+    type: number,
+    w: Uint8Array,
+    packed: boolean,
+    rows: number,
+    cols: number,
+    n: number,
+  ): void;
+  linearFrozenBackwardInput(
+    dx: Float32Array,
+    dy: Float32Array,
+    type: number,
+    w: Uint8Array,
+    packed: boolean,
+    rows: number,
+    cols: number,
+    n: number,
+    accumulate: boolean,
+  ): void;
+  getRowsFrozen(
+    y: Float32Array,
+    type: number,
+    table: Uint8Array,
+    rows: number,
+    cols: number,
+    ids: Int32Array,
+  ): void;
   dispose(): void;
 }
 

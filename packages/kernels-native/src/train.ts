@@ -2,7 +2,7 @@
 // and causal GQA attention forward/backward over packed sequences. Shapes are checked here, before
 // anything crosses into C++ (native/train_addon.cpp).
 import os from "node:os";
-import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { isComputeFormat, RyzansteinError, rowBytes, typeName } from "@ryzanstein/core-tensor";
 import type { Isa } from "./index.js";
 import { loadAddon, type NativeTrainEngine } from "./native.js";
 
@@ -21,6 +21,27 @@ export interface TrainAttentionShape {
   /** Score scale, usually 1/√headDim. */
   scale: number;
 }
+
+/**
+ * A frozen weight matrix `[rows, cols]` (ggml layout, `y = x·Wᵀ`) in its storage format: F32, F16,
+ * BF16, Q8_0 or Q4_0 bytes in the GGUF layout, or Q8_0/Q4_0 in the repacked layout made by
+ * {@link NativeTrainKernels.repack} (`packed`). The kernels read it in place.
+ */
+export interface FrozenWeight {
+  /** ggml type id. */
+  type: number;
+  /** Output features. */
+  rows: number;
+  /** Input features. */
+  cols: number;
+  /** The bytes (file layout, or repacked when `packed`). */
+  data: Uint8Array;
+  /** True for the repacked Q8_0/Q4_0 layout. */
+  packed: boolean;
+}
+
+/** Smallest row count worth repacking (as in `NativeBackend`). */
+const REPACK_MIN_ROWS = 64;
 
 /** Options of {@link NativeTrainKernels}. */
 export interface NativeTrainKernelsOptions {
@@ -275,6 +296,76 @@ export class NativeTrainKernels {
   embeddingBackward(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, dim: number): void {
     check(dy.length >= n * dim && ids.length >= n, "embeddingBackward: buffer too short");
     this.e.embeddingBackward(dtable, dy, ids, n, dim);
+  }
+
+  private checkFrozen(op: string, w: FrozenWeight): void {
+    if (w === null || typeof w !== "object" || !(w.data instanceof Uint8Array))
+      throw new RyzansteinError("INVALID_ARGUMENT", `${op}: w must be a FrozenWeight`);
+    if (!isComputeFormat(w.type))
+      throw new RyzansteinError("UNSUPPORTED_TENSOR_TYPE", `${op}: type ${w.type} is not supported`);
+    check(
+      Number.isSafeInteger(w.rows) && w.rows >= 0 && Number.isSafeInteger(w.cols) && w.cols >= 0,
+      `${op}: bad shape`,
+    );
+    if ((w.type === 2 || w.type === 8) && w.cols % 32 !== 0)
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `${op}: row length ${w.cols} is not a multiple of the ${typeName(w.type)} block size 32`,
+      );
+    check(w.data.byteLength >= rowBytes(w.type, w.cols) * w.rows, `${op}: weight bytes too short`);
+  }
+
+  /**
+   * `y[n, rows] = x[n, cols] · Wᵀ` through a frozen weight in its format, by the inference matmul
+   * (Q8_0/Q4_0: activations rounded to Q8_0 blocks, as generation and ggml do).
+   */
+  linearFrozen(y: Float32Array, x: Float32Array, w: FrozenWeight, n: number): void {
+    this.checkFrozen("linearFrozen", w);
+    check(x.length >= n * w.cols && y.length >= n * w.rows, "linearFrozen: buffer too short");
+    this.e.linearFrozen(y, x, w.type, w.data, w.packed, w.rows, w.cols, n);
+  }
+
+  /**
+   * `dx[n, cols] (+)= dy[n, rows] · W`: the input gradient through a frozen weight, decoded 16
+   * columns at a time inside the GEMM (never to F32 as a whole).
+   */
+  linearFrozenBackwardInput(
+    dx: Float32Array,
+    dy: Float32Array,
+    w: FrozenWeight,
+    n: number,
+    accumulate = false,
+  ): void {
+    this.checkFrozen("linearFrozenBackwardInput", w);
+    check(dx.length >= n * w.cols && dy.length >= n * w.rows, "linearFrozenBackwardInput: buffer too short");
+    this.e.linearFrozenBackwardInput(dx, dy, w.type, w.data, w.packed, w.rows, w.cols, n, accumulate);
+  }
+
+  /** `y[i] = W[ids[i]]` decoded to floats (an embedding lookup; `w` in the file layout). */
+  embeddingFrozen(y: Float32Array, w: FrozenWeight, ids: Int32Array, n: number): void {
+    this.checkFrozen("embeddingFrozen", w);
+    if (w.packed)
+      throw new RyzansteinError("INVALID_ARGUMENT", "embeddingFrozen: the table must be in the file layout");
+    check(ids.length >= n && y.length >= n * w.cols, "embeddingFrozen: buffer too short");
+    for (let i = 0; i < n; i++) {
+      if (ids[i] < 0 || ids[i] >= w.rows)
+        throw new RyzansteinError(
+          "OUT_OF_BOUNDS",
+          `embeddingFrozen: id ${ids[i]} outside the table of ${w.rows} rows`,
+        );
+    }
+    this.e.getRowsFrozen(y, w.type, w.data, w.rows, w.cols, n === ids.length ? ids : ids.subarray(0, n));
+  }
+
+  /**
+   * The repacked copy of a Q8_0/Q4_0 weight with at least 64 rows (the layout the fast matmul
+   * reads), or `w` itself for other formats and small matrices. With `release`, the source pages
+   * are dropped from memory when they lie in a `mapFile` mapping, so the copy replaces them.
+   */
+  static repack(w: FrozenWeight, release: boolean): FrozenWeight {
+    if (w.packed || (w.type !== 2 && w.type !== 8) || w.rows < REPACK_MIN_ROWS) return w;
+    const data = loadAddon().repackWeights(w.type, w.data, w.rows, w.cols, release);
+    return { ...w, data, packed: true };
   }
 
   /** Stops the thread pool; later calls throw. */

@@ -1,12 +1,12 @@
 /**
  * `@ryzanstein/lora`: LoRA fine-tuning on a frozen Llama base in any supported GGUF format (F32,
- * F16, BF16, Q8_0, Q4_0; the base is decoded to F32 once), adapter export as llama.cpp GGUF LoRA
+ * F16, BF16, Q8_0, Q4_0, kept in that format in memory: QLoRA), activation checkpointing,, adapter export as llama.cpp GGUF LoRA
  * and as PEFT, loading both back, and merging into the base.
  *
  * @packageDocumentation
  */
 export { type AdapterSpec, LoraAdapters } from "./adapters.js";
-export { type BaseModel, loadBase } from "./base.js";
+export { type BaseModel, type LoadBaseOptions, loadBase } from "./base.js";
 export { LORA_MODULES, type LoraConfig, resolveTargets } from "./config.js";
 export {
   adapterWeights,
@@ -18,4 +18,9 @@ export {
   saveGGUFAdapter,
   savePeft,
 } from "./export.js";
-export { type FinetuneOptions, type FinetuneResult, finetune } from "./finetune.js";
+export {
+  type FinetuneOptions,
+  type FinetuneResult,
+  finetune,
+  layerActivationBytes,
+} from "./finetune.js";

@@ -187,6 +187,20 @@ describe("LoRA on stories260K", () => {
     );
     expect(tok.decode(trace.steps.map((s) => s.token))).toMatch(/Robo|Beep|said/);
 
+    // the adapter applied beside the base at inference (no merged copy; in the engine worker)
+    // (F32 KV caches on both sides: F16 rounding of K/V built from differently summed floats
+    // would hide the bound)
+    const unmerged = await loadModel(stories, { threads: 1, lora: weights, kvCache: "f32" });
+    const l2 = await unmerged.logits(seq.slice(0, -1));
+    await unmerged.dispose();
+    const mergedF32 = await loadModel(merged, { threads: 1, worker: false, kvCache: "f32" });
+    const l1 = await mergedF32.logits(seq.slice(0, -1));
+    await mergedF32.dispose();
+    let unmergedDiff = 0;
+    for (let i = 0; i < l1.length; i++) unmergedDiff = Math.max(unmergedDiff, Math.abs(l2[i] - l1[i]));
+    expect(unmergedDiff).toBeLessThan(1e-4);
+    console.log(`unmerged adapter vs merged model: max |Δ logit| ${unmergedDiff.toExponential(2)}`);
+
     // PEFT round trip (Hugging Face names, Q/K rows permuted and back)
     savePeft(join(dir, "peft"), weights, base.shape);
     const cfg = JSON.parse(readFileSync(join(dir, "peft/adapter_config.json"), "utf8"));
@@ -213,5 +227,19 @@ describe("LoRA on stories260K", () => {
     const out = join(dir, "bad-merge.gguf");
     expect(() => mergeToGGUF(stories, w, out)).toThrow(/does not fit/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it("an adapter for another base is refused at inference too", async () => {
+    const w = {
+      rank: 2,
+      alpha: 2,
+      tensors: new Map([
+        [
+          "blk.0.attn_q.weight",
+          { a: new Float32Array(2 * 32), b: new Float32Array(32 * 2), inDim: 32, outDim: 32 },
+        ],
+      ]),
+    };
+    await expect(loadModel(stories, { threads: 1, worker: false, lora: w })).rejects.toThrow(/does not fit/);
   });
 });

@@ -6,6 +6,7 @@
  */
 
 export { bpeMetadata, type TrainBpeOptions, type TrainedBpe, trainBpe } from "./bpe-trainer.js";
+export { ChatFormatter, type ChatMessage, type ChatRenderOptions } from "./chat.js";
 export { StreamingDecoder, type StreamingDecoderOptions } from "./decoding.js";
 export { TokenizerError, type TokenizerErrorCode } from "./errors.js";
 export {

@@ -72,15 +72,19 @@ class GGUFTokenizer implements Tokenizer {
       }
     } else {
       let prevSpecial = true; // the first fragment gets the space prefix
+      let first = true;
       for (const f of fragments) {
         if (typeof f === "number") {
           out.push(f);
           prevSpecial = true;
+          first = false;
           continue;
         }
-        const raw = v.addSpacePrefix && prevSpecial ? ` ${f}` : f;
+        const prefix = first ? (options.addSpacePrefix ?? v.addSpacePrefix) : v.addSpacePrefix && prevSpecial;
+        const raw = prefix ? ` ${f}` : f;
         spmTokenize(v, raw.replaceAll(" ", "\u2581"), out);
         prevSpecial = false;
+        first = false;
       }
     }
     if (addEos) {

@@ -36,6 +36,12 @@ export interface EncodeOptions {
    * recognised. Default: false.
    */
   parseSpecial?: boolean;
+  /**
+   * SentencePiece: prepend a space to the text before its first fragment (after a special token one
+   * is always prepended when the vocabulary asks for it). Default: {@link Tokenizer.addSpacePrefix}.
+   * False encodes a piece of text that continues earlier text (e.g. one turn of a chat).
+   */
+  addSpacePrefix?: boolean;
 }
 
 /** Options of {@link Tokenizer.decode}. */

@@ -10,6 +10,8 @@ export interface WindowSet {
   starts: Int32Array;
   /** Tokens per window (inputs). */
   seq: number;
+  /** Per token of the stream: 1 when it is a training target, 0 when it is context only. */
+  mask?: Uint8Array;
 }
 
 /**
@@ -23,7 +25,13 @@ export function makeWindows(
   tokens: Int32Array,
   seq: number,
   evalFraction: number,
+  mask?: Uint8Array,
 ): { train: WindowSet; eval: WindowSet } {
+  if (mask && mask.length !== tokens.length)
+    throw new RyzansteinError(
+      "SHAPE_MISMATCH",
+      `the loss mask has ${mask.length} entries for ${tokens.length} tokens`,
+    );
   const count = Math.floor((tokens.length - 1) / seq);
   const nEval = evalFraction > 0 ? Math.max(1, Math.round(count * evalFraction)) : 0;
   if (count - nEval < 1 || (evalFraction > 0 && nEval < 1)) {
@@ -35,8 +43,8 @@ export function makeWindows(
   const starts = (from: number, to: number) =>
     Int32Array.from({ length: to - from }, (_, i) => (from + i) * seq);
   return {
-    train: { tokens, starts: starts(0, count - nEval), seq },
-    eval: { tokens, starts: starts(count - nEval, count), seq },
+    train: { tokens, starts: starts(0, count - nEval), seq, mask },
+    eval: { tokens, starts: starts(count - nEval, count), seq, mask },
   };
 }
 
@@ -53,19 +61,19 @@ export function epochOrder(count: number, seed: number, epoch: number): Int32Arr
   return order;
 }
 
-/** Fills `inputs`/`targets` (`[batch, seq]`) with windows `ids` of `set`. */
+/** Fills `inputs`/`targets` (`[batch, seq]`) with windows `ids` of `set` (masked targets are −1). */
 export function fillBatch(
   set: WindowSet,
   ids: ArrayLike<number>,
   inputs: Int32Array,
   targets: Int32Array,
 ): void {
-  const { seq, tokens } = set;
+  const { seq, tokens, mask } = set;
   for (let b = 0; b < ids.length; b++) {
     const s = set.starts[ids[b]];
     for (let i = 0; i < seq; i++) {
       inputs[b * seq + i] = tokens[s + i];
-      targets[b * seq + i] = tokens[s + i + 1];
+      targets[b * seq + i] = !mask || mask[s + i + 1] ? tokens[s + i + 1] : -1;
     }
   }
 }

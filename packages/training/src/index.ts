@@ -6,10 +6,12 @@
  * @packageDocumentation
  */
 export { type BaselineResult, ngramBaselines } from "./baselines.js";
+export { type ChatExamples, chatExamples, parseChatJsonl } from "./chat-data.js";
 export { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 export { epochOrder, fillBatch, makeWindows, type WindowSet } from "./data.js";
 export { type ExportOptions, type ExportType, exportGGUF } from "./export.js";
 export {
+  type FrozenModel,
   initParams,
   type LinearHook,
   type ModelShape,
@@ -18,6 +20,7 @@ export {
   paramLayout,
   seededRandom,
   TrainGraph,
+  type TrainGraphOptions,
 } from "./model.js";
 export {
   type AttentionShape,
@@ -25,6 +28,7 @@ export {
   embedding,
   embeddingBackward,
   type FloatArray,
+  type FrozenMatrix,
   nativeOps,
   referenceOps,
   rmsNorm,

@@ -4,7 +4,7 @@
  * and backward passes read top to bottom, each buffer with its shape.
  */
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { type AttentionShape, embedding, type FloatArray, type TrainOps } from "./ops.js";
+import { type AttentionShape, embedding, type FloatArray, type FrozenMatrix, type TrainOps } from "./ops.js";
 
 /** Shape of a model to train from scratch (what `ryzanstein train --config` reads). */
 export interface ModelShape {
@@ -141,6 +141,19 @@ export function initParams(shape: ModelShape, seed: number): Float32Array {
 }
 
 /**
+ * The weights of a frozen base kept in their storage formats (QLoRA): every matrix as a
+ * {@link FrozenMatrix} (F32/F16/BF16/Q8_0/Q4_0, mapped or repacked, never decoded as a whole),
+ * the RMSNorm vectors as F32. Keys are GGUF tensor names in {@link paramLayout} order;
+ * `token_embd.weight` must be in the file layout (it is read by row).
+ */
+export interface FrozenModel {
+  /** Matrices by GGUF name (`output.weight` may share the embedding's tensor). */
+  matrices: Map<string, FrozenMatrix>;
+  /** RMSNorm weights by GGUF name. */
+  norms: Map<string, Float32Array>;
+}
+
+/**
  * Extra trainable terms on linear layers (LoRA adapters): called after each base `y = x·Wᵀ` with
  * the GGUF name of `W`, and in the backward pass with the same input.
  */
@@ -151,51 +164,105 @@ export interface LinearHook<A extends FloatArray> {
   forward(name: string, y: A, x: A, n: number): void;
   /** `dx += ∂f/∂x·dy`, accumulating the hook's own parameter gradients. */
   backward(name: string, dx: A, dy: A, x: A, n: number): void;
+  /**
+   * Called at the start of every forward pass. With activation checkpointing a layer's forward
+   * runs twice in one pass (the recomputation), so anything random (dropout) must depend on the
+   * pass, not on the number of calls.
+   */
+  beginPass?(): void;
+}
+
+/** Options of {@link TrainGraph}. */
+export interface TrainGraphOptions {
+  /**
+   * Activation checkpointing per layer: keep only each layer's input during the forward pass and
+   * recompute the layer's activations during the backward pass (one layer's activations in memory
+   * instead of all of them, for about one more forward pass of compute). Gradients are the same.
+   */
+  checkpointLayers?: boolean;
+}
+
+/** A linear weight: a trainable F32/F64 view, or a frozen matrix in its storage format. */
+type Weight<A extends FloatArray> = A | FrozenMatrix;
+
+function isFrozen<A extends FloatArray>(w: Weight<A>): w is FrozenMatrix {
+  return !ArrayBuffer.isView(w);
 }
 
 interface LayerViews<A extends FloatArray> {
   attnNorm: A;
-  wq: A;
-  wk: A;
-  wv: A;
-  wo: A;
+  wq: Weight<A>;
+  wk: Weight<A>;
+  wv: Weight<A>;
+  wo: Weight<A>;
   ffnNorm: A;
-  wGate: A;
-  wUp: A;
-  wDown: A;
+  wGate: Weight<A>;
+  wUp: Weight<A>;
+  wDown: Weight<A>;
 }
 
 interface Views<A extends FloatArray> {
-  embd: A;
+  embd: Weight<A>;
   layers: LayerViews<A>[];
   outputNorm: A;
-  output: A;
+  output: Weight<A>;
+}
+
+function layerViews<A extends FloatArray>(
+  nLayers: number,
+  mat: (name: string) => Weight<A>,
+  norm: (name: string) => A,
+): Views<A> {
+  return {
+    embd: mat("token_embd.weight"),
+    layers: Array.from({ length: nLayers }, (_, l) => ({
+      attnNorm: norm(`blk.${l}.attn_norm.weight`),
+      wq: mat(`blk.${l}.attn_q.weight`),
+      wk: mat(`blk.${l}.attn_k.weight`),
+      wv: mat(`blk.${l}.attn_v.weight`),
+      wo: mat(`blk.${l}.attn_output.weight`),
+      ffnNorm: norm(`blk.${l}.ffn_norm.weight`),
+      wGate: mat(`blk.${l}.ffn_gate.weight`),
+      wUp: mat(`blk.${l}.ffn_up.weight`),
+      wDown: mat(`blk.${l}.ffn_down.weight`),
+    })),
+    outputNorm: norm("output_norm.weight"),
+    output: mat("output.weight"),
+  };
 }
 
 function views<A extends FloatArray>(flat: A, shape: ModelShape): Views<A> {
   const { specs } = paramLayout(shape);
   const by = new Map(specs.map((p) => [p.name, flat.subarray(p.offset, p.offset + p.size) as A]));
   const get = (n: string) => by.get(n) as A;
-  return {
-    embd: get("token_embd.weight"),
-    layers: Array.from({ length: shape.nLayers }, (_, l) => ({
-      attnNorm: get(`blk.${l}.attn_norm.weight`),
-      wq: get(`blk.${l}.attn_q.weight`),
-      wk: get(`blk.${l}.attn_k.weight`),
-      wv: get(`blk.${l}.attn_v.weight`),
-      wo: get(`blk.${l}.attn_output.weight`),
-      ffnNorm: get(`blk.${l}.ffn_norm.weight`),
-      wGate: get(`blk.${l}.ffn_gate.weight`),
-      wUp: get(`blk.${l}.ffn_up.weight`),
-      wDown: get(`blk.${l}.ffn_down.weight`),
-    })),
-    outputNorm: get("output_norm.weight"),
-    output: get("output.weight"),
-  };
+  return layerViews<A>(shape.nLayers, get, get);
+}
+
+function frozenViews<A extends FloatArray>(m: FrozenModel, shape: ModelShape, ops: TrainOps<A>): Views<A> {
+  const { specs } = paramLayout(shape);
+  for (const p of specs) {
+    const w = m.matrices.get(p.name)?.native;
+    const ok = p.isNorm
+      ? m.norms.get(p.name)?.length === p.size
+      : w?.rows === p.shape[0] && w?.cols === p.shape[1];
+    if (!ok)
+      throw new RyzansteinError(
+        "SHAPE_MISMATCH",
+        `frozen model: ${p.name} is missing or has the wrong shape`,
+      );
+  }
+  return layerViews<A>(
+    shape.nLayers,
+    (n) => m.matrices.get(n) as FrozenMatrix,
+    (n) => {
+      const v = ops.alloc((m.norms.get(n) as Float32Array).length);
+      v.set(m.norms.get(n) as Float32Array);
+      return v;
+    },
+  );
 }
 
 interface LayerActs<A extends FloatArray> {
-  xIn: A; // [n, dim] residual entering the block
   xn1: A; // [n, dim]
   q: A; // [n, qDim] after RoPE
   k: A; // [n, kvDim] after RoPE
@@ -209,9 +276,27 @@ interface LayerActs<A extends FloatArray> {
   h: A; // [n, ffn] silu(gate)*up
 }
 
+/** Linear layers as the graph calls them: frozen or trainable weight, plus the hook's term. */
+interface Linear<A extends FloatArray> {
+  forward(name: string, y: A, x: A, w: Weight<A>, n: number, inDim: number, outDim: number): void;
+  backward(
+    name: string,
+    dw: A | undefined,
+    dx: A,
+    dy: A,
+    x: A,
+    w: Weight<A>,
+    n: number,
+    inDim: number,
+    outDim: number,
+    accumulate: boolean,
+  ): void;
+}
+
 /**
  * Forward and backward of a model over packed windows, with every activation buffer allocated
- * once for a fixed `(batch, seq)`.
+ * once for a fixed `(batch, seq)`. The base weights are either one flat trainable buffer or a
+ * {@link FrozenModel} in its storage formats (then only a hook's parameters train).
  */
 export class TrainGraph<A extends FloatArray> {
   /** The model shape. */
@@ -220,7 +305,12 @@ export class TrainGraph<A extends FloatArray> {
   readonly batch: number;
   /** Tokens per window. */
   readonly seq: number;
+  /** Whether layer activations are recomputed in the backward pass (see {@link TrainGraphOptions}). */
+  readonly checkpointLayers: boolean;
   private readonly ops: TrainOps<A>;
+  /** `[n, dim]` residual entering each layer. */
+  private readonly xIns: A[];
+  /** One set per layer, or a single shared set with checkpointing. */
   private readonly acts: LayerActs<A>[];
   private readonly xFinal: A;
   private readonly xnF: A;
@@ -240,25 +330,35 @@ export class TrainGraph<A extends FloatArray> {
   private readonly attn: AttentionShape;
   private readonly hook: LinearHook<A> | undefined;
   private readonly normScratch: A;
+  private frozenCache: { model: FrozenModel; views: Views<A> } | undefined;
 
   /**
    * @param hook - adapters on linear layers (LoRA); with a hook, {@link step} runs the backward
    *   pass even without base gradients (a frozen base).
    */
-  constructor(shape: ModelShape, batch: number, seq: number, ops: TrainOps<A>, hook?: LinearHook<A>) {
+  constructor(
+    shape: ModelShape,
+    batch: number,
+    seq: number,
+    ops: TrainOps<A>,
+    hook?: LinearHook<A>,
+    options: TrainGraphOptions = {},
+  ) {
     this.hook = hook;
     this.shape = normalizeShape(shape);
     this.batch = batch;
     this.seq = seq;
     this.ops = ops;
+    this.checkpointLayers = options.checkpointLayers ?? false;
     const s = this.shape;
     const n = batch * seq;
     const hd = s.dim / s.nHeads;
     const qDim = s.nHeads * hd;
     const kvDim = s.nKvHeads * hd;
     const a = (len: number) => ops.alloc(len);
-    this.acts = Array.from({ length: s.nLayers }, () => ({
-      xIn: a(n * s.dim),
+    this.xIns = Array.from({ length: s.nLayers }, () => a(n * s.dim));
+    const sets = this.checkpointLayers ? Math.min(1, s.nLayers) : s.nLayers;
+    this.acts = Array.from({ length: sets }, () => ({
       xn1: a(n * s.dim),
       q: a(n * qDim),
       k: a(n * kvDim),
@@ -290,14 +390,96 @@ export class TrainGraph<A extends FloatArray> {
     this.normScratch = a(s.dim);
   }
 
+  /** Bytes of the activation and gradient buffers this graph holds (the graph's own memory). */
+  get activationBytes(): number {
+    const bufs: A[] = [
+      ...this.xIns,
+      ...this.acts.flatMap((a) => Object.values(a) as A[]),
+      this.xFinal,
+      this.xnF,
+      this.logits,
+      ...(Object.values(this.scratch) as A[]),
+      this.normScratch,
+    ];
+    return bufs.reduce((t, b) => t + b.byteLength, 0);
+  }
+
+  private linear(): Linear<A> {
+    const base = this.ops;
+    const hook = this.hook;
+    return {
+      forward: (name, y, x, w, n, inDim, outDim) => {
+        if (isFrozen(w)) base.linearFrozen(y, x, w, n);
+        else base.linear(y, x, w, n, inDim, outDim);
+        if (hook?.has(name)) hook.forward(name, y, x, n);
+      },
+      backward: (name, dw, dx, dy, x, w, n, inDim, outDim, accumulate) => {
+        if (isFrozen(w)) {
+          base.linearFrozenBackwardInput(dx, dy, w, n, accumulate);
+        } else {
+          if (dw) base.linearBackwardWeight(dw, dy, x, n, inDim, outDim);
+          base.linearBackwardInput(dx, dy, w, n, inDim, outDim, accumulate);
+        }
+        if (hook?.has(name)) hook.backward(name, dx, dy, x, n);
+      },
+    };
+  }
+
+  /**
+   * Layer `l` forward from `xIn`: fills `a`, and when `xOut` is given writes the layer's output
+   * (a recomputation for the backward pass stops before the down projection, whose output it
+   * does not need).
+   */
+  private layerForward(
+    lin: Linear<A>,
+    w: Views<A>,
+    l: number,
+    a: LayerActs<A>,
+    xIn: A,
+    xOut: A | null,
+  ): void {
+    const s = this.shape;
+    const o = this.ops;
+    const L = w.layers[l];
+    const n = this.batch * this.seq;
+    const hd = s.dim / s.nHeads;
+    const qDim = s.nHeads * hd;
+    const kvDim = s.nKvHeads * hd;
+    o.rmsNorm(a.xn1, xIn, L.attnNorm, n, s.dim, s.normEps); // xn1 [n, dim]
+    lin.forward(`blk.${l}.attn_q.weight`, a.q, a.xn1, L.wq, n, s.dim, qDim); // q [n, qDim]
+    lin.forward(`blk.${l}.attn_k.weight`, a.k, a.xn1, L.wk, n, s.dim, kvDim); // k [n, kvDim]
+    lin.forward(`blk.${l}.attn_v.weight`, a.v, a.xn1, L.wv, n, s.dim, kvDim); // v [n, kvDim]
+    o.rope(a.q, n, this.seq, s.nHeads, hd, s.ropeFreqBase, 1);
+    o.rope(a.k, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, 1);
+    o.attention(a.att, a.probs, a.q, a.k, a.v, this.attn); // att [n, qDim]
+    lin.forward(`blk.${l}.attn_output.weight`, a.xMid, a.att, L.wo, n, qDim, s.dim); // xMid = xIn + att·Woᵀ
+    for (let i = 0; i < n * s.dim; i++) a.xMid[i] += xIn[i];
+    o.rmsNorm(a.xn2, a.xMid, L.ffnNorm, n, s.dim, s.normEps); // xn2 [n, dim]
+    lin.forward(`blk.${l}.ffn_gate.weight`, a.gate, a.xn2, L.wGate, n, s.dim, s.ffnDim); // gate [n, ffn]
+    lin.forward(`blk.${l}.ffn_up.weight`, a.up, a.xn2, L.wUp, n, s.dim, s.ffnDim); // up [n, ffn]
+    o.swiglu(a.h, a.gate, a.up, n * s.ffnDim); // h [n, ffn]
+    if (!xOut) return;
+    lin.forward(`blk.${l}.ffn_down.weight`, xOut, a.h, L.wDown, n, s.ffnDim, s.dim); // xOut = xMid + h·Wdownᵀ
+    for (let i = 0; i < n * s.dim; i++) xOut[i] += a.xMid[i];
+  }
+
+  private weights(params: A | FrozenModel): Views<A> {
+    if (ArrayBuffer.isView(params)) return views(params as A, this.shape);
+    const m = params as FrozenModel;
+    if (this.frozenCache?.model !== m)
+      this.frozenCache = { model: m, views: frozenViews(m, this.shape, this.ops) };
+    return this.frozenCache.views;
+  }
+
   /**
    * Runs the forward pass on `tokens` (`[batch, seq]` inputs) against `targets` (`[batch, seq]`,
    * −1 = ignored) and returns the summed cross-entropy (nats). With `grads`, also runs the backward
    * pass and adds `lossScale · ∂loss/∂params` into `grads` (same flat layout as `params`). With
    * `backward` but no `grads` the base is frozen and only the hook's parameters get gradients.
+   * `params` may be a {@link FrozenModel} (then `grads` must be omitted).
    */
   step(
-    params: A,
+    params: A | FrozenModel,
     tokens: Int32Array,
     targets: Int32Array,
     grads?: A,
@@ -305,32 +487,8 @@ export class TrainGraph<A extends FloatArray> {
     backward = grads !== undefined,
   ): number {
     const s = this.shape;
-    const base = this.ops;
-    const hook = this.hook;
-    // linear layers with the hook's extra terms (forward) and frozen-base aware gradients (backward)
-    const o = {
-      ...base,
-      linearNamed: (name: string, y: A, x: A, w: A, n: number, inDim: number, outDim: number) => {
-        base.linear(y, x, w, n, inDim, outDim);
-        if (hook?.has(name)) hook.forward(name, y, x, n);
-      },
-      backNamed: (
-        name: string,
-        dw: A | undefined,
-        dx: A,
-        dy: A,
-        x: A,
-        w: A,
-        n: number,
-        inDim: number,
-        outDim: number,
-        accumulate: boolean,
-      ) => {
-        if (dw) base.linearBackwardWeight(dw, dy, x, n, inDim, outDim);
-        base.linearBackwardInput(dx, dy, w, n, inDim, outDim, accumulate);
-        if (hook?.has(name)) hook.backward(name, dx, dy, x, n);
-      },
-    };
+    const o = this.ops;
+    const lin = this.linear();
     const n = this.batch * this.seq;
     if (tokens.length < n || targets.length < n)
       throw new RyzansteinError("SHAPE_MISMATCH", "tokens/targets too short");
@@ -339,36 +497,25 @@ export class TrainGraph<A extends FloatArray> {
         throw new RyzansteinError("OUT_OF_BOUNDS", `token id outside the vocabulary of ${s.vocabSize}`);
       }
     }
-    const w = views(params, s);
+    if (grads && !ArrayBuffer.isView(params))
+      throw new RyzansteinError("INVALID_ARGUMENT", "a frozen model has no parameter gradients");
+    const w = this.weights(params);
     const hd = s.dim / s.nHeads;
     const qDim = s.nHeads * hd;
     const kvDim = s.nKvHeads * hd;
+    const actsOf = (l: number) => this.acts[this.checkpointLayers ? 0 : l];
+    this.hook?.beginPass?.();
 
     // ---- forward ----
-    let x = this.acts.length > 0 ? this.acts[0].xIn : this.xFinal;
-    embedding(x, w.embd, tokens, n, s.dim); // x [n, dim]
+    const x0 = s.nLayers > 0 ? this.xIns[0] : this.xFinal;
+    if (isFrozen(w.embd)) o.embeddingFrozen(x0, w.embd, tokens, n);
+    else embedding(x0, w.embd, tokens, n, s.dim); // x [n, dim]
     for (let l = 0; l < s.nLayers; l++) {
-      const a = this.acts[l];
-      const L = w.layers[l];
-      o.rmsNorm(a.xn1, a.xIn, L.attnNorm, n, s.dim, s.normEps); // xn1 [n, dim]
-      o.linearNamed(`blk.${l}.attn_q.weight`, a.q, a.xn1, L.wq, n, s.dim, qDim); // q [n, qDim]
-      o.linearNamed(`blk.${l}.attn_k.weight`, a.k, a.xn1, L.wk, n, s.dim, kvDim); // k [n, kvDim]
-      o.linearNamed(`blk.${l}.attn_v.weight`, a.v, a.xn1, L.wv, n, s.dim, kvDim); // v [n, kvDim]
-      o.rope(a.q, n, this.seq, s.nHeads, hd, s.ropeFreqBase, 1);
-      o.rope(a.k, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, 1);
-      o.attention(a.att, a.probs, a.q, a.k, a.v, this.attn); // att [n, qDim]
-      o.linearNamed(`blk.${l}.attn_output.weight`, a.xMid, a.att, L.wo, n, qDim, s.dim); // xMid = xIn + att·Woᵀ
-      for (let i = 0; i < n * s.dim; i++) a.xMid[i] += a.xIn[i];
-      o.rmsNorm(a.xn2, a.xMid, L.ffnNorm, n, s.dim, s.normEps); // xn2 [n, dim]
-      o.linearNamed(`blk.${l}.ffn_gate.weight`, a.gate, a.xn2, L.wGate, n, s.dim, s.ffnDim); // gate [n, ffn]
-      o.linearNamed(`blk.${l}.ffn_up.weight`, a.up, a.xn2, L.wUp, n, s.dim, s.ffnDim); // up [n, ffn]
-      o.swiglu(a.h, a.gate, a.up, n * s.ffnDim); // h [n, ffn]
-      x = l + 1 < s.nLayers ? this.acts[l + 1].xIn : this.xFinal;
-      o.linearNamed(`blk.${l}.ffn_down.weight`, x, a.h, L.wDown, n, s.ffnDim, s.dim); // next x = xMid + h·Wdownᵀ
-      for (let i = 0; i < n * s.dim; i++) x[i] += a.xMid[i];
+      const xOut = l + 1 < s.nLayers ? this.xIns[l + 1] : this.xFinal;
+      this.layerForward(lin, w, l, actsOf(l), this.xIns[l], xOut);
     }
     o.rmsNorm(this.xnF, this.xFinal, w.outputNorm, n, s.dim, s.normEps); // xnF [n, dim]
-    o.linearNamed("output.weight", this.logits, this.xnF, w.output, n, s.dim, s.vocabSize); // logits [n, vocab]
+    lin.forward("output.weight", this.logits, this.xnF, w.output, n, s.dim, s.vocabSize); // logits [n, vocab]
     const sc = this.scratch;
     const loss = o.crossEntropy(
       this.logits,
@@ -382,11 +529,12 @@ export class TrainGraph<A extends FloatArray> {
 
     // ---- backward ---- (without `grads` the base is frozen: only input gradients flow)
     const g = grads ? views(grads, s) : undefined;
+    const gm = (v: Weight<A> | undefined) => v as A | undefined;
     const ns = this.normScratch;
     const dx = sc.dx; // [n, dim] gradient of the residual stream
-    o.backNamed(
+    lin.backward(
       "output.weight",
-      g?.output,
+      gm(g?.output),
       sc.dxn,
       sc.dlogits,
       this.xnF,
@@ -399,16 +547,19 @@ export class TrainGraph<A extends FloatArray> {
     dx.fill(0);
     o.rmsNormBackward(dx, g?.outputNorm ?? ns, sc.dxn, this.xFinal, w.outputNorm, n, s.dim, s.normEps);
     for (let l = s.nLayers - 1; l >= 0; l--) {
-      const a = this.acts[l];
+      const a = actsOf(l);
+      // with checkpointing the shared set still holds the last layer; earlier ones are recomputed
+      if (this.checkpointLayers && l < s.nLayers - 1) this.layerForward(lin, w, l, a, this.xIns[l], null);
+      const xIn = this.xIns[l];
       const L = w.layers[l];
       const G = g?.layers[l];
       const p = `blk.${l}.`;
       // feed-forward block: dx flows to xMid unchanged plus through the FFN
-      o.backNamed(`${p}ffn_down.weight`, G?.wDown, sc.dh, dx, a.h, L.wDown, n, s.ffnDim, s.dim, false);
+      lin.backward(`${p}ffn_down.weight`, gm(G?.wDown), sc.dh, dx, a.h, L.wDown, n, s.ffnDim, s.dim, false);
       o.swigluBackward(sc.dgate, sc.dup, sc.dh, a.gate, a.up, n * s.ffnDim);
-      o.backNamed(
+      lin.backward(
         `${p}ffn_gate.weight`,
-        G?.wGate,
+        gm(G?.wGate),
         sc.dxn,
         sc.dgate,
         a.xn2,
@@ -418,19 +569,19 @@ export class TrainGraph<A extends FloatArray> {
         s.ffnDim,
         false,
       );
-      o.backNamed(`${p}ffn_up.weight`, G?.wUp, sc.dxn, sc.dup, a.xn2, L.wUp, n, s.dim, s.ffnDim, true);
+      lin.backward(`${p}ffn_up.weight`, gm(G?.wUp), sc.dxn, sc.dup, a.xn2, L.wUp, n, s.dim, s.ffnDim, true);
       o.rmsNormBackward(dx, G?.ffnNorm ?? ns, sc.dxn, a.xMid, L.ffnNorm, n, s.dim, s.normEps);
       // attention block
-      o.backNamed(`${p}attn_output.weight`, G?.wo, sc.datt, dx, a.att, L.wo, n, qDim, s.dim, false);
+      lin.backward(`${p}attn_output.weight`, gm(G?.wo), sc.datt, dx, a.att, L.wo, n, qDim, s.dim, false);
       o.attentionBackward(sc.dq, sc.dk, sc.dv, a.q, a.k, a.v, a.probs, sc.datt, this.attn);
       o.rope(sc.dq, n, this.seq, s.nHeads, hd, s.ropeFreqBase, -1);
       o.rope(sc.dk, n, this.seq, s.nKvHeads, hd, s.ropeFreqBase, -1);
-      o.backNamed(`${p}attn_q.weight`, G?.wq, sc.dxn, sc.dq, a.xn1, L.wq, n, s.dim, qDim, false);
-      o.backNamed(`${p}attn_k.weight`, G?.wk, sc.dxn, sc.dk, a.xn1, L.wk, n, s.dim, kvDim, true);
-      o.backNamed(`${p}attn_v.weight`, G?.wv, sc.dxn, sc.dv, a.xn1, L.wv, n, s.dim, kvDim, true);
-      o.rmsNormBackward(dx, G?.attnNorm ?? ns, sc.dxn, a.xIn, L.attnNorm, n, s.dim, s.normEps);
+      lin.backward(`${p}attn_q.weight`, gm(G?.wq), sc.dxn, sc.dq, a.xn1, L.wq, n, s.dim, qDim, false);
+      lin.backward(`${p}attn_k.weight`, gm(G?.wk), sc.dxn, sc.dk, a.xn1, L.wk, n, s.dim, kvDim, true);
+      lin.backward(`${p}attn_v.weight`, gm(G?.wv), sc.dxn, sc.dv, a.xn1, L.wv, n, s.dim, kvDim, true);
+      o.rmsNormBackward(dx, G?.attnNorm ?? ns, sc.dxn, xIn, L.attnNorm, n, s.dim, s.normEps);
     }
-    if (g) o.embeddingBackward(g.embd, dx, tokens, n, s.dim);
+    if (g) o.embeddingBackward(gm(g.embd) as A, dx, tokens, n, s.dim);
     return loss;
   }
 }

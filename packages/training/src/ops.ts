@@ -7,13 +7,31 @@
  * Layouts: activations are row-major `[n, features]`; a linear weight is `[out, in]` (ggml layout,
  * `y = x·Wᵀ`). Sequences are packed: `n = batch * seq`, position of row r is `r % seq`.
  */
-import { type Isa, NativeTrainKernels, type TrainAttentionShape } from "@ryzanstein/kernels-native";
+import type { Tensor } from "@ryzanstein/core-tensor";
+import {
+  type FrozenWeight,
+  type Isa,
+  NativeTrainKernels,
+  type TrainAttentionShape,
+} from "@ryzanstein/kernels-native";
 
 /** A float buffer: Float64Array in the reference, Float32Array natively. */
 export type FloatArray = Float32Array | Float64Array;
 
 /** Attention call shape (re-exported from kernels-native). */
 export type AttentionShape = TrainAttentionShape;
+
+/**
+ * A frozen base matrix `[out, in]` kept in its storage format: `tensor` in the GGUF layout (read by
+ * the float64 reference and by row lookups) and `native`, what the native kernels read (the same
+ * bytes, or a repacked copy).
+ */
+export interface FrozenMatrix {
+  /** The tensor in the file layout. */
+  tensor: Tensor;
+  /** The bytes the native kernels read. */
+  native: FrozenWeight;
+}
 
 /** Forward and backward kernels of a Llama block, over buffers of type `A`. */
 export interface TrainOps<A extends FloatArray> {
@@ -31,6 +49,12 @@ export interface TrainOps<A extends FloatArray> {
     outDim: number,
     accumulate: boolean,
   ): void;
+  /** `y[n,out] = x[n,in]·Wᵀ` through a frozen weight (natively: the inference matmul). */
+  linearFrozen(y: A, x: A, w: FrozenMatrix, n: number): void;
+  /** `dx (+)= dy·W` through a frozen weight (no weight gradient). */
+  linearFrozenBackwardInput(dx: A, dy: A, w: FrozenMatrix, n: number, accumulate: boolean): void;
+  /** `y[r] = W[ids[r]]` from a frozen table. */
+  embeddingFrozen(y: A, w: FrozenMatrix, ids: Int32Array, n: number): void;
   /** `dw += dyᵀ·x`. */
   linearBackwardWeight(dw: A, dy: A, x: A, n: number, inDim: number, outDim: number): void;
   /** Causal attention; `probs [batch, nHeads, seq, seq]` is kept for the backward. */
@@ -246,9 +270,32 @@ export function embeddingBackward(
 
 // ---- the reference implementation (float64) ----
 
-/** Plain-TypeScript float64 ops: slow, exact enough for finite differences. */
+/** Decoded copies of frozen tensors for the reference (tests only: whole matrices in float64). */
+const decoded = new WeakMap<Tensor, Float64Array>();
+function decode(w: FrozenMatrix): Float64Array {
+  let d = decoded.get(w.tensor);
+  if (!d) {
+    d = Float64Array.from(w.tensor.toF32());
+    decoded.set(w.tensor, d);
+  }
+  return d;
+}
+
+/**
+ * Plain-TypeScript float64 ops: slow, exact enough for finite differences. A frozen weight is its
+ * decoded values (no activation rounding: the exact function the native kernels approximate).
+ */
 export const referenceOps: TrainOps<Float64Array> = {
   alloc: (n) => new Float64Array(n),
+  linearFrozen(y, x, w, n) {
+    referenceOps.linear(y, x, decode(w), n, w.native.cols, w.native.rows);
+  },
+  linearFrozenBackwardInput(dx, dy, w, n, accumulate) {
+    referenceOps.linearBackwardInput(dx, dy, decode(w), n, w.native.cols, w.native.rows, accumulate);
+  },
+  embeddingFrozen(y, w, ids, n) {
+    embedding(y, decode(w), ids, n, w.native.cols);
+  },
   rmsNorm,
   rmsNormBackward,
   rope,
@@ -372,6 +419,16 @@ export function nativeOps(options: { isa?: Isa; threads?: number } = {}): TrainO
     linear: (y, x, w, n, i, o) => kernels.linearForward(y, x, w, n, i, o),
     linearBackwardInput: (dx, dy, w, n, i, o, acc) => kernels.linearBackwardInput(dx, dy, w, n, i, o, acc),
     linearBackwardWeight: (dw, dy, x, n, i, o) => kernels.linearBackwardWeight(dw, dy, x, n, i, o, true),
+    linearFrozen: (y, x, w, n) => kernels.linearFrozen(y, x, w.native, n),
+    linearFrozenBackwardInput: (dx, dy, w, n, acc) =>
+      kernels.linearFrozenBackwardInput(dx, dy, w.native, n, acc),
+    embeddingFrozen: (y, w, ids, n) =>
+      kernels.embeddingFrozen(
+        y,
+        w.native.packed ? { ...w.native, data: w.tensor.data, packed: false } : w.native,
+        ids,
+        n,
+      ),
     attention: (out, probs, q, k, v, s) => kernels.attentionForward(out, probs, q, k, v, s),
     attentionBackward: (dq, dk, dv, q, k, v, probs, dout, s) =>
       kernels.attentionBackward(dq, dk, dv, q, k, v, probs, dout, s),

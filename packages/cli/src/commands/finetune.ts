@@ -1,6 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
 import type { Isa } from "@ryzanstein/kernels-native";
 import {
@@ -10,19 +8,25 @@ import {
   loadBase,
   loadGGUFAdapter,
   loadPeft,
-  mergeToGGUF,
   saveGGUFAdapter,
   savePeft,
 } from "@ryzanstein/lora";
-import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
+import { chatExamples, parseChatJsonl } from "@ryzanstein/training";
 import { resolveModelPath } from "../resolve-model.js";
+import { reporter } from "./train.js";
 
 /** Options of `ryzanstein finetune`. */
 export interface FinetuneCommandOptions {
   /** Base GGUF (default: as `run` resolves it). */
   model?: string;
-  /** Plain text, or JSONL with one `{"text": ...}` record per line. */
+  /**
+   * Plain text, or JSONL with one `{"text": ...}` record per line, or JSONL chat records
+   * `{"messages": [...]}` (chat template applied, loss on assistant turns only).
+   */
   data: string;
+  /** Activation checkpointing: `auto` (on for large models), `on`, `off`. */
+  checkpoint?: "auto" | "on" | "off";
   /** Output GGUF LoRA adapter. */
   out: string;
   /** Also write a PEFT directory here. */
@@ -49,6 +53,36 @@ export interface FinetuneCommandOptions {
   threads?: number;
   /** Kernel variant. */
   isa?: Isa;
+}
+
+/** True when `path` is JSONL whose first record is a chat record (`{"messages": [...]}`). */
+export function isChatJsonl(path: string): boolean {
+  if (!/\.jsonl$/i.test(path) || !existsSync(path)) return false;
+  const first = readFileSync(path, "utf8")
+    .split("\n")
+    .find((l) => l.trim() !== "");
+  if (first === undefined) return false;
+  try {
+    return Array.isArray((JSON.parse(first) as { messages?: unknown } | null)?.messages);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Tokens to fine-tune on: chat JSONL records rendered with the model's chat template, with a loss
+ * mask over the assistant turns; otherwise the text of {@link readTrainingText}, every token a target.
+ */
+export function readTrainingData(
+  path: string,
+  tok: Tokenizer,
+  chatTemplate: string | undefined,
+): { tokens: Int32Array; lossMask?: Uint8Array } {
+  if (isChatJsonl(path)) {
+    const ex = chatExamples(parseChatJsonl(readFileSync(path, "utf8"), path), tok, chatTemplate);
+    return { tokens: ex.tokens, lossMask: ex.mask };
+  }
+  return { tokens: Int32Array.from(tok.encode(readTrainingText(path))) };
 }
 
 /** Reads training text: plain text, or `{"text": ...}` JSONL records joined by newlines. */
@@ -90,32 +124,40 @@ export function finetuneCommand(
   out: NodeJS.WritableStream = process.stdout,
 ): void {
   const basePath = resolveModelPath(o.model);
-  const text = readTrainingText(o.data);
+  if (!existsSync(o.data))
+    throw new RyzansteinError("IO_ERROR", `data file not found: ${o.data}`, { file: o.data });
   const base = loadBase(basePath);
   const tok = createTokenizerFromGGUF(base.tokenizer);
-  const tokens = Int32Array.from(tok.encode(text));
-  const r = finetune({
-    base,
-    tokens,
-    lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
-    training: {
-      seqLen: o.seqLen,
-      batchSize: o.batchSize,
-      steps: o.steps,
-      lr: o.lr,
-      seed: o.seed,
-      evalFraction: 0.1,
-    },
-    threads: o.threads,
-    isa: o.isa,
-    onProgress: (p) => {
-      if (p.step % 10 === 0 || p.step === p.steps) {
-        process.stderr.write(
-          `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${Math.round(p.tokensPerSecond)} tok/s ETA ${Math.round(p.etaSeconds)}s\n`,
-        );
-      }
-    },
-  });
+  const template = base.tokenizer["tokenizer.chat_template"];
+  const { tokens, lossMask } = readTrainingData(
+    o.data,
+    tok,
+    typeof template === "string" ? template : undefined,
+  );
+  const progress = reporter(o.steps, "finetune");
+  let r: ReturnType<typeof finetune>;
+  try {
+    r = finetune({
+      base,
+      tokens,
+      lossMask,
+      checkpointLayers: o.checkpoint === "on" ? true : o.checkpoint === "off" ? false : undefined,
+      lora: { rank: o.loraR, alpha: o.loraAlpha, dropout: o.loraDropout, targetModules: o.targets },
+      training: {
+        seqLen: o.seqLen,
+        batchSize: o.batchSize,
+        steps: o.steps,
+        lr: o.lr,
+        seed: o.seed,
+        evalFraction: 0.1,
+      },
+      threads: o.threads,
+      isa: o.isa,
+      onProgress: (p) => progress.update(p),
+    });
+  } finally {
+    progress.stop();
+  }
   const w = adapterWeights(r.adapters);
   saveGGUFAdapter(o.out, w);
   if (o.peft) savePeft(o.peft, w, base.shape, o.loraDropout);
@@ -124,23 +166,11 @@ export function finetuneCommand(
   );
 }
 
-/**
- * Merges an adapter (GGUF file or PEFT directory) into `basePath` in a temporary file and returns
- * its path and a cleanup function.
- */
-export function mergedModel(basePath: string, adapter: string): { path: string; cleanup: () => void } {
+/** Reads an adapter (GGUF file or PEFT directory) for the model at `basePath`. */
+export function readAdapter(basePath: string, adapter: string): LoraWeights {
   if (!existsSync(adapter))
     throw new RyzansteinError("IO_ERROR", `adapter not found: ${adapter}`, { file: adapter });
-  const w: LoraWeights = statSync(adapter).isDirectory()
-    ? loadPeft(adapter, loadBase(basePath).shape)
+  return statSync(adapter).isDirectory()
+    ? loadPeft(adapter, loadBase(basePath, { repack: false }).shape)
     : loadGGUFAdapter(adapter);
-  const dir = mkdtempSync(join(tmpdir(), "ryz-lora-"));
-  const path = join(dir, "merged.gguf");
-  try {
-    mergeToGGUF(basePath, w, path);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
-  return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

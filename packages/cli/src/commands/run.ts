@@ -2,7 +2,7 @@ import { type GeneratedToken, loadModel } from "@ryzanstein/engine";
 import type { Isa } from "@ryzanstein/kernels-native";
 import { progressBar } from "../progress.js";
 import { resolveModelPath } from "../resolve-model.js";
-import { mergedModel } from "./finetune.js";
+import { readAdapter } from "./finetune.js";
 
 /** Options of `ryzanstein run`. */
 export interface RunOptions {
@@ -21,7 +21,7 @@ export interface RunOptions {
   stop?: string[];
   isa?: Isa;
   backend?: "native" | "reference";
-  /** LoRA adapter (GGUF file or PEFT directory) merged into the model before running. */
+  /** LoRA adapter (GGUF file or PEFT directory) applied beside the model's weights (not merged). */
   lora?: string;
 }
 
@@ -31,11 +31,11 @@ export async function runCommand(
   o: RunOptions,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
-  let path = resolveModelPath(o.model);
-  let cleanup = () => {};
-  if (o.lora) ({ path, cleanup } = mergedModel(path, o.lora));
+  const path = resolveModelPath(o.model);
+  const lora = o.lora ? readAdapter(path, o.lora) : undefined;
   const bar = progressBar("loading");
   const model = await loadModel(path, {
+    lora,
     threads: o.threads,
     isa: o.isa,
     contextSize: o.ctx,
@@ -43,7 +43,6 @@ export async function runCommand(
     onProgress: (p) => bar.update(p.fraction),
   });
   bar.stop();
-  cleanup(); // the model is mapped; the merged file is no longer needed
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);

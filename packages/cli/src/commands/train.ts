@@ -72,11 +72,12 @@ function readConfig(path: string): TrainConfigFile {
   return cfg;
 }
 
-function reporter(steps: number): { update(p: TrainProgress): void; stop(): void } {
+/** A progress bar with loss, tokens/s and ETA on a terminal; a line every 10 steps otherwise. */
+export function reporter(steps: number, label = "train"): { update(p: TrainProgress): void; stop(): void } {
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
-        format: "train [{bar}] {value}/{total} loss {loss} | {tps} tok/s | ETA {eta_formatted}",
+        format: `${label} [{bar}] {value}/{total} loss {loss} | {tps} tok/s | ETA {eta_formatted}`,
         stream: process.stderr,
         hideCursor: true,
         etaBuffer: 50,

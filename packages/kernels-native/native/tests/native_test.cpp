@@ -19,6 +19,7 @@
 #include "../engine.h"
 #include "../repack.h"
 #include "../thread_pool.h"
+#include "../train_kernels.h"
 
 using namespace ryz;
 
@@ -402,6 +403,62 @@ void test_errors() {
 
 }  // namespace
 
+// dx (+)= dy·W through a frozen weight (train_kernels.h gemm_frozen), file and repacked layouts,
+// against W decoded by get_rows and a double-precision product; column blocks split in two
+// halves like two threads would.
+void test_gemm_frozen(Isa isa) {
+  Engine ref(1, Isa::Scalar);
+  const TrainKernels* tk = train_kernels_for(isa);
+  const std::string p = std::string(isa_name(isa)) + ": ";
+  for (int fmt : {kF32, kF16, kBF16, kQ8_0, kQ4_0}) {
+    const bool block = fmt == kQ8_0 || fmt == kQ4_0;
+    for (int64_t rows : {3, 75}) {
+      for (int64_t cols : {int64_t{32}, int64_t{96}, block ? int64_t{160} : int64_t{70}}) {
+        const auto w = make_weights(fmt, rows, cols);
+        std::vector<int32_t> ids(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; r++) ids[static_cast<size_t>(r)] = static_cast<int32_t>(r);
+        std::vector<float> wd(static_cast<size_t>(rows * cols));
+        ref.get_rows(wd.data(), fmt, w.data(), rows, cols, ids.data(), rows);
+        std::vector<uint8_t> packed(w.size());
+        if (block) repack_rows(fmt, w.data(), rows, cols, packed.data());
+        for (bool use_packed : {false, true}) {
+          if (use_packed && !block) continue;
+          for (int64_t n : {1, 5}) {
+            const auto dy = uniform(static_cast<size_t>(n * rows), 2.0f);
+            const auto dx0 = uniform(static_cast<size_t>(n * cols), 1.0f);
+            for (bool acc : {false, true}) {
+              std::vector<float> want(dx0.size());
+              for (int64_t i = 0; i < n; i++) {
+                for (int64_t c = 0; c < cols; c++) {
+                  double s = acc ? dx0[static_cast<size_t>(i * cols + c)] : 0.0;
+                  for (int64_t r = 0; r < rows; r++)
+                    s += static_cast<double>(dy[static_cast<size_t>(i * rows + r)]) * wd[static_cast<size_t>(r * cols + c)];
+                  want[static_cast<size_t>(i * cols + c)] = static_cast<float>(s);
+                }
+              }
+              std::vector<float> got = dx0;
+              FrozenGemmArgs g{};
+              g.m = n;
+              g.a = dy.data();
+              g.a_rs = rows;
+              g.w = FrozenWeight{fmt, use_packed, use_packed ? packed.data() : w.data(), rows, cols};
+              g.c = got.data();
+              g.accumulate = acc;
+              std::vector<float> panel(256 * 16);
+              const int64_t blocks = (cols + 15) / 16, half = blocks / 2;
+              tk->gemm_frozen(g, 0, half, panel.data());
+              tk->gemm_frozen(g, half, blocks, panel.data());
+              check_close(got, want, 1e-5,
+                          p + "gemm_frozen " + fmt_name(fmt) + (use_packed ? " packed" : "") + " rows=" +
+                              std::to_string(rows) + " cols=" + std::to_string(cols) + " n=" + std::to_string(n));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::stoull(argv[1]) : static_cast<uint64_t>(std::random_device{}());
   g_rng.seed(seed);
@@ -413,6 +470,7 @@ int main(int argc, char** argv) {
     std::printf("testing %s against scalar\n", isa_name(isa));
     test_variant(isa);
     test_packed_and_f16(isa);
+    test_gemm_frozen(isa);
   }
   std::printf("testing thread pool\n");
   test_thread_pool();
