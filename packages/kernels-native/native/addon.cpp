@@ -20,6 +20,7 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "kquants.h"
 #include "train_addon.h"
 #include "repack.h"
 
@@ -79,6 +80,15 @@ void need(const Napi::Env& env, size_t have, double want, const char* what) {
   if (static_cast<double>(have) < want) {
     throw Napi::RangeError::New(env, std::string(what) + " is too short: " + std::to_string(have) + " elements, " +
                                          std::to_string(static_cast<uint64_t>(want)) + " needed");
+  }
+}
+
+// Row length check of the Q4_1 / Q5_0 / K-quant / ternary formats (block 32 or 256).
+void check_kblock(Napi::Env env, const char* op, int type, int64_t cols) {
+  const int kf = ryz::kfmt_of(type);
+  if (kf >= 0 && cols % ryz::kfmt_info(kf).block != 0) {
+    throw Napi::RangeError::New(env, std::string(op) + ": cols must be a multiple of " +
+                                         std::to_string(ryz::kfmt_info(kf).block) + " for this format");
   }
 }
 
@@ -149,6 +159,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
       throw Napi::RangeError::New(env, "matmul: cols must be a multiple of 32 for block formats");
     }
+    check_kblock(env, "matmul", static_cast<int>(type), cols);
     need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
@@ -242,6 +253,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
       throw Napi::RangeError::New(env, "getRows: cols must be a multiple of 32 for block formats");
     }
+    check_kblock(env, "getRows", static_cast<int>(type), cols);
     need(env, t.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "table");
     need(env, y.length, static_cast<double>(ids.length) * cols, "y");
     e.get_rows(y.data, static_cast<int>(type), t.data, rows, cols, ids.data, static_cast<int64_t>(ids.length));
