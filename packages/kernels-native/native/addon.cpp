@@ -101,6 +101,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceAccessor<&EngineWrap::Threads>("threads"),
                            InstanceMethod<&EngineWrap::Matmul>("matmul"),
                            InstanceMethod<&EngineWrap::GetRows>("getRows"),
+                           InstanceMethod<&EngineWrap::Quantize>("quantize"),
                            InstanceMethod<&EngineWrap::RmsNorm>("rmsNorm"),
                            InstanceMethod<&EngineWrap::Rope>("rope"),
                            InstanceMethod<&EngineWrap::Softmax>("softmax"),
@@ -235,6 +236,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const int64_t reps = int_arg(info, 1, "reps", 1);
     const bool copy = info[2].ToBoolean().Value();
     return Napi::Number::New(env, e.memory_bandwidth(static_cast<size_t>(bytes), static_cast<int>(reps), copy));
+  }
+
+  // quantize(dst, type, src, rows, cols): ggml's reference quantizer, rows in parallel (Q4_K, Q6_K)
+  void Quantize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto dst = u8_arg(info, 0, "dst");
+    const int64_t type = int_arg(info, 1, "type");
+    auto src = f32_arg(info, 2, "src");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    if (!ryz::quantize_rows_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "quantize: no native quantizer for tensor type id " + std::to_string(type));
+    }
+    check_kblock(env, "quantize", static_cast<int>(type), cols);
+    need(env, src.length, static_cast<double>(rows) * cols, "src");
+    need(env, dst.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "dst");
+    e.quantize(static_cast<int>(type), src.data, rows, cols, dst.data);
   }
 
   // getRows(y, type, table, rows, cols, ids)

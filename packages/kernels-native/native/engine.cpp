@@ -304,6 +304,16 @@ void Engine::to_f16(uint16_t* dst, const float* src, int64_t len) {
   parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->to_f16(dst + i0, src + i0, i1 - i0); });
 }
 
+void Engine::quantize(int fmt, const float* src, int64_t rows, int64_t cols, uint8_t* dst) {
+  if (!quantize_rows_supported(fmt)) {
+    throw std::invalid_argument("quantize: no native quantizer for tensor type id " + std::to_string(fmt));
+  }
+  check_format(fmt, cols, "quantize");
+  check_nonneg(rows, "rows");
+  parallel_for(rows, std::max<int64_t>(1, std::min<int64_t>(64, rows / (4 * pool_.size()))),
+               [&](int64_t r0, int64_t r1, int) { quantize_rows(fmt, src, cols, r0, r1, dst); });
+}
+
 void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids,
                       int64_t n) {
   check_format(fmt, cols, "getRows");

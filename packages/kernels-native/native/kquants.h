@@ -449,3 +449,10 @@ const KQuantKernels* kquants_generic();
 const KQuantKernels* kquants_avx2();
 const KQuantKernels* kquants_avx512();
 }  // namespace ryz
+
+namespace ryz {
+/** True when quantize_rows has a native port of ggml's reference quantizer for `fmt` (Q4_K, Q6_K). */
+bool quantize_rows_supported(int fmt);
+/** Quantizes rows [row_begin, row_end) of `src` (rows of `cols` floats) into `dst` (file layout). */
+void quantize_rows(int fmt, const float* src, int64_t cols, int64_t row_begin, int64_t row_end, uint8_t* dst);
+}  // namespace ryz

@@ -365,6 +365,28 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /**
+   * Quantizes `rows` rows of `cols` floats to `type` with ggml's reference rounding (the bytes equal
+   * core-tensor's `quantizeRow`), rows split across the pool. Returns `undefined` for formats without
+   * a native quantizer (only Q4_K and Q6_K have one; their TypeScript ports are the slow ones).
+   */
+  quantize(type: GGMLType, values: Float32Array, rows: number, cols: number): Uint8Array | undefined {
+    const op = "quantize";
+    const e = this.#e(op);
+    if (type !== GGMLType.Q4_K && type !== GGMLType.Q6_K) return undefined;
+    if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols % 256 !== 0) {
+      fail("SHAPE_MISMATCH", op, `rows must be >= 0 and cols a multiple of 256, got [${rows}, ${cols}]`);
+    }
+    f32(op, "values", values, rows * cols);
+    const out = new Uint8Array(rowBytes(type, cols) * rows);
+    try {
+      e.quantize(out, type, values, rows, cols);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+    return out;
+  }
+
   /** `y[i, :] = table[ids[i], :]` decoded to floats. Ids outside the table throw `OUT_OF_BOUNDS`. */
   getRows(y: Float32Array, table: Tensor, ids: Int32Array): void {
     const op = "getRows";

@@ -4,6 +4,7 @@
 import {
   f32ToF16,
   GGMLType,
+  quantizeRow,
   ReferenceBackend,
   RyzansteinError,
   Tensor,
@@ -115,5 +116,27 @@ describe.each(availableIsas())("isa=%s", (isa: Isa) => {
       name: "bad",
     } as unknown as Tensor;
     expect(() => nb.matmul(new Float32Array(1), bad, new Float32Array(128), 1)).toThrow(/block size 256/);
+  });
+});
+
+describe("native quantizers", () => {
+  it("Q4_K and Q6_K bytes equal core-tensor's port of ggml's reference (zeros and constants included)", () => {
+    const nb = new NativeBackend({ threads: 2 });
+    try {
+      const g = gen("native-quantize");
+      const rows = 9;
+      const cols = 512;
+      const x = g.uniform(rows * cols, 0.3);
+      x.fill(0, 256, 512); // an all-zero block
+      x.fill(0.25, 1024, 1280); // a constant block
+      for (const t of [GGMLType.Q4_K, GGMLType.Q6_K]) {
+        const got = nb.quantize(t, x, rows, cols);
+        expect(got && Buffer.compare(got, quantizeRow(t, x)), ctx(typeName(t))).toBe(0);
+      }
+      expect(nb.quantize(GGMLType.Q4_0, x, rows, cols)).toBeUndefined();
+      expect(() => nb.quantize(GGMLType.Q4_K, x, rows, 100)).toThrow(RyzansteinError);
+    } finally {
+      nb.dispose();
+    }
   });
 });
