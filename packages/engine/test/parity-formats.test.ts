@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GGMLType, typeName } from "@ryzanstein/core-tensor";
+import { type ComputeFormat, GGMLType, typeName } from "@ryzanstein/core-tensor";
 import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/index.js";
@@ -23,7 +23,7 @@ afterAll(async () => {
 const PEER_TOL = 0.6;
 const PEER_MEAN_TOL = 0.15;
 const NEAR_TIE = 0.05;
-const FORMATS = [
+const FORMATS: ComputeFormat[] = [
   GGMLType.Q4_1,
   GGMLType.Q5_0,
   GGMLType.Q2_K,

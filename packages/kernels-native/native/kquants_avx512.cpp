@@ -1,4 +1,4 @@
-// AVX-512 (VL + VNNI) build of kquants_x86.inc: `vpdpbusd` for the ternary dot products.
+// AVX-512 build of kquants_x86.inc (same 256-bit algorithm, compiled with the AVX-512 flags).
 #include "kquants_x86.inc"
 
 namespace ryz {

@@ -129,7 +129,7 @@ describe("native quantizers", () => {
       const x = g.uniform(rows * cols, 0.3);
       x.fill(0, 256, 512); // an all-zero block
       x.fill(0.25, 1024, 1280); // a constant block
-      for (const t of [GGMLType.Q4_K, GGMLType.Q6_K]) {
+      for (const t of [GGMLType.Q4_K, GGMLType.Q6_K] as const) {
         const got = nb.quantize(t, x, rows, cols);
         expect(got && Buffer.compare(got, quantizeRow(t, x)), ctx(typeName(t))).toBe(0);
       }
