@@ -77,13 +77,13 @@ describe("loading bad models gives typed errors", () => {
     ).toBe("MISSING_METADATA");
   });
   it("tensor type the engine cannot compute with", async () => {
-    const path = variant("q4_1", (_m, t) => {
+    const path = variant("q5_1", (_m, t) => {
       const i = t.findIndex((x) => x.name === "output.weight");
       t[i] = {
         name: "output.weight",
-        type: GGMLType.Q4_1,
+        type: GGMLType.Q5_1,
         shape: [512, 64],
-        data: new Uint8Array(512 * 2 * 20),
+        data: new Uint8Array(512 * 2 * 24),
       };
     });
     expect(await codeOf(path, "reference")).toBe("UNSUPPORTED_TENSOR_TYPE");

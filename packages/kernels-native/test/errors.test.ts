@@ -27,8 +27,8 @@ describe("bad arguments throw RyzansteinError before reaching C++", () => {
     );
     expect(code(() => nb.matmul(new Float32Array(4), w, new Float32Array(64), 1.5))).toBe("INVALID_ARGUMENT");
     expect(code(() => nb.matmul(new Float32Array(4), w, new Float32Array(64), -1))).toBe("INVALID_ARGUMENT");
-    const q41 = new Tensor(GGMLType.Q4_1, [2, 32], new Uint8Array(40));
-    expect(code(() => nb.matmul(new Float32Array(2), q41, new Float32Array(32), 1))).toBe(
+    const q51 = new Tensor(GGMLType.Q5_1, [2, 32], new Uint8Array(48));
+    expect(code(() => nb.matmul(new Float32Array(2), q51, new Float32Array(32), 1))).toBe(
       "UNSUPPORTED_TENSOR_TYPE",
     );
     const shared = new Float32Array(128);
@@ -150,7 +150,7 @@ describe("the raw addon rejects bad calls with JS errors, never a crash", () => 
     ["negative length", () => e.add(f, f, f, -1)],
     ["fractional length", () => e.softmax(f, 1.5, 2)],
     ["wrong typed array", () => e.rmsNorm(f, new Float64Array(8) as never, f, 1, 8, 1e-5)],
-    ["unsupported type id", () => e.matmul(f, 3, new Uint8Array(100), 1, 32, f, 0)],
+    ["unsupported type id", () => e.matmul(f, 7, new Uint8Array(100), 1, 32, f, 0)],
     ["short weights", () => e.matmul(f, 0, new Uint8Array(10), 2, 4, f, 1)],
     ["id out of range", () => e.getRows(f, 0, new Uint8Array(32), 2, 4, Int32Array.of(2))],
     ["bad nDims", () => e.rope(f, 1, Int32Array.of(0), 1, 8, 3, 10000, 1, false)],

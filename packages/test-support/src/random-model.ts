@@ -1,5 +1,5 @@
 import { GGUFValueType, type GGUFWriteTensor, writeGGUF } from "@ryzanstein/convert";
-import { type ComputeFormat, GGMLType, Tensor } from "@ryzanstein/core-tensor";
+import { type ComputeFormat, GGMLType, llamaFileType, Tensor } from "@ryzanstein/core-tensor";
 
 /** Shape and storage of a random-weight Llama model. */
 export interface RandomLlamaSpec {
@@ -33,6 +33,11 @@ export interface RandomLlamaSpec {
   ropeFreqBase?: number;
   /** Model name in `general.name`. */
   name?: string;
+  /**
+   * Fast quantizer for a matrix (e.g. kernels-native's `NativeBackend.quantize`); `undefined` from
+   * it, or no hook, falls back to core-tensor's reference quantizer (slow for K-quants at 1B scale).
+   */
+  quantize?: (type: GGMLType, values: Float32Array, rows: number, cols: number) => Uint8Array | undefined;
 }
 
 /** Seeded normal generator (xorshift + Box-Muller). */
@@ -114,7 +119,9 @@ export function writeRandomLlamaGGUF(
         const rand = gaussian(s);
         const values = new Float32Array(rows * cols);
         for (let i = 0; i < values.length; i++) values[i] = rand() * scale;
-        return Tensor.fromF32([rows, cols], values, format).data;
+        return (
+          spec.quantize?.(format, values, rows, cols) ?? Tensor.fromF32([rows, cols], values, format).data
+        );
       },
     };
   };
@@ -151,20 +158,15 @@ export function writeRandomLlamaGGUF(
   }
   tensors.push(norm("output_norm.weight"));
   if (!spec.tiedOutput) tensors.push(matrix("output.weight", vocabSize, dim, outputStd));
-  const fileType: Record<ComputeFormat, number> = {
-    [GGMLType.F32]: 0,
-    [GGMLType.F16]: 1,
-    [GGMLType.Q4_0]: 2,
-    [GGMLType.Q8_0]: 7,
-    [GGMLType.BF16]: 32,
-  };
+  const fileType = llamaFileType(type);
+  if (fileType === undefined) throw new Error(`${GGMLType[type]} cannot be a weight format`);
   writeGGUF(
     path,
     {
       metadata: {
         "general.architecture": "llama",
         "general.name": spec.name ?? "random-llama",
-        "general.file_type": fileType[type],
+        "general.file_type": fileType,
         "llama.context_length": spec.contextLength ?? 2048,
         "llama.embedding_length": dim,
         "llama.block_count": nLayers,
