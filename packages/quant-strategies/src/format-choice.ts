@@ -17,7 +17,7 @@ export function bitsPerWeight(type: ComputeFormat): number {
 
 /** True for the ternary formats (TQ*), which only suit models trained for them. */
 function isTernary(type: ComputeFormat): boolean {
-  return TYPE_INFO[type].name.startsWith("TQ");
+  return TYPE_INFO[type].name.toLowerCase().startsWith("tq");
 }
 
 /**

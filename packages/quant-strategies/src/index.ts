@@ -23,7 +23,13 @@ export {
 export type { LogitsFunction, PerplexityOptions, PerplexityResult } from "./perplexity.js";
 export { negativeLogLikelihood, perplexity } from "./perplexity.js";
 export type { QuantizedModel, QuantizeOptions, QuantizeProgress, TensorReport } from "./quantize-model.js";
-export { ggufFileBytes, quantizedModelSource, quantizeModel, writeQuantizedModel } from "./quantize-model.js";
+export {
+  ggufFileBytes,
+  quantizedModelSource,
+  quantizeModel,
+  serializeQuantizedModel,
+  writeQuantizedModel,
+} from "./quantize-model.js";
 export { relativeRoundingError } from "./sensitivity.js";
 export type { AwqGroup, AwqGroupResult, AwqOptions } from "./strategies/awq.js";
 export { applyAwq, awqGroups } from "./strategies/awq.js";

@@ -117,9 +117,16 @@ export function ggufFileBytes(
   metadata: Record<string, GGUFWriteValue>,
   tensors: ReadonlyArray<{ name: string; shape: readonly number[]; bytes: number }>,
 ): number {
-  let header = serializeGGUF({ metadata, tensors: [] }).length;
-  for (const t of tensors) header += 8 + Buffer.byteLength(t.name) + 4 + 8 * t.shape.length + 4 + 8;
-  header = Math.ceil(header / ALIGNMENT) * ALIGNMENT;
+  // The header with an empty tensor of each name and rank has exactly the real header's length.
+  const header = serializeGGUF({
+    metadata,
+    tensors: tensors.map((t) => ({
+      name: t.name,
+      type: GGMLType.F32,
+      shape: t.shape.map(() => 0),
+      data: new Uint8Array(0),
+    })),
+  }).length;
   return header + tensors.reduce((s, t) => s + Math.ceil(t.bytes / ALIGNMENT) * ALIGNMENT, 0);
 }
 
@@ -221,7 +228,7 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
     options.onProgress?.({ phase: "quantizing", fraction: (i + 1) / model.tensors.length });
   });
   const metadata = { ...model.metadata };
-  const fileType = FILE_TYPE[typeName(options.type)];
+  const fileType = FILE_TYPE[typeName(options.type).toUpperCase()];
   if (fileType !== undefined) metadata["general.file_type"] = { type: GGUFValueType.UINT32, value: fileType };
   const fileBytes = ggufFileBytes(
     metadata,
@@ -261,7 +268,7 @@ function selectAuto(model: FloatModel, ctx: StrategyContext, options: QuantizeOp
       "auto with a perplexity bound needs held-out text to evaluate on",
     );
   const candidates = quantTypes()
-    .filter((t) => !typeName(t).startsWith("TQ"))
+    .filter((t) => !typeName(t).toLowerCase().startsWith("tq"))
     .sort((a, b) => bitsPerWeight(a) - bitsPerWeight(b));
   const tried: string[] = [];
   for (const type of candidates) {
@@ -291,7 +298,7 @@ function selectAuto(model: FloatModel, ctx: StrategyContext, options: QuantizeOp
 
 /** The quantized model as a GGUF source in memory (to score it without writing a file). */
 export function quantizedModelSource(q: QuantizedModel): ModelSource {
-  return parseGGUF(serializeGGUF({ metadata: q.metadata, tensors: q.tensors }));
+  return parseGGUF(serializeQuantizedModel(q));
 }
 
 /** Writes the quantized model atomically: nothing appears under `path` unless the write completes. */
@@ -301,4 +308,9 @@ export function writeQuantizedModel(
   onProgress?: (p: WriteProgress) => void,
 ): void {
   writeGGUF(path, { metadata: q.metadata, tensors: q.tensors }, onProgress);
+}
+
+/** The quantized model as GGUF bytes in memory. */
+export function serializeQuantizedModel(q: QuantizedModel): Uint8Array {
+  return serializeGGUF({ metadata: q.metadata, tensors: q.tensors });
 }

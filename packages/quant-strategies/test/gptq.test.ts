@@ -1,0 +1,40 @@
+import { GGMLType } from "@ryzanstein/core-tensor";
+import { describe, expect, it } from "vitest";
+import { dequantizeMatrix, gptqQuantize, gptqSupports, rtnQuantize } from "../src/index.js";
+import { correlatedInputs, normal, outputError, statsOf } from "./helpers.js";
+
+describe("GPTQ", () => {
+  const rows = 48;
+  const cols = 128;
+  const g = normal(7);
+  const w = Float32Array.from({ length: rows * cols }, () => 0.05 * g());
+  const inputs = correlatedInputs(768, cols, 3);
+  const calib = inputs.subarray(0, 512 * cols);
+  const held = inputs.subarray(512 * cols); // same distribution, rows GPTQ did not see
+  const stats = statsOf(calib, 512, cols);
+
+  for (const [name, type] of [
+    ["Q4_0", GGMLType.Q4_0],
+    ["Q8_0", GGMLType.Q8_0],
+  ] as const) {
+    for (const actOrder of [false, true]) {
+      it(`${name}${actOrder ? " act-order" : ""}: lower layer output error ‖WX − ŴX‖ than RTN on correlated data`, () => {
+        expect(gptqSupports(type)).toBe(true);
+        const rtn = dequantizeMatrix(rtnQuantize(w, rows, cols, type), rows, cols, type);
+        const data = gptqQuantize(w, rows, cols, type, stats, { actOrder, batchSize: 64 });
+        const gptq = dequantizeMatrix(data, rows, cols, type);
+        const eRtn = outputError(w, rtn, held, rows, cols, 256);
+        const eGptq = outputError(w, gptq, held, rows, cols, 256);
+        // On held-out inputs from the same distribution GPTQ cuts the error well below RTN's.
+        expect(eGptq).toBeLessThan(0.5 * eRtn);
+      });
+    }
+  }
+
+  it("rejects a Hessian of the wrong width and formats without a column codec", () => {
+    expect(() =>
+      gptqQuantize(w, rows, cols, GGMLType.Q4_0, statsOf(calib.subarray(0, 64 * 64), 64, 64)),
+    ).toThrow(/Hessian of 64 columns/);
+    expect(() => gptqQuantize(w, rows, cols, GGMLType.F16, stats)).toThrow(/cannot write/);
+  });
+});
