@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GGMLType, isRyzansteinError } from "@ryzanstein/core-tensor";
+import { type ComputeFormat, GGMLType, isRyzansteinError } from "@ryzanstein/core-tensor";
 import { ModelSession, openModelFile } from "@ryzanstein/engine";
 import { writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -103,7 +103,7 @@ describe("AWQ", () => {
 });
 
 describe("mixed and auto", () => {
-  const uniformBytes = (type: GGMLType) => quantizeModel(float, { type, strategy: "rtn" }).fileBytes;
+  const uniformBytes = (type: ComputeFormat) => quantizeModel(float, { type, strategy: "rtn" }).fileBytes;
 
   it("mixed stays within the size budget and spends it on the sensitive tensors", () => {
     const q4 = uniformBytes(GGMLType.Q4_0);
