@@ -5,6 +5,7 @@ import {
   FORMAT_TRAITS,
   GGMLType,
   isComputeFormat,
+  llamaFileType,
   RyzansteinError,
   Tensor,
   TYPE_INFO,
@@ -42,15 +43,6 @@ export interface FormatFallback {
   written: string;
 }
 
-/** `general.file_type` (llama.cpp's `llama_ftype`) of a whole-model format. */
-const FILE_TYPE: Record<ComputeFormat, number> = {
-  [GGMLType.F32]: 0,
-  [GGMLType.F16]: 1,
-  [GGMLType.Q4_0]: 2,
-  [GGMLType.Q8_0]: 7,
-  [GGMLType.BF16]: 32,
-};
-
 /** Re-encodes a tensor row block by row block so only one row block is in floats at a time. */
 function convertTensor(t: Tensor, type: ComputeFormat): Uint8Array {
   if (t.type === type) return t.data;
@@ -85,6 +77,13 @@ export function writeModelAsGGUF(
   options: ExportGGUFOptions = {},
 ): { fallbacks: FormatFallback[] } {
   const fallbacks: FormatFallback[] = [];
+  const fileType = options.type === undefined ? undefined : llamaFileType(options.type);
+  if (options.type !== undefined && fileType === undefined) {
+    throw new RyzansteinError(
+      "UNSUPPORTED_TENSOR_TYPE",
+      `${typeName(options.type)} is an activation format; llama.cpp cannot store weights in it`,
+    );
+  }
   const plan = source.tensors.map((info) => {
     let type = info.type;
     if (options.type !== undefined && info.shape.length === 2 && isComputeFormat(info.type)) {
@@ -97,8 +96,7 @@ export function writeModelAsGGUF(
     return { info, type };
   });
   const metadata = { ...source.writableMetadata() };
-  if (options.type !== undefined)
-    metadata["general.file_type"] = { type: GGUFValueType.UINT32, value: FILE_TYPE[options.type] };
+  if (fileType !== undefined) metadata["general.file_type"] = { type: GGUFValueType.UINT32, value: fileType };
   writeGGUF(
     outPath,
     {

@@ -107,3 +107,31 @@ export function rowBytes(type: GGMLType, cols: number): number {
   const info = TYPE_INFO[type];
   return (cols / info.blockSize) * info.typeSize;
 }
+
+/**
+ * `general.file_type` (llama.cpp's `llama_ftype`) of a model whose matrices are all of `type`, or
+ * `undefined` for activation-only formats (Q8_1, Q8_K) and types llama.cpp has no file type for.
+ * K-quants map to the "_M"/"_S"-less base ids llama.cpp uses for a uniform file (Q3_K → Q3_K_M,
+ * Q4_K → Q4_K_M, Q5_K → Q5_K_M): llama.cpp reads the id only to describe the file.
+ */
+export function llamaFileType(type: GGMLType): number | undefined {
+  return LLAMA_FILE_TYPE[type];
+}
+
+const LLAMA_FILE_TYPE: Partial<Record<GGMLType, number>> = {
+  [GGMLType.F32]: 0,
+  [GGMLType.F16]: 1,
+  [GGMLType.Q4_0]: 2,
+  [GGMLType.Q4_1]: 3,
+  [GGMLType.Q8_0]: 7,
+  [GGMLType.Q5_0]: 8,
+  [GGMLType.Q5_1]: 9,
+  [GGMLType.Q2_K]: 10,
+  [GGMLType.Q3_K]: 12,
+  [GGMLType.Q4_K]: 15,
+  [GGMLType.Q5_K]: 17,
+  [GGMLType.Q6_K]: 18,
+  [GGMLType.BF16]: 32,
+  [GGMLType.TQ1_0]: 36,
+  [GGMLType.TQ2_0]: 37,
+};

@@ -1,8 +1,31 @@
 import { GGMLType, TYPE_INFO } from "./dtypes.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./half.js";
+import { i8, put16, roundHalfAway, truncToI8, u16 } from "./quant-utils.js";
+import { q2_KTraits, q3_KTraits, q4_KTraits, q5_KTraits, q6_KTraits, q8_KTraits } from "./quants-k.js";
+import { q4_1Traits, q5_0Traits, q8_1Traits } from "./quants-legacy.js";
+import { tq1_0Traits, tq2_0Traits } from "./quants-ternary.js";
 
-/** Weight formats the engine can compute with. Each has one row in {@link FORMAT_TRAITS}. */
-export type ComputeFormat = GGMLType.F32 | GGMLType.F16 | GGMLType.BF16 | GGMLType.Q8_0 | GGMLType.Q4_0;
+/**
+ * Formats the engine can compute with. Each has one row in {@link FORMAT_TRAITS}. Q8_1 and Q8_K
+ * are activation formats (the `vecDotType` of Q4_1 and of the K-quants / ternary formats).
+ */
+export type ComputeFormat =
+  | GGMLType.F32
+  | GGMLType.F16
+  | GGMLType.BF16
+  | GGMLType.Q8_0
+  | GGMLType.Q4_0
+  | GGMLType.Q4_1
+  | GGMLType.Q5_0
+  | GGMLType.Q8_1
+  | GGMLType.Q2_K
+  | GGMLType.Q3_K
+  | GGMLType.Q4_K
+  | GGMLType.Q5_K
+  | GGMLType.Q6_K
+  | GGMLType.Q8_K
+  | GGMLType.TQ1_0
+  | GGMLType.TQ2_0;
 
 /**
  * Everything the reference path knows about one weight format (ggml's `type_traits` row).
@@ -24,13 +47,6 @@ export interface FormatTraits {
   /** Dot product of `n` elements of a row of this format with a row already in {@link vecDotType}. */
   vecDotRef(n: number, w: Uint8Array, wOffset: number, x: Uint8Array, xOffset: number): number;
 }
-
-const u16 = (b: Uint8Array, o: number): number => b[o] | (b[o + 1] << 8);
-const put16 = (b: Uint8Array, o: number, v: number): void => {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >> 8) & 0xff;
-};
-const i8 = (v: number): number => (v << 24) >> 24;
 
 const f32Traits: FormatTraits = {
   type: GGMLType.F32,
@@ -193,16 +209,6 @@ const q4_0Traits: FormatTraits = {
   },
 };
 
-/** C `roundf`: halves round away from zero. */
-function roundHalfAway(v: number): number {
-  return v < 0 ? -Math.round(-v) : Math.round(v);
-}
-
-/** C cast of a float to int8_t (truncation toward zero). */
-function truncToI8(v: number): number {
-  return i8(Math.trunc(v));
-}
-
 /**
  * The traits table: one row per compute format. Typed as a `Record` over {@link ComputeFormat},
  * so adding a format without its row does not compile.
@@ -213,6 +219,17 @@ export const FORMAT_TRAITS: Readonly<Record<ComputeFormat, FormatTraits>> = {
   [GGMLType.BF16]: bf16Traits,
   [GGMLType.Q8_0]: q8_0Traits,
   [GGMLType.Q4_0]: q4_0Traits,
+  [GGMLType.Q4_1]: q4_1Traits,
+  [GGMLType.Q5_0]: q5_0Traits,
+  [GGMLType.Q8_1]: q8_1Traits,
+  [GGMLType.Q2_K]: q2_KTraits,
+  [GGMLType.Q3_K]: q3_KTraits,
+  [GGMLType.Q4_K]: q4_KTraits,
+  [GGMLType.Q5_K]: q5_KTraits,
+  [GGMLType.Q6_K]: q6_KTraits,
+  [GGMLType.Q8_K]: q8_KTraits,
+  [GGMLType.TQ1_0]: tq1_0Traits,
+  [GGMLType.TQ2_0]: tq2_0Traits,
 };
 
 /** True when the engine can compute with weights of this type. */

@@ -1,5 +1,5 @@
 import { GGUFValueType, type GGUFWriteTensor, writeGGUF } from "@ryzanstein/convert";
-import { type ComputeFormat, GGMLType, Tensor } from "@ryzanstein/core-tensor";
+import { type ComputeFormat, GGMLType, llamaFileType, Tensor } from "@ryzanstein/core-tensor";
 
 /** Shape and storage of a random-weight Llama model. */
 export interface RandomLlamaSpec {
@@ -151,20 +151,15 @@ export function writeRandomLlamaGGUF(
   }
   tensors.push(norm("output_norm.weight"));
   if (!spec.tiedOutput) tensors.push(matrix("output.weight", vocabSize, dim, outputStd));
-  const fileType: Record<ComputeFormat, number> = {
-    [GGMLType.F32]: 0,
-    [GGMLType.F16]: 1,
-    [GGMLType.Q4_0]: 2,
-    [GGMLType.Q8_0]: 7,
-    [GGMLType.BF16]: 32,
-  };
+  const fileType = llamaFileType(type);
+  if (fileType === undefined) throw new Error(`${GGMLType[type]} cannot be a weight format`);
   writeGGUF(
     path,
     {
       metadata: {
         "general.architecture": "llama",
         "general.name": spec.name ?? "random-llama",
-        "general.file_type": fileType[type],
+        "general.file_type": fileType,
         "llama.context_length": spec.contextLength ?? 2048,
         "llama.embedding_length": dim,
         "llama.block_count": nLayers,
