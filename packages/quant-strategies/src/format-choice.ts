@@ -3,6 +3,7 @@ import {
   FORMAT_TRAITS,
   GGMLType,
   isComputeFormat,
+  llamaFileType,
   RyzansteinError,
   TYPE_INFO,
   typeFromName,
@@ -15,6 +16,11 @@ export function bitsPerWeight(type: ComputeFormat): number {
   return (info.typeSize * 8) / info.blockSize;
 }
 
+/** Traits rows llama.cpp stores weights in (not the activation formats Q8_1/Q8_K). */
+function weightFormats(): ComputeFormat[] {
+  return (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[]).filter((t) => llamaFileType(t) !== undefined);
+}
+
 /** True for the ternary formats (TQ*), which only suit models trained for them. */
 function isTernary(type: ComputeFormat): boolean {
   return TYPE_INFO[type].name.toLowerCase().startsWith("tq");
@@ -25,7 +31,7 @@ function isTernary(type: ComputeFormat): boolean {
  * every traits row except the ternary ones, BF16 and F32 (F16 fits every row length).
  */
 export function fallbackLadder(): ComputeFormat[] {
-  return (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[])
+  return weightFormats()
     .filter((t) => !isTernary(t) && t !== GGMLType.F32 && t !== GGMLType.BF16)
     .sort((a, b) => bitsPerWeight(a) - bitsPerWeight(b) || TYPE_INFO[a].blockSize - TYPE_INFO[b].blockSize);
 }
@@ -47,20 +53,18 @@ export function fitFormat(requested: ComputeFormat, cols: number): ComputeFormat
   return next ?? GGMLType.F32;
 }
 
-/** Weight formats `ryzanstein quantize --type` accepts: every traits row except F32/F16/BF16. */
+/** Block formats weights can be quantized to (every weight-format traits row except F32/F16/BF16). */
 export function quantTypes(): ComputeFormat[] {
-  return (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[]).filter(
-    (t) => TYPE_INFO[t].blockSize > 1,
-  );
+  return weightFormats().filter((t) => TYPE_INFO[t].blockSize > 1);
 }
 
 /**
- * Parses a format name such as `q4_k` (case-insensitive). Throws INVALID_ARGUMENT naming the
- * choices when it is not a format with a traits row.
+ * Parses a weight format name such as `q4_k` (case-insensitive). Throws INVALID_ARGUMENT naming
+ * the choices when it is not a format weights can be stored in.
  */
 export function parseFormat(name: string, allowFloat = true): ComputeFormat {
   const t = typeFromName(name);
-  const choices = allowFloat ? (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[]) : quantTypes();
+  const choices = allowFloat ? weightFormats() : quantTypes();
   if (t === undefined || !isComputeFormat(t) || !choices.includes(t)) {
     throw new RyzansteinError(
       "INVALID_ARGUMENT",

@@ -8,7 +8,14 @@ import {
   type WriteProgress,
   writeGGUF,
 } from "@ryzanstein/convert";
-import { type ComputeFormat, GGMLType, RyzansteinError, TYPE_INFO, typeName } from "@ryzanstein/core-tensor";
+import {
+  type ComputeFormat,
+  GGMLType,
+  llamaFileType,
+  RyzansteinError,
+  TYPE_INFO,
+  typeName,
+} from "@ryzanstein/core-tensor";
 import type { CalibrationData } from "./calibration.js";
 import {
   cloneFloatModel,
@@ -91,25 +98,6 @@ export interface QuantizedModel {
   fileBytes: number;
 }
 
-/** llama.cpp's `general.file_type` (`llama_ftype`) by format name; K-quants get their "_M" mix id. */
-const FILE_TYPE: Record<string, number> = {
-  F32: 0,
-  F16: 1,
-  Q4_0: 2,
-  Q4_1: 3,
-  Q8_0: 7,
-  Q5_0: 8,
-  Q5_1: 9,
-  Q2_K: 10,
-  Q3_K: 12,
-  Q4_K: 15,
-  Q5_K: 17,
-  Q6_K: 18,
-  BF16: 32,
-  TQ1_0: 36,
-  TQ2_0: 37,
-};
-
 const ALIGNMENT = 32;
 
 /** Bytes of a GGUF file with these metadata and tensors (header, tensor table and aligned data). */
@@ -162,7 +150,8 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
       `strategy ${strategy.name} needs calibration text (--calibration FILE)`,
     );
   }
-  if (!TYPE_INFO[options.type]) throw new RyzansteinError("INVALID_ARGUMENT", `unknown type ${options.type}`);
+  if (!TYPE_INFO[options.type] || llamaFileType(options.type) === undefined)
+    throw new RyzansteinError("INVALID_ARGUMENT", `${typeName(options.type)} is not a weight format`);
   const model = "byName" in source ? cloneFloatModel(source) : readFloatModel(source);
   const formats = new Map<string, ComputeFormat>();
   for (const t of model.tensors) {
@@ -228,7 +217,7 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
     options.onProgress?.({ phase: "quantizing", fraction: (i + 1) / model.tensors.length });
   });
   const metadata = { ...model.metadata };
-  const fileType = FILE_TYPE[typeName(options.type).toUpperCase()];
+  const fileType = llamaFileType(options.type);
   if (fileType !== undefined) metadata["general.file_type"] = { type: GGUFValueType.UINT32, value: fileType };
   const fileBytes = ggufFileBytes(
     metadata,
