@@ -28,6 +28,8 @@ export interface CalibrationData {
   readonly inputs: ReadonlyMap<string, InputStats>;
   /** Calibration tokens run through the model. */
   readonly tokens: number;
+  /** The token windows that were run (AWQ scores candidate scales on them). */
+  readonly windows: ReadonlyArray<readonly number[]>;
 }
 
 /** Options of {@link collectCalibration}. */
@@ -42,6 +44,8 @@ export interface CalibrationOptions {
   minTokens?: number;
   /** Native threads (default: all cores). */
   threads?: number;
+  /** Leading rows of each window left out of the statistics (default 0; 1 drops the BOS row, whose outsized activations can dominate). */
+  skipFirst?: number;
   /** Called after each window with the fraction done. */
   onProgress?: (fraction: number) => void;
 }
@@ -196,9 +200,12 @@ export function collectCalibration(
   if (weights.output !== weights.tokenEmbd) groupOf.set(weights.output, "output_in");
   const collector = new StatsCollector(options.hessians ?? true, options.maxSamples ?? 256);
   const native = new NativeBackend({ threads: options.threads, repack: false });
+  const skip = options.skipFirst ?? 0;
+  const windows: number[][] = [];
   const backend = observingBackend(native, (w, x, n) => {
     const group = groupOf.get(w);
-    if (group) collector.add(group, x, n, w.cols);
+    // Each window runs as one call from position 0, so its first rows are the window's first tokens.
+    if (group && n > skip) collector.add(group, x.subarray(skip * w.cols), n - skip, w.cols);
   });
   try {
     const model = new Model(config, weights, backend);
@@ -207,6 +214,7 @@ export function collectCalibration(
     for (let start = 0; start < tokens.length; start += ctxLen) {
       const window = tokens.slice(start, start + ctxLen);
       if (window.length < 2) break;
+      windows.push(window);
       ctx.truncate(0);
       model.forward(ctx, window, "all"); // "all": the output matrix sees every row, not just the last
       options.onProgress?.(Math.min(1, (start + ctxLen) / tokens.length));
@@ -215,5 +223,5 @@ export function collectCalibration(
     native.dispose();
   }
   collector.finish();
-  return { inputs: collector.inputs, tokens: tokens.length };
+  return { inputs: collector.inputs, tokens: tokens.length, windows };
 }

@@ -18,7 +18,9 @@ export function bitsPerWeight(type: ComputeFormat): number {
 
 /** Traits rows llama.cpp stores weights in (not the activation formats Q8_1/Q8_K). */
 function weightFormats(): ComputeFormat[] {
-  return (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[]).filter((t) => llamaFileType(t) !== undefined);
+  return (Object.keys(FORMAT_TRAITS).map(Number) as ComputeFormat[]).filter(
+    (t) => llamaFileType(t) !== undefined,
+  );
 }
 
 /** True for the ternary formats (TQ*), which only suit models trained for them. */

@@ -32,7 +32,7 @@ export {
 } from "./quantize-model.js";
 export { relativeRoundingError } from "./sensitivity.js";
 export type { AwqGroup, AwqGroupResult, AwqOptions } from "./strategies/awq.js";
-export { applyAwq, awqGroups } from "./strategies/awq.js";
+export { applyAwq, awqGroups, clipBlocks } from "./strategies/awq.js";
 export type { GptqOptions } from "./strategies/gptq.js";
 export { gptqQuantize, gptqSupports } from "./strategies/gptq.js";
 export type { MixedPlan, MixedPlanOptions } from "./strategies/mixed.js";

@@ -1,6 +1,6 @@
 import { GGMLType } from "@ryzanstein/core-tensor";
 import { describe, expect, it } from "vitest";
-import { dequantizeMatrix, gptqQuantize, gptqSupports, rtnQuantize } from "../src/index.js";
+import { clipBlocks, dequantizeMatrix, gptqQuantize, gptqSupports, rtnQuantize } from "../src/index.js";
 import { correlatedInputs, normal, outputError, statsOf } from "./helpers.js";
 
 describe("GPTQ", () => {
@@ -38,6 +38,18 @@ describe("GPTQ", () => {
       });
     }
   }
+
+  it("AWQ block clipping lowers the Hessian-weighted output error of RTN", () => {
+    for (const type of [GGMLType.Q4_0, GGMLType.Q4_K]) {
+      const clipped = w.slice();
+      clipBlocks(clipped, rows, cols, type, stats);
+      const rtn = dequantizeMatrix(rtnQuantize(w, rows, cols, type), rows, cols, type);
+      const awq = dequantizeMatrix(rtnQuantize(clipped, rows, cols, type), rows, cols, type);
+      expect(outputError(w, awq, held, rows, cols, 128)).toBeLessThan(
+        outputError(w, rtn, held, rows, cols, 128),
+      );
+    }
+  });
 
   it("rejects a Hessian of the wrong width and formats without a column codec", () => {
     expect(() =>

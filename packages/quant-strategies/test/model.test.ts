@@ -84,7 +84,7 @@ describe("AWQ", () => {
     const scaled = quantizeModel(float, { type: GGMLType.F32 }); // a copy
     const model = readFloatModel(quantizedModelSource(scaled));
     const before = model.byName.get("blk.0.attn_norm.weight")?.values.slice();
-    const results = applyAwq(model, calibration, () => GGMLType.Q4_0);
+    const results = applyAwq(model, calibration, () => GGMLType.Q4_0, { clip: false });
     expect(results.length).toBe(2 * 4 + 1); // per layer: qkv, o, gate/up, down; plus the classifier
     expect(results.some((r) => r.alpha > 0)).toBe(true);
     for (const r of results) expect(r.awqError).toBeLessThanOrEqual(r.rtnError);
@@ -118,7 +118,9 @@ describe("mixed and auto", () => {
     expect(q.fileBytes).toBeLessThanOrEqual(target);
     expect(serializeQuantizedModel(q).length).toBe(q.fileBytes);
     const written = new Set(q.report.filter((r) => r.method !== "copy").map((r) => r.written));
-    expect(written).toEqual(new Set(["q4_0", "q8_0"]));
+    // The budget lies between uniform Q4_0 and Q8_0: some matrices get more bits than others.
+    expect(written.size).toBeGreaterThan(1);
+    expect([...written].some((t) => ["q5_0", "q5_K", "q6_K", "q8_0"].includes(t))).toBe(true);
     expect(q.report.filter((r) => r.method === "gptq").length).toBeGreaterThan(0);
     // At equal size (the default budget) mixed is never larger than uniform Q4_0.
     const equal = quantizeModel(float, { type: GGMLType.Q4_0, strategy: "mixed", calibration });
@@ -137,8 +139,9 @@ describe("mixed and auto", () => {
   });
 
   it("auto picks the smallest format within the perplexity bound, and errors when none is", () => {
-    const evaluate = (c: { report: Array<{ written: string }> }) =>
-      c.report.some((r) => r.written === "q4_0") ? 0.05 : 0.001;
+    // Pretend only Q8_0 keeps the increase under 2 %: auto must walk up to it.
+    const evaluate = (c: { report: Array<{ written: string; method: string }> }) =>
+      c.report.every((r) => r.method === "copy" || r.written === "q8_0") ? 0.001 : 0.05;
     const q = quantizeModel(float, {
       type: GGMLType.Q4_0,
       strategy: "auto",

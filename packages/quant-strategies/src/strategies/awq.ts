@@ -30,6 +30,71 @@ export interface AwqGroupResult {
 export interface AwqOptions {
   /** Grid points for α in [0, 1] (default 20, as in the AWQ paper's search). */
   gridSize?: number;
+  /** Search a clipping range per block after scaling (AWQ's auto-clip; default true). */
+  clip?: boolean;
+}
+
+const CLIP_RATIOS = [1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5];
+
+/**
+ * AWQ's weight clipping for block formats: for every block of every row, the values are clamped
+ * to ±r·max|w| for r in 1 … 0.5 before rounding, and the r whose rounding error e has the
+ * smallest output energy eᵀ·H_bb·e (H = E[xxᵀ] of the block's input channels, with the AWQ
+ * scales `s` already applied to the weights) is kept. Rewrites `values` in place.
+ */
+export function clipBlocks(
+  values: Float32Array,
+  rows: number,
+  cols: number,
+  type: ComputeFormat,
+  stats: InputStats,
+  s?: Float64Array,
+): void {
+  const traits = FORMAT_TRAITS[type];
+  const bs = traits.blockSize;
+  if (bs === 1 || stats.xtx.length !== cols * cols) return;
+  const h = new Float64Array(bs * bs);
+  const block = new Float32Array(bs);
+  const bytes = new Uint8Array(traits.typeSize);
+  const decoded = new Float32Array(bs);
+  const e = new Float64Array(bs);
+  const best = new Float32Array(bs);
+  for (let b = 0; b < cols / bs; b++) {
+    // The block's Hessian in the scaled domain: H_ij / (s_i·s_j).
+    for (let i = 0; i < bs; i++) {
+      for (let j = 0; j < bs; j++) {
+        const ci = b * bs + i;
+        const cj = b * bs + j;
+        h[i * bs + j] = stats.xtx[ci * cols + cj] / (s ? s[ci] * s[cj] : 1);
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      const at = r * cols + b * bs;
+      let amax = 0;
+      for (let i = 0; i < bs; i++) amax = Math.max(amax, Math.abs(values[at + i]));
+      if (amax === 0) continue;
+      let bestError = Number.POSITIVE_INFINITY;
+      for (const ratio of CLIP_RATIOS) {
+        const limit = ratio * amax;
+        for (let i = 0; i < bs; i++) block[i] = Math.max(-limit, Math.min(limit, values[at + i]));
+        traits.quantizeRowRef(block, 0, bytes, 0, bs);
+        traits.dequantizeRow(bytes, 0, decoded, 0, bs);
+        for (let i = 0; i < bs; i++) e[i] = values[at + i] - decoded[i];
+        let err = 0;
+        for (let i = 0; i < bs; i++) {
+          if (e[i] === 0) continue;
+          let row = 0;
+          for (let j = 0; j < bs; j++) row += h[i * bs + j] * e[j];
+          err += e[i] * row;
+        }
+        if (err < bestError) {
+          bestError = err;
+          best.set(block);
+        }
+      }
+      values.set(best, at);
+    }
+  }
 }
 
 /**
@@ -116,11 +181,13 @@ function scaledError(
 }
 
 /**
- * AWQ (Lin et al. 2023) without clipping: for each group, searches α on a grid so that scaling the
- * input channels by s = mean|x|^α (normalized by √(max·min)) before rounding minimizes the group's
- * output error on the calibration sample; then multiplies the members' columns by s and folds 1/s
- * into the preceding norm or matrix, so the float model computes exactly the same function and
- * inference cost is unchanged. Rewrites `model` in place; `formatOf` gives each member's format.
+ * AWQ (Lin et al. 2023): for each group, searches α on a grid so that scaling the input channels
+ * by s = mean|x|^α (normalized by √(max·min)) before rounding minimizes the group's output error
+ * on the calibration sample; multiplies the members' columns by s and folds 1/s into the preceding
+ * norm or matrix, so the float model computes exactly the same function and inference cost is
+ * unchanged; then (unless `clip: false`) clips each block as `clipBlocks` does. Rewrites `model`
+ * in place; `formatOf` gives each member's format. Clipping changes the float weights, so only
+ * `clip: false` keeps the float model's outputs identical.
  */
 export function applyAwq(
   model: FloatModel,
@@ -135,7 +202,6 @@ export function applyAwq(
     const stats = calibration.inputs.get(group.input);
     const members = group.members.map((n) => model.byName.get(n)).filter((t): t is FloatTensor => !!t);
     if (!stats || stats.sampleCount === 0 || members.length !== group.members.length) continue;
-    const cols = stats.cols;
     const mean = Array.from(stats.absSum, (v) => v / stats.count);
     const error = (s: Float64Array | undefined) =>
       members.reduce((sum, m) => sum + scaledError(m, formatOf(m.name), s, stats), 0);
@@ -143,16 +209,7 @@ export function applyAwq(
     let best = { alpha: 0, error: rtnError, s: undefined as Float64Array | undefined };
     for (let g = 1; g < grid; g++) {
       const alpha = g / grid;
-      const s = new Float64Array(cols);
-      let max = 0;
-      let min = Number.POSITIVE_INFINITY;
-      for (let c = 0; c < cols; c++) {
-        s[c] = Math.max(1e-4, mean[c] ** alpha);
-        max = Math.max(max, s[c]);
-        min = Math.min(min, s[c]);
-      }
-      const norm = Math.sqrt(max * min);
-      for (let c = 0; c < cols; c++) s[c] = Math.fround(s[c] / norm);
+      const s = scalesFor(mean, alpha);
       const e = error(s);
       if (e < best.error) best = { alpha, error: e, s };
     }
@@ -160,23 +217,52 @@ export function applyAwq(
     if (best.s) chosen.push({ group, s: best.s });
   }
   // Apply after every search so each group's search saw the unmodified float model.
-  for (const { group, s } of chosen) {
-    for (const name of group.members) {
-      const t = model.byName.get(name) as FloatTensor;
-      const cols = t.shape[1];
-      for (let i = 0; i < t.values.length; i++) t.values[i] *= s[i % cols];
-    }
-    const target = model.byName.get(group.foldInto) as FloatTensor;
-    if (target.shape.length === 1) {
-      for (let c = 0; c < s.length; c++) target.values[c] /= s[c];
-    } else {
-      const cols = target.shape[1];
-      for (let r = 0; r < s.length; r++) for (let c = 0; c < cols; c++) target.values[r * cols + c] /= s[r];
-    }
-    for (const name of group.foldAlso) {
-      const b = model.byName.get(name);
-      if (b) for (let c = 0; c < s.length; c++) b.values[c] /= s[c];
+  for (const { group, s } of chosen) foldScales(model, group, s);
+  if (options.clip ?? true) {
+    for (const group of awqGroups(model)) {
+      const stats = calibration.inputs.get(group.input);
+      if (!stats) continue;
+      const s = chosen.find((c) => c.group === group)?.s;
+      for (const name of group.members) {
+        const t = model.byName.get(name) as FloatTensor;
+        clipBlocks(t.values, t.shape[0], t.shape[1], formatOf(name), stats, s);
+      }
     }
   }
   return results;
+}
+
+/** s = mean^α clamped at 1e-4 and normalized by √(max·min), as AWQ does. */
+function scalesFor(mean: readonly number[], alpha: number): Float64Array {
+  const s = new Float64Array(mean.length);
+  let max = 0;
+  let min = Number.POSITIVE_INFINITY;
+  for (let c = 0; c < mean.length; c++) {
+    s[c] = Math.max(1e-4, mean[c] ** alpha);
+    max = Math.max(max, s[c]);
+    min = Math.min(min, s[c]);
+  }
+  const norm = Math.sqrt(max * min);
+  for (let c = 0; c < mean.length; c++) s[c] = Math.fround(s[c] / norm);
+  return s;
+}
+
+/** Multiplies the members' columns by s and divides the fold target (and its bias) by s. */
+function foldScales(model: FloatModel, group: AwqGroup, s: Float64Array): void {
+  for (const name of group.members) {
+    const t = model.byName.get(name) as FloatTensor;
+    const cols = t.shape[1];
+    for (let i = 0; i < t.values.length; i++) t.values[i] *= s[i % cols];
+  }
+  const target = model.byName.get(group.foldInto) as FloatTensor;
+  if (target.shape.length === 1) {
+    for (let c = 0; c < s.length; c++) target.values[c] /= s[c];
+  } else {
+    const cols = target.shape[1];
+    for (let r = 0; r < s.length; r++) for (let c = 0; c < cols; c++) target.values[r * cols + c] /= s[r];
+  }
+  for (const name of group.foldAlso) {
+    const b = model.byName.get(name);
+    if (b) for (let c = 0; c < s.length; c++) b.values[c] /= s[c];
+  }
 }

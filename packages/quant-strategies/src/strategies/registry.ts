@@ -101,8 +101,10 @@ const awq: QuantizationStrategy = {
       (n) => ctx.formats.get(n) as ComputeFormat,
       ctx.awq,
     );
-    const scaled = results.filter((r) => r.alpha > 0).length;
-    ctx.notes.push(`awq: scaled ${scaled} of ${results.length} input groups`);
+    const scaled = results.filter((r) => r.alpha > 0);
+    ctx.notes.push(
+      `awq: scaled ${scaled.length} of ${results.length} input groups (${scaled.map((r) => `${r.input} α=${r.alpha}`).join(", ")}); clipping searched per block`,
+    );
   },
   quantize: (t, type) => rtnEncode(t, type),
 };
