@@ -88,7 +88,7 @@ describe("ryzanstein quantize", () => {
     const cases: Array<[string[], RegExp]> = [
       [
         ["quantize", stories, join(dir, "e1.gguf"), "--type", "q9_0"],
-        /unsupported type q9_0.*\[INVALID_ARGUMENT\]/,
+        /--type q9_0 is not a weight format: choose one of .*q4_k.*\[INVALID_ARGUMENT\]/,
       ],
       [
         ["quantize", stories, join(dir, "e2.gguf"), "--type", "q4_0", "--strategy", "gptq"],

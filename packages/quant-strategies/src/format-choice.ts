@@ -70,7 +70,7 @@ export function parseFormat(name: string, allowFloat = true): ComputeFormat {
   if (t === undefined || !isComputeFormat(t) || !choices.includes(t)) {
     throw new RyzansteinError(
       "INVALID_ARGUMENT",
-      `unsupported type ${name}: choose one of ${choices.map((c) => typeName(c).toLowerCase()).join(", ")}`,
+      `${name} is not a weight format: choose one of ${choices.map((c) => typeName(c).toLowerCase()).join(", ")}`,
     );
   }
   return t;

@@ -40,7 +40,7 @@ describe("GPTQ", () => {
   }
 
   it("AWQ block clipping lowers the Hessian-weighted output error of RTN", () => {
-    for (const type of [GGMLType.Q4_0, GGMLType.Q4_K]) {
+    for (const type of [GGMLType.Q4_0, GGMLType.Q4_K] as const) {
       const clipped = w.slice();
       clipBlocks(clipped, rows, cols, type, stats);
       const rtn = dequantizeMatrix(rtnQuantize(w, rows, cols, type), rows, cols, type);

@@ -8,7 +8,8 @@ import {
 } from "@ryzanstein/convert";
 import type { ComputeFormat } from "@ryzanstein/core-tensor";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { fitFormat, parseFormat } from "@ryzanstein/quant-strategies";
+import { fitFormat } from "@ryzanstein/quant-strategies";
+import { typeOption } from "../options.js";
 import { progressBar } from "../progress.js";
 
 /** Options of `ryzanstein convert`. */
@@ -28,7 +29,7 @@ export function convertCommand(
   log: NodeJS.WritableStream = process.stderr,
 ): void {
   // Round-to-nearest with each format's reference quantizer (quant-strategies' rtn), streamed.
-  const type: ComputeFormat | undefined = o.type === undefined ? undefined : parseFormat(o.type);
+  const type: ComputeFormat | undefined = o.type === undefined ? undefined : typeOption(o.type);
   // Read lazily, one tensor at a time, so memory stays near the largest tensor.
   const source = detectFormat(input) === "hf-folder" ? openHFModel(input) : openGGUFLazy(input);
   const bar = progressBar("converting");

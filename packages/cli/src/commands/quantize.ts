@@ -6,13 +6,13 @@ import {
   type CalibrationData,
   collectCalibration,
   getStrategy,
-  parseFormat,
   QuantizationValidator,
   quantizedModelSource,
   quantizeModel,
   writeQuantizedModel,
 } from "@ryzanstein/quant-strategies";
 import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { typeOption } from "../options.js";
 import { progressBar } from "../progress.js";
 
 /** Options of `ryzanstein quantize`. */
@@ -54,7 +54,7 @@ export function quantizeCommand(
   o: QuantizeCommandOptions,
   log: NodeJS.WritableStream = process.stderr,
 ): void {
-  const type: ComputeFormat = parseFormat(o.type);
+  const type: ComputeFormat = typeOption(o.type);
   const strategy = getStrategy(o.strategy);
   if (resolve(input) === resolve(output))
     throw new RyzansteinError("INVALID_ARGUMENT", "the output must not overwrite the input");
