@@ -148,6 +148,11 @@ function buildProgram(): Command {
     )
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .option("--json", "print one JSON object")
+    .addOption(
+      new Option("--backend <backend>", "compute backend (reference: any format, slow)")
+        .choices(["native", "reference"])
+        .default("native"),
+    )
     .action((o: PerplexityCommandOptions) => perplexityCommand(o));
 
   program

@@ -16,6 +16,7 @@ import { GGMLType, typeName } from "@ryzanstein/core-tensor";
 import { ModelSession, openModelFile } from "@ryzanstein/engine";
 import {
   collectCalibration,
+  decodedModelSource,
   QuantizationValidator,
   quantizedModelSource,
   quantizeModel,
@@ -27,11 +28,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "../../..");
 const outDir = join(here, ".models");
 mkdirSync(outDir, { recursive: true });
-
-/** The quantized model with every matrix decoded to F32: scores the weights, not the kernels. */
-function decodedSource(q) {
-  return quantizedModelSource(quantizeModel(readFloatModel(quantizedModelSource(q)), { type: GGMLType.F32 }));
-}
 
 function sampleTokens(path, seeds, length) {
   const session = new ModelSession(openModelFile(path), { contextSize: length + 1, threads: 2 });
@@ -139,7 +135,7 @@ for (const data of datasets) {
       const start = performance.now();
       const q = quantizeModel(float, { type, strategy, calibration });
       const seconds = (performance.now() - start) / 1000;
-      const r = validator.validate(decodedSource(q));
+      const r = validator.validate(decodedModelSource(q));
       const native =
         type === GGMLType.Q4_0 ? validator.validate(quantizedModelSource(q)).perplexity : undefined;
       const counts = new Map();

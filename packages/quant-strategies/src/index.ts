@@ -24,7 +24,9 @@ export type { LogitsFunction, PerplexityOptions, PerplexityResult } from "./perp
 export { negativeLogLikelihood, perplexity } from "./perplexity.js";
 export type { QuantizedModel, QuantizeOptions, QuantizeProgress, TensorReport } from "./quantize-model.js";
 export {
+  decodedModelSource,
   ggufFileBytes,
+  minimumFileBytes,
   quantizedModelSource,
   quantizeModel,
   serializeQuantizedModel,

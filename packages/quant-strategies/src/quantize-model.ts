@@ -27,6 +27,7 @@ import {
 import { bitsPerWeight, fitFormat, matrixBytes, quantTypes } from "./format-choice.js";
 import type { AwqOptions } from "./strategies/awq.js";
 import type { GptqOptions } from "./strategies/gptq.js";
+import { mixedCandidates } from "./strategies/mixed.js";
 import {
   type EncodingMethod,
   getStrategy,
@@ -302,4 +303,31 @@ export function writeQuantizedModel(
 /** The quantized model as GGUF bytes in memory. */
 export function serializeQuantizedModel(q: QuantizedModel): Uint8Array {
   return serializeGGUF({ metadata: q.metadata, tensors: q.tensors });
+}
+
+/**
+ * The quantized model with every matrix decoded back to F32 (exactly the values the file holds),
+ * as a GGUF source in memory: scores the weights with the F32 kernels, whatever the format.
+ */
+export function decodedModelSource(q: QuantizedModel): ModelSource {
+  return quantizedModelSource(quantizeModel(readFloatModel(quantizedModelSource(q)), { type: GGMLType.F32 }));
+}
+
+/**
+ * The smallest GGUF file mixed or auto could make of this model: every matrix in the cheapest
+ * block format whose blocks fit its rows, vectors in F32. A size target below it is unreachable
+ * (checked before any calibration runs).
+ */
+export function minimumFileBytes(model: FloatModel): number {
+  const candidates = mixedCandidates();
+  return ggufFileBytes(
+    model.metadata,
+    model.tensors.map((t) => ({
+      name: t.name,
+      shape: t.shape,
+      bytes: isQuantizable(t)
+        ? Math.min(...candidates.map((c) => matrixBytes(fitFormat(c, t.shape[1]), t.shape[0], t.shape[1])))
+        : t.values.length * 4,
+    })),
+  );
 }

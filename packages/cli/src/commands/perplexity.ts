@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { openModelFile } from "@ryzanstein/engine";
+import { ModelSession, openModelFile } from "@ryzanstein/engine";
 import { openScoringSession, perplexity } from "@ryzanstein/quant-strategies";
 import { progressBar } from "../progress.js";
 import { resolveModelPath } from "../resolve-model.js";
@@ -12,6 +12,7 @@ export interface PerplexityCommandOptions {
   ctx: number;
   threads?: number;
   json?: boolean;
+  backend?: "native" | "reference";
 }
 
 /** `ryzanstein perplexity --file TEXT`: llama-perplexity's measurement (windows of ctx, second half scored). */
@@ -21,7 +22,15 @@ export function perplexityCommand(
 ): void {
   if (!existsSync(o.file)) throw new RyzansteinError("INVALID_ARGUMENT", `text file not found: ${o.file}`);
   const source = openModelFile(resolveModelPath(o.model));
-  const session = openScoringSession(source, o.ctx, o.threads);
+  const session =
+    o.backend === "reference"
+      ? new ModelSession(source, {
+          backend: "reference",
+          contextSize: o.ctx,
+          batchSize: o.ctx,
+          kvCache: "f32",
+        })
+      : openScoringSession(source, o.ctx, o.threads);
   const bar = progressBar("perplexity");
   try {
     const tokens = session.tokenizer.encode(readFileSync(o.file, "utf8"));

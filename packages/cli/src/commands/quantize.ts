@@ -5,10 +5,12 @@ import { openModelFile } from "@ryzanstein/engine";
 import {
   type CalibrationData,
   collectCalibration,
+  decodedModelSource,
   getStrategy,
+  minimumFileBytes,
   QuantizationValidator,
-  quantizedModelSource,
   quantizeModel,
+  readFloatModel,
   writeQuantizedModel,
 } from "@ryzanstein/quant-strategies";
 import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
@@ -75,6 +77,15 @@ export function quantizeCommand(
     );
 
   const source = openModelFile(input);
+  if (o.targetSize !== undefined) {
+    const minimum = minimumFileBytes(readFloatModel(source));
+    if (o.targetSize < minimum) {
+      throw new RyzansteinError(
+        "TARGET_UNREACHABLE",
+        `a target of ${o.targetSize} bytes is below the smallest file this model can make (${minimum} bytes, every matrix in its smallest format)`,
+      );
+    }
+  }
   let calibration: CalibrationData | undefined;
   let held: number[] = [];
   if (o.calibration) {
@@ -118,7 +129,9 @@ export function quantizeCommand(
       calibration,
       targetBytes: o.targetSize,
       maxPerplexityIncrease: o.maxPplIncrease,
-      evaluate: validator ? (c) => validator.validate(quantizedModelSource(c)).increase : undefined,
+      // Candidates are scored with their matrices decoded to F32 (the file's exact values), so every
+      // format can be scored whether or not the native kernels compute with it.
+      evaluate: validator ? (c) => validator.validate(decodedModelSource(c)).increase : undefined,
       gptq: { actOrder: o.actOrder ?? false },
       onProgress: (p) => bar.update(p.phase === "preparing" ? 0.5 * p.fraction : 0.5 + 0.5 * p.fraction),
     });
@@ -138,6 +151,6 @@ export function quantizeCommand(
   for (const r of q.report) if (r.method !== "copy") counts.set(r.written, (counts.get(r.written) ?? 0) + 1);
   const mix = [...counts].map(([t, c]) => `${c}×${t}`).join(", ");
   log.write(
-    `wrote ${output}: ${(q.fileBytes / 1e6).toFixed(3)} MB, ${typeName(type)} requested via ${q.strategy} (matrices: ${mix})\n`,
+    `wrote ${output}: ${q.fileBytes} bytes (${(q.fileBytes / 2 ** 20).toFixed(2)} MiB), ${typeName(type)} requested via ${q.strategy} (matrices: ${mix})\n`,
   );
 }

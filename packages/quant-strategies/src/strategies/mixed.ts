@@ -10,6 +10,8 @@ export interface MixedPlanOptions {
   budgetBytes: number;
   /** Formats to choose from (default: every quantized row of the fallback ladder). */
   candidates?: ComputeFormat[];
+  /** Per-matrix lowest format: candidates smaller than it are not considered for that matrix. */
+  floors?: ReadonlyMap<string, ComputeFormat>;
 }
 
 /** Per-tensor formats and what they cost. */
@@ -40,26 +42,33 @@ export function planMixedFormats(
   options: MixedPlanOptions,
 ): MixedPlan {
   const candidates = options.candidates ?? mixedCandidates();
-  const options_ = matrices.map((t) => {
+  // Cheapest plan first: an unreachable budget fails before any sensitivity is measured.
+  const typesOf = matrices.map((t) => {
+    const [rows, cols] = t.shape;
+    const floor = options.floors?.get(t.name);
+    const least = floor === undefined ? 0 : matrixBytes(fitFormat(floor, cols), rows, cols);
+    return [...new Set(candidates.map((c) => fitFormat(c, cols)))]
+      .filter((type) => matrixBytes(type, rows, cols) >= least)
+      .sort((a, b) => matrixBytes(a, rows, cols) - matrixBytes(b, rows, cols));
+  });
+  const minimum = matrices.reduce((s, t, i) => s + matrixBytes(typesOf[i][0], t.shape[0], t.shape[1]), 0);
+  if (minimum > options.budgetBytes) {
+    throw new RyzansteinError(
+      "TARGET_UNREACHABLE",
+      `the weight matrices need at least ${minimum} bytes (every matrix in its smallest format), over the budget of ${options.budgetBytes}`,
+    );
+  }
+  const options_ = matrices.map((t, i) => {
     const [rows, cols] = t.shape;
     const stats = calibration?.inputs.get(inputGroupOf(t.name) ?? "");
-    const types = [...new Set(candidates.map((c) => fitFormat(c, cols)))].sort(
-      (a, b) => matrixBytes(a, rows, cols) - matrixBytes(b, rows, cols),
-    );
-    return types.map((type) => ({
+    return typesOf[i].map((type) => ({
       type,
       bytes: matrixBytes(type, rows, cols),
       error: relativeRoundingError(t.values, rows, cols, type, stats),
     }));
   });
   const choice = options_.map(() => 0);
-  let bytes = options_.reduce((s, o) => s + o[0].bytes, 0);
-  if (bytes > options.budgetBytes) {
-    throw new RyzansteinError(
-      "TARGET_UNREACHABLE",
-      `the weight matrices need at least ${bytes} bytes (every matrix in its smallest format), over the budget of ${options.budgetBytes}`,
-    );
-  }
+  let bytes = minimum;
   for (;;) {
     let best: { t: number; k: number; gain: number } | undefined;
     options_.forEach((o, t) => {

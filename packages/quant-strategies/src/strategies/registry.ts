@@ -119,9 +119,18 @@ const mixed: QuantizationStrategy = {
   description: "per-tensor formats from calibration sensitivity under a size budget, encoded with GPTQ",
   needsCalibration: true,
   prepare(ctx) {
+    // The classifier and the embedding table never go below the requested format: their errors
+    // reach every token directly, which a per-matrix output error does not weigh (measured: the
+    // classifier alone at Q2_K doubled the default model's perplexity increase).
+    const floors = new Map(
+      ["output.weight", "token_embd.weight"]
+        .filter((n) => ctx.formats.has(n))
+        .map((n) => [n, ctx.requested] as const),
+    );
     const plan = planMixedFormats(plannedMatrices(ctx), ctx.calibration, {
       budgetBytes: ctx.budgetBytes,
       candidates: [...new Set([...mixedFormatsAvailable(), ctx.requested])],
+      floors,
     });
     for (const [n, t] of plan.formats) ctx.formats.set(n, t);
     ctx.notes.push(`mixed: ${describePlan(plan.formats)} (${plan.bytes} bytes of matrices)`);
