@@ -1,9 +1,24 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { GGMLType, RyzansteinError, Tensor } from "@ryzanstein/core-tensor";
+import {
+  GGMLType,
+  llamaFileType,
+  quantizeRow,
+  RyzansteinError,
+  Tensor,
+  typeName,
+} from "@ryzanstein/core-tensor";
 import { afterAll, describe, expect, it } from "vitest";
-import { GGUFValueType, parseGGUF, readGGUF, serializeGGUF, writeGGUF } from "../src/index.js";
+import {
+  GGUFValueType,
+  openGGUFLazy,
+  parseGGUF,
+  readGGUF,
+  serializeGGUF,
+  writeGGUF,
+  writeModelAsGGUF,
+} from "../src/index.js";
 
 const fixtures = resolve(__dirname, "../../../../shared/fixtures");
 const stories = join(fixtures, "models/stories260K.gguf");
@@ -214,5 +229,48 @@ describe("lazy reading", () => {
     const cut = join(dir, "cut.gguf");
     writeFileSync(cut, readFileSync(stories).subarray(0, 600_000));
     expect(() => openGGUFLazy(cut)).toThrow(/runs past the end/);
+  });
+});
+
+describe("writeModelAsGGUF with the K-quant and ternary formats", () => {
+  it("writes Q4_K / TQ2_0 bytes equal to the traits quantizer, falls back per tensor, refuses activation formats", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rz-export-k-"));
+    try {
+      const values = Float32Array.from({ length: 3 * 256 }, (_, i) => Math.sin(i * 0.37) * 0.1);
+      const narrow = Float32Array.from({ length: 2 * 100 }, (_, i) => Math.cos(i) * 0.1);
+      const src = join(dir, "src.gguf");
+      writeGGUF(src, {
+        metadata: { "general.architecture": "llama" },
+        tensors: [
+          {
+            name: "wide.weight",
+            type: GGMLType.F32,
+            shape: [3, 256],
+            data: () => new Uint8Array(values.buffer),
+          },
+          {
+            name: "narrow.weight",
+            type: GGMLType.F32,
+            shape: [2, 100],
+            data: () => new Uint8Array(narrow.buffer),
+          },
+        ],
+      });
+      const source = openGGUFLazy(src);
+      for (const type of [GGMLType.Q4_K, GGMLType.TQ2_0] as const) {
+        const out = join(dir, `out-${type}.gguf`);
+        const { fallbacks } = writeModelAsGGUF(source, out, { type });
+        const written = openGGUFLazy(out);
+        expect(written.tensor("wide.weight").type).toBe(type);
+        expect(Buffer.compare(written.tensor("wide.weight").data, quantizeRow(type, values))).toBe(0);
+        expect(fallbacks).toEqual([{ name: "narrow.weight", requested: typeName(type), written: "f16" }]);
+        expect(written.metadata["general.file_type"]).toBe(llamaFileType(type));
+      }
+      expect(() => writeModelAsGGUF(source, join(dir, "bad.gguf"), { type: GGMLType.Q8_K })).toThrow(
+        /activation format/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,6 +20,7 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "kquants.h"
 #include "train_addon.h"
 #include "repack.h"
 
@@ -82,6 +83,15 @@ void need(const Napi::Env& env, size_t have, double want, const char* what) {
   }
 }
 
+// Row length check of the Q4_1 / Q5_0 / K-quant / ternary formats (block 32 or 256).
+void check_kblock(Napi::Env env, const char* op, int type, int64_t cols) {
+  const int kf = ryz::kfmt_of(type);
+  if (kf >= 0 && cols % ryz::kfmt_info(kf).block != 0) {
+    throw Napi::RangeError::New(env, std::string(op) + ": cols must be a multiple of " +
+                                         std::to_string(ryz::kfmt_info(kf).block) + " for this format");
+  }
+}
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -91,6 +101,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceAccessor<&EngineWrap::Threads>("threads"),
                            InstanceMethod<&EngineWrap::Matmul>("matmul"),
                            InstanceMethod<&EngineWrap::GetRows>("getRows"),
+                           InstanceMethod<&EngineWrap::Quantize>("quantize"),
                            InstanceMethod<&EngineWrap::RmsNorm>("rmsNorm"),
                            InstanceMethod<&EngineWrap::Rope>("rope"),
                            InstanceMethod<&EngineWrap::Softmax>("softmax"),
@@ -149,6 +160,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
       throw Napi::RangeError::New(env, "matmul: cols must be a multiple of 32 for block formats");
     }
+    check_kblock(env, "matmul", static_cast<int>(type), cols);
     need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
@@ -226,6 +238,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Number::New(env, e.memory_bandwidth(static_cast<size_t>(bytes), static_cast<int>(reps), copy));
   }
 
+  // quantize(dst, type, src, rows, cols): ggml's reference quantizer, rows in parallel (Q4_K, Q6_K)
+  void Quantize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto dst = u8_arg(info, 0, "dst");
+    const int64_t type = int_arg(info, 1, "type");
+    auto src = f32_arg(info, 2, "src");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t cols = int_arg(info, 4, "cols");
+    if (!ryz::quantize_rows_supported(static_cast<int>(type))) {
+      throw Napi::Error::New(env, "quantize: no native quantizer for tensor type id " + std::to_string(type));
+    }
+    check_kblock(env, "quantize", static_cast<int>(type), cols);
+    need(env, src.length, static_cast<double>(rows) * cols, "src");
+    need(env, dst.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "dst");
+    e.quantize(static_cast<int>(type), src.data, rows, cols, dst.data);
+  }
+
   // getRows(y, type, table, rows, cols, ids)
   void GetRows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -242,6 +272,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if ((type == ryz::kQ8_0 || type == ryz::kQ4_0) && cols % ryz::kQK != 0) {
       throw Napi::RangeError::New(env, "getRows: cols must be a multiple of 32 for block formats");
     }
+    check_kblock(env, "getRows", static_cast<int>(type), cols);
     need(env, t.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "table");
     need(env, y.length, static_cast<double>(ids.length) * cols, "y");
     e.get_rows(y.data, static_cast<int>(type), t.data, rows, cols, ids.data, static_cast<int64_t>(ids.length));

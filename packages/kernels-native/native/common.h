@@ -140,6 +140,8 @@ using PackedGemmFn = void (*)(int64_t cols, const uint8_t* wp, const uint8_t* x,
 /** Decodes `cols` elements of a row to floats. */
 using DequantFn = void (*)(const void* src, float* dst, int64_t cols);
 
+struct KQuantKernels;  // kquants.h
+
 /** One ISA's kernels. Every variant has the same table; the dispatcher picks one at run time. */
 struct Kernels {
   const char* name;
@@ -183,6 +185,8 @@ struct Kernels {
                               float* scratch);
   /** f32 -> f16 bits, round to nearest even. */
   void (*to_f16)(uint16_t* dst, const float* src, int64_t n);
+  /** Q4_1, Q5_0, K-quant and ternary kernels (kquants.h). */
+  const KQuantKernels* kq;
 };
 
 /** Bytes of one Q8 act row (see qgemm_x86.h), a multiple of 64. */

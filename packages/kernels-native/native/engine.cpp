@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dispatch.h"
+#include "kquants.h"
 #include "repack.h"
 #include "simd_ops.h"
 
@@ -28,7 +29,7 @@ uint8_t* ScratchBuffer::reserve(size_t bytes) {
 }
 
 bool format_supported(int fmt) {
-  return fmt == kF32 || fmt == kF16 || fmt == kBF16 || fmt == kQ8_0 || fmt == kQ4_0;
+  return fmt == kF32 || fmt == kF16 || fmt == kBF16 || fmt == kQ8_0 || fmt == kQ4_0 || kfmt_of(fmt) >= 0;
 }
 
 size_t format_row_bytes(int fmt, int64_t cols) {
@@ -39,7 +40,12 @@ size_t format_row_bytes(int fmt, int64_t cols) {
     case kBF16: return c * 2;
     case kQ8_0: return c / kQK * sizeof(BlockQ8_0);
     case kQ4_0: return c / kQK * sizeof(BlockQ4_0);
-    default: throw std::invalid_argument("unsupported tensor type id " + std::to_string(fmt));
+    default:
+      if (kfmt_of(fmt) >= 0) {
+        const KFmtInfo info = kfmt_info(kfmt_of(fmt));
+        return c / static_cast<size_t>(info.block) * static_cast<size_t>(info.bytes);
+      }
+      throw std::invalid_argument("unsupported tensor type id " + std::to_string(fmt));
   }
 }
 
@@ -52,6 +58,11 @@ void check_format(int fmt, int64_t cols, const char* op) {
   if ((fmt == kQ8_0 || fmt == kQ4_0) && cols % kQK != 0) {
     throw std::invalid_argument(std::string(op) + ": row length " + std::to_string(cols) +
                                 " is not a multiple of the block size 32");
+  }
+  if (kfmt_of(fmt) >= 0 && cols % kfmt_info(kfmt_of(fmt)).block != 0) {
+    throw std::invalid_argument(std::string(op) + ": row length " + std::to_string(cols) +
+                                " is not a multiple of the block size " +
+                                std::to_string(kfmt_info(kfmt_of(fmt)).block));
   }
 }
 
@@ -124,8 +135,28 @@ void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t c
       dot = fmt == kQ8_0 ? k_->dot_q8_0 : k_->dot_q4_0;
       stride = round_up64(static_cast<size_t>(cols / kQK) * sizeof(BlockQ8_0));
       break;
-    default:
+    case kF32:
       break;
+    default: {
+      // Q4_1 / Q5_0 / K-quants / ternary: activations in the format's vecDotType (kquants.h).
+      const int kf = kfmt_of(fmt);
+      dot = k_->kq->dot[kf];
+      switch (kfmt_info(kf).act) {
+        case Act::Q8_K:
+          conv = k_->kq->conv_q8_k;
+          stride = round_up64(static_cast<size_t>(cols / kQKK) * sizeof(BlockQ8K));
+          break;
+        case Act::Q8_1:
+          conv = k_->kq->conv_q8_1;
+          stride = round_up64(static_cast<size_t>(cols / kQK) * sizeof(BlockQ8_1));
+          break;
+        case Act::Q8_0:
+          conv = k_->conv_q8_0;
+          stride = round_up64(static_cast<size_t>(cols / kQK) * sizeof(BlockQ8_0));
+          break;
+      }
+      break;
+    }
   }
   if (conv != nullptr) {
     uint8_t* buf = act_.reserve(stride * static_cast<size_t>(n));
@@ -273,6 +304,16 @@ void Engine::to_f16(uint16_t* dst, const float* src, int64_t len) {
   parallel_for(len, grain, [&](int64_t i0, int64_t i1, int) { k_->to_f16(dst + i0, src + i0, i1 - i0); });
 }
 
+void Engine::quantize(int fmt, const float* src, int64_t rows, int64_t cols, uint8_t* dst) {
+  if (!quantize_rows_supported(fmt)) {
+    throw std::invalid_argument("quantize: no native quantizer for tensor type id " + std::to_string(fmt));
+  }
+  check_format(fmt, cols, "quantize");
+  check_nonneg(rows, "rows");
+  parallel_for(rows, std::max<int64_t>(1, std::min<int64_t>(64, rows / (4 * pool_.size()))),
+               [&](int64_t r0, int64_t r1, int) { quantize_rows(fmt, src, cols, r0, r1, dst); });
+}
+
 void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids,
                       int64_t n) {
   check_format(fmt, cols, "getRows");
@@ -289,7 +330,8 @@ void Engine::get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int
     case kF16: f = k_->dequant_f16; break;
     case kBF16: f = k_->dequant_bf16; break;
     case kQ8_0: f = k_->dequant_q8_0; break;
-    default: f = k_->dequant_q4_0; break;
+    case kQ4_0: f = k_->dequant_q4_0; break;
+    default: f = k_->kq->dequant[kfmt_of(fmt)]; break;
   }
   const size_t row_bytes = format_row_bytes(fmt, cols);
   const int64_t grain = n * cols < 65536 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));

@@ -65,6 +65,8 @@ class Engine {
    * (bytes moved: read only, or read + written).
    */
   double memory_bandwidth(size_t bytes, int reps, bool copy);
+  /** Quantizes rows x cols floats into `dst` (file layout) with ggml's reference rounding (Q4_K, Q6_K). */
+  void quantize(int fmt, const float* src, int64_t rows, int64_t cols, uint8_t* dst);
   /** y[i, :] = decode(table[ids[i], :]). Ids must be in range (checked). */
   void get_rows(float* y, int fmt, const uint8_t* table, int64_t rows, int64_t cols, const int32_t* ids, int64_t n);
   void rms_norm(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps);

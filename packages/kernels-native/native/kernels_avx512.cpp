@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "kquants.h"
 #include "qgemm_x86.h"
 #include "simd_ops.h"
 
@@ -353,6 +354,7 @@ const Kernels kTable = {
     pgemm<DotVnni, false>,
     attention_group_f16,
     to_f16_avx,
+    kquants_avx512(),
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "kquants.h"
 #include "simd_ops.h"
 
 namespace ryz {
@@ -226,6 +227,7 @@ const Kernels kTable = {
     pgemm_ref<false>,
     attention_group_f16,
     to_f16_ref,
+    kquants_generic(),
 };
 
 }  // namespace

@@ -8,6 +8,7 @@ import os from "node:os";
 import {
   type AttentionParams,
   type Backend,
+  GGMLType,
   geluTanh,
   isComputeFormat,
   type KVCacheArray,
@@ -17,6 +18,7 @@ import {
   RyzansteinError,
   rowBytes,
   type Tensor,
+  TYPE_INFO,
   typeName,
 } from "@ryzanstein/core-tensor";
 import { loadAddon, type NativeEngine } from "./native.js";
@@ -157,11 +159,19 @@ function matrix(op: string, t: Tensor): Matrix {
   }
   const cols = shape[shape.length - 1];
   const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  if ((t.type === 2 || t.type === 8) && cols % 32 !== 0) {
+  if (t.type === GGMLType.Q8_1 || t.type === GGMLType.Q8_K) {
+    // Activation-only formats: ggml has no weight kernels for them either.
+    throw new RyzansteinError(
+      "UNSUPPORTED_TENSOR_TYPE",
+      `${op}: ${typeName(t.type)} is an activation format, not a weight format`,
+    );
+  }
+  const block = TYPE_INFO[t.type].blockSize;
+  if (cols % block !== 0) {
     fail(
       "SHAPE_MISMATCH",
       op,
-      `row length ${cols} is not a multiple of the ${typeName(t.type)} block size 32`,
+      `row length ${cols} is not a multiple of the ${typeName(t.type)} block size ${block}`,
     );
   }
   const need = rowBytes(t.type, cols) * rows;
@@ -332,7 +342,11 @@ export class NativeBackend implements Backend {
     return this.#engine;
   }
 
-  /** `y[n, w.rows] = x[n, w.cols] · wᵀ` for F32, F16, BF16, Q8_0 and Q4_0 weights. `y` must not overlap `x`. */
+  /**
+   * `y[n, w.rows] = x[n, w.cols] · wᵀ` for F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K..Q6_K, TQ1_0
+   * and TQ2_0 weights (activations quantized to the format's `vecDotType` as ggml does). `y` must
+   * not overlap `x`.
+   */
   matmul(y: Float32Array, w: Tensor, x: Float32Array, n: number): void {
     const op = "matmul";
     const e = this.#e(op);
@@ -349,6 +363,28 @@ export class NativeBackend implements Backend {
     } catch (cause) {
       throw nativeError(op, cause);
     }
+  }
+
+  /**
+   * Quantizes `rows` rows of `cols` floats to `type` with ggml's reference rounding (the bytes equal
+   * core-tensor's `quantizeRow`), rows split across the pool. Returns `undefined` for formats without
+   * a native quantizer (only Q4_K and Q6_K have one; their TypeScript ports are the slow ones).
+   */
+  quantize(type: GGMLType, values: Float32Array, rows: number, cols: number): Uint8Array | undefined {
+    const op = "quantize";
+    const e = this.#e(op);
+    if (type !== GGMLType.Q4_K && type !== GGMLType.Q6_K) return undefined;
+    if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols % 256 !== 0) {
+      fail("SHAPE_MISMATCH", op, `rows must be >= 0 and cols a multiple of 256, got [${rows}, ${cols}]`);
+    }
+    f32(op, "values", values, rows * cols);
+    const out = new Uint8Array(rowBytes(type, cols) * rows);
+    try {
+      e.quantize(out, type, values, rows, cols);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+    return out;
   }
 
   /** `y[i, :] = table[ids[i], :]` decoded to floats. Ids outside the table throw `OUT_OF_BOUNDS`. */

@@ -19,6 +19,7 @@ export interface NativeEngine {
     x: Float32Array,
     n: number,
   ): void;
+  quantize(dst: Uint8Array, type: number, src: Float32Array, rows: number, cols: number): void;
   getRows(
     y: Float32Array,
     type: number,

@@ -33,6 +33,11 @@ export interface RandomLlamaSpec {
   ropeFreqBase?: number;
   /** Model name in `general.name`. */
   name?: string;
+  /**
+   * Fast quantizer for a matrix (e.g. kernels-native's `NativeBackend.quantize`); `undefined` from
+   * it, or no hook, falls back to core-tensor's reference quantizer (slow for K-quants at 1B scale).
+   */
+  quantize?: (type: GGMLType, values: Float32Array, rows: number, cols: number) => Uint8Array | undefined;
 }
 
 /** Seeded normal generator (xorshift + Box-Muller). */
@@ -114,7 +119,9 @@ export function writeRandomLlamaGGUF(
         const rand = gaussian(s);
         const values = new Float32Array(rows * cols);
         for (let i = 0; i < values.length; i++) values[i] = rand() * scale;
-        return Tensor.fromF32([rows, cols], values, format).data;
+        return (
+          spec.quantize?.(format, values, rows, cols) ?? Tensor.fromF32([rows, cols], values, format).data
+        );
       },
     };
   };

@@ -17,6 +17,7 @@
 #include "../common.h"
 #include "../dispatch.h"
 #include "../engine.h"
+#include "../kquants.h"
 #include "../repack.h"
 #include "../thread_pool.h"
 
@@ -400,6 +401,64 @@ void test_errors() {
   }
 }
 
+// K-quant / ternary / Q4_1 / Q5_0 kernels of one variant against the scalar ones on raw random
+// blocks (every byte value; sane f16 scales), nx = 1..4, and the Q8_K / Q8_1 activation
+// quantizers bit-exact. Exact-size heap buffers, so ASan sees any read past a row.
+void test_kquants(Isa isa) {
+  const KQuantKernels& ref = *kernels_for(Isa::Scalar)->kq;
+  const KQuantKernels& k = *kernels_for(isa)->kq;
+  const std::string p = std::string(isa_name(isa)) + " kquants: ";
+  const int64_t cols = 512;
+  const auto x = uniform(4 * cols, 3.0f);
+  std::vector<BlockQ8K> a8k(4 * cols / kQKK), b8k(4 * cols / kQKK);
+  for (int r = 0; r < 4; r++) {
+    ref.conv_q8_k(x.data() + r * cols, a8k.data() + r * cols / kQKK, cols);
+    k.conv_q8_k(x.data() + r * cols, b8k.data() + r * cols / kQKK, cols);
+  }
+  check(std::memcmp(a8k.data(), b8k.data(), a8k.size() * sizeof(BlockQ8K)) == 0, p + "q8_K differs");
+  std::vector<BlockQ8_1> a81(4 * cols / kQK);
+  std::vector<BlockQ8_0> a80(4 * cols / kQK);
+  for (int r = 0; r < 4; r++) {
+    k.conv_q8_1(x.data() + r * cols, a81.data() + r * cols / kQK, cols);
+    kernels_for(isa)->conv_q8_0(x.data() + r * cols, a80.data() + r * cols / kQK, cols);
+  }
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int f = 0; f < kKCount; f++) {
+    const KFmtInfo info = kfmt_info(f);
+    const size_t row_bytes = static_cast<size_t>(cols / info.block * info.bytes);
+    std::vector<uint8_t> w(row_bytes);
+    for (auto& b : w) b = static_cast<uint8_t>(byte(g_rng));
+    // f16 scales at the format's offsets (d, and dmin where there is one): small, finite.
+    static const int kScaleOffsets[kKCount][2] = {{0, 2}, {0, -1}, {80, 82}, {108, -1}, {0, 2},
+                                                  {0, 2}, {208, -1}, {52, -1}, {64, -1}};
+    for (size_t b = 0; b < row_bytes; b += static_cast<size_t>(info.bytes)) {
+      for (int o : kScaleOffsets[f]) {
+        if (o < 0) continue;
+        const uint16_t h = f32_to_f16(uniform(1, 0.05f)[0]);
+        std::memcpy(&w[b + static_cast<size_t>(o)], &h, 2);
+      }
+    }
+    const void* act = info.act == Act::Q8_K ? static_cast<const void*>(a8k.data())
+                      : info.act == Act::Q8_1 ? static_cast<const void*>(a81.data())
+                                              : static_cast<const void*>(a80.data());
+    const size_t stride = info.act == Act::Q8_K ? cols / kQKK * sizeof(BlockQ8K)
+                          : info.act == Act::Q8_1 ? cols / kQK * sizeof(BlockQ8_1)
+                                                  : cols / kQK * sizeof(BlockQ8_0);
+    for (int nx = 1; nx <= 4; nx++) {
+      std::vector<float> want(4), got(4);
+      ref.dot[f](cols, w.data(), act, stride, nx, want.data());
+      k.dot[f](cols, w.data(), act, stride, nx, got.data());
+      want.resize(static_cast<size_t>(nx));
+      got.resize(static_cast<size_t>(nx));
+      check_close(got, want, 1e-4, p + "format " + std::to_string(f) + " nx=" + std::to_string(nx));
+    }
+    std::vector<float> da(static_cast<size_t>(cols)), db(static_cast<size_t>(cols));
+    ref.dequant[f](w.data(), da.data(), cols);
+    k.dequant[f](w.data(), db.data(), cols);
+    check(same_bits(da.data(), db.data(), da.size() * 4), p + "dequant " + std::to_string(f) + " not exact");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -413,6 +472,7 @@ int main(int argc, char** argv) {
     std::printf("testing %s against scalar\n", isa_name(isa));
     test_variant(isa);
     test_packed_and_f16(isa);
+    test_kquants(isa);
   }
   std::printf("testing thread pool\n");
   test_thread_pool();
