@@ -28,8 +28,6 @@ export interface CalibrationData {
   readonly inputs: ReadonlyMap<string, InputStats>;
   /** Calibration tokens run through the model. */
   readonly tokens: number;
-  /** The token windows that were run (AWQ scores candidate scales on them). */
-  readonly windows: ReadonlyArray<readonly number[]>;
 }
 
 /** Options of {@link collectCalibration}. */
@@ -201,7 +199,6 @@ export function collectCalibration(
   const collector = new StatsCollector(options.hessians ?? true, options.maxSamples ?? 256);
   const native = new NativeBackend({ threads: options.threads, repack: false });
   const skip = options.skipFirst ?? 0;
-  const windows: number[][] = [];
   const backend = observingBackend(native, (w, x, n) => {
     const group = groupOf.get(w);
     // Each window runs as one call from position 0, so its first rows are the window's first tokens.
@@ -214,7 +211,6 @@ export function collectCalibration(
     for (let start = 0; start < tokens.length; start += ctxLen) {
       const window = tokens.slice(start, start + ctxLen);
       if (window.length < 2) break;
-      windows.push(window);
       ctx.truncate(0);
       model.forward(ctx, window, "all"); // "all": the output matrix sees every row, not just the last
       options.onProgress?.(Math.min(1, (start + ctxLen) / tokens.length));
@@ -223,5 +219,5 @@ export function collectCalibration(
     native.dispose();
   }
   collector.finish();
-  return { inputs: collector.inputs, tokens: tokens.length, windows };
+  return { inputs: collector.inputs, tokens: tokens.length };
 }

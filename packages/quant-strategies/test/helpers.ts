@@ -56,7 +56,7 @@ export function statsOf(x: Float32Array, n: number, cols: number, maxSamples = 2
 
 /** Calibration data holding one input group. */
 export function calibrationOf(group: string, stats: InputStats): CalibrationData {
-  return { inputs: new Map([[group, stats]]), tokens: stats.count, windows: [] };
+  return { inputs: new Map([[group, stats]]), tokens: stats.count };
 }
 
 /** ‖W·X − Ŵ·X‖² over the rows of `x` (`w`, `wq`: `[rows, cols]`, `x`: `[n, cols]`). */
