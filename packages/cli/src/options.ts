@@ -1,3 +1,5 @@
+import { type ComputeFormat, RyzansteinError } from "@ryzanstein/core-tensor";
+import { parseFormat } from "@ryzanstein/quant-strategies";
 import { InvalidArgumentError } from "commander";
 
 /** Parses an integer option, rejecting junk with a clear message. */
@@ -24,4 +26,13 @@ export function floatOption(min: number, max: number) {
 export function intListOption(min: number, max = Number.MAX_SAFE_INTEGER) {
   const one = intOption(min, max);
   return (value: string): number[] => value.split(",").map((v) => one(v.trim()));
+}
+
+/** Parses `--type`, naming the option in the error. */
+export function typeOption(name: string): ComputeFormat {
+  try {
+    return parseFormat(name);
+  } catch (e) {
+    throw new RyzansteinError("INVALID_ARGUMENT", `--type ${(e as Error).message}`);
+  }
 }

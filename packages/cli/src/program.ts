@@ -5,6 +5,8 @@ import { type BenchOptions, benchCommand } from "./commands/bench.js";
 import { type ConvertOptions, convertCommand } from "./commands/convert.js";
 import { type FinetuneCommandOptions, finetuneCommand } from "./commands/finetune.js";
 import { infoCommand } from "./commands/info.js";
+import { type PerplexityCommandOptions, perplexityCommand } from "./commands/perplexity.js";
+import { parsePercent, type QuantizeCommandOptions, quantizeCommand } from "./commands/quantize.js";
 import { type RunOptions, runCommand } from "./commands/run.js";
 import { parseBytes, type ServeOptions, serveCommand } from "./commands/serve.js";
 import { tokenizeCommand } from "./commands/tokenize.js";
@@ -90,10 +92,68 @@ function buildProgram(): Command {
     .argument("<output>", "GGUF file, or folder with --to hf")
     .option(
       "--type <type>",
-      "format of the weight matrices: f32, f16, bf16, q8_0, q4_0 (default: the source's)",
+      "format of the weight matrices, e.g. f16, q8_0, q4_0 (rows that do not fit fall back; default: the source's)",
     )
     .addOption(new Option("--to <format>", "output format").choices(["gguf", "hf"]).default("gguf"))
     .action((input: string, output: string, o: ConvertOptions) => convertCommand(input, output, o));
+
+  program
+    .command("quantize")
+    .description("re-encode a model's matrices with a quantization strategy (rtn, gptq, awq, mixed, auto)")
+    .argument("<input>", "GGUF model (any format the engine reads)")
+    .argument("<output>", "GGUF file to write (appears only when complete)")
+    .requiredOption(
+      "--type <type>",
+      "format of the matrices, e.g. q4_0, q8_0, q4_k (rows that do not fit fall back)",
+    )
+    .addOption(
+      new Option("--strategy <name>", "quantization strategy")
+        .choices(["rtn", "gptq", "awq", "mixed", "auto"])
+        .default("rtn"),
+    )
+    .option("--calibration <file>", "plain text the model is run on (gptq, awq, mixed, auto)")
+    .option("--target-size <size>", "largest output size, e.g. 600MB (mixed, auto)", (v: string) => {
+      try {
+        return parseBytes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .option(
+      "--max-ppl-increase <pct>",
+      "largest perplexity increase on held-out text, e.g. 2% (auto)",
+      (v: string) => {
+        try {
+          return parsePercent(v);
+        } catch (e) {
+          throw new InvalidArgumentError((e as Error).message);
+        }
+      },
+    )
+    .option("-c, --ctx <n>", "tokens per calibration/evaluation window", intOption(8, 1 << 16), 256)
+    .option("--act-order", "GPTQ: quantize columns by decreasing activation energy")
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .action((input: string, output: string, o: QuantizeCommandOptions) => quantizeCommand(input, output, o));
+
+  program
+    .command("perplexity")
+    .description("perplexity of a model on a text file, as llama-perplexity computes it")
+    .option("-m, --model <path>", "GGUF model file (default: $RYZANSTEIN_MODEL, then the default model)")
+    .requiredOption("-f, --file <path>", "UTF-8 text to score")
+    .option(
+      "-c, --ctx <n>",
+      "tokens per window (the second half of each is scored)",
+      intOption(4, 1 << 16),
+      512,
+    )
+    .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
+    .option("--json", "print one JSON object")
+    .addOption(
+      new Option("--backend <backend>", "compute backend (reference: any format, slow)")
+        .choices(["native", "reference"])
+        .default("native"),
+    )
+    .action((o: PerplexityCommandOptions) => perplexityCommand(o));
 
   program
     .command("info")

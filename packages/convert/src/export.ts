@@ -26,6 +26,11 @@ export interface ExportGGUFOptions {
   type?: ComputeFormat;
   /** Called after each tensor. */
   onProgress?: (p: WriteProgress) => void;
+  /**
+   * The format for a matrix whose rows (`cols` wide) do not fit `requested`'s blocks
+   * (default F16; the CLI passes quant-strategies' nearest-fitting rule).
+   */
+  fallback?: (requested: ComputeFormat, cols: number) => ComputeFormat;
 }
 
 /** A tensor that could not take the requested format, and what it got instead. */
@@ -63,7 +68,8 @@ function convertTensor(t: Tensor, type: ComputeFormat): Uint8Array {
 /**
  * Writes any model source (a GGUF file, a HuggingFace folder) as a GGUF file that llama.cpp loads,
  * streaming one tensor at a time and renaming into place at the end. Matrices whose rows do not fit
- * the requested block format fall back to F16 (reported in the result).
+ * the requested block format fall back (to F16 unless `options.fallback` says otherwise; reported
+ * in the result).
  */
 export function writeModelAsGGUF(
   source: ModelSource,
@@ -83,7 +89,7 @@ export function writeModelAsGGUF(
     if (options.type !== undefined && info.shape.length === 2 && isComputeFormat(info.type)) {
       type = options.type;
       if (info.shape[1] % TYPE_INFO[type].blockSize !== 0) {
-        type = GGMLType.F16;
+        type = options.fallback?.(options.type, info.shape[1]) ?? GGMLType.F16;
         fallbacks.push({ name: info.name, requested: typeName(options.type), written: typeName(type) });
       }
     }

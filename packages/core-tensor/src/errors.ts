@@ -20,7 +20,9 @@ export type RyzansteinErrorCode =
   | "CONTEXT_OVERFLOW"
   | "NATIVE_ERROR"
   | "ABORTED"
-  | "IO_ERROR";
+  | "IO_ERROR"
+  | "INSUFFICIENT_DATA"
+  | "TARGET_UNREACHABLE";
 
 /** Options for {@link RyzansteinError}. */
 export interface RyzansteinErrorOptions {

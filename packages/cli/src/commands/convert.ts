@@ -6,7 +6,10 @@ import {
   writeModelAsGGUF,
   writeModelAsHF,
 } from "@ryzanstein/convert";
-import { type ComputeFormat, isComputeFormat, RyzansteinError, typeFromName } from "@ryzanstein/core-tensor";
+import type { ComputeFormat } from "@ryzanstein/core-tensor";
+import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { fitFormat } from "@ryzanstein/quant-strategies";
+import { typeOption } from "../options.js";
 import { progressBar } from "../progress.js";
 
 /** Options of `ryzanstein convert`. */
@@ -25,17 +28,8 @@ export function convertCommand(
   o: ConvertOptions,
   log: NodeJS.WritableStream = process.stderr,
 ): void {
-  let type: ComputeFormat | undefined;
-  if (o.type !== undefined) {
-    const t = typeFromName(o.type);
-    if (t === undefined || !isComputeFormat(t)) {
-      throw new RyzansteinError(
-        "INVALID_ARGUMENT",
-        `--type ${o.type} is not one of f32, f16, bf16, q8_0, q4_0`,
-      );
-    }
-    type = t;
-  }
+  // Round-to-nearest with each format's reference quantizer (quant-strategies' rtn), streamed.
+  const type: ComputeFormat | undefined = o.type === undefined ? undefined : typeOption(o.type);
   // Read lazily, one tensor at a time, so memory stays near the largest tensor.
   const source = detectFormat(input) === "hf-folder" ? openHFModel(input) : openGGUFLazy(input);
   const bar = progressBar("converting");
@@ -52,6 +46,7 @@ export function convertCommand(
     }
     const { fallbacks } = writeModelAsGGUF(source, output, {
       type,
+      fallback: fitFormat,
       onProgress: (p) => bar.update(p.tensorsDone / p.tensorsTotal),
     });
     bar.stop();
