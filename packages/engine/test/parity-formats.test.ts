@@ -57,7 +57,7 @@ describe("random-weight Llama (GQA, 3 layers, d 256) in every new format: native
       const trace = await llamaCppGreedy(path, prompt, STEPS, { topK: 5, threads: 1 });
       const sequence = [...prompt, ...trace.steps.map((s) => s.token)];
 
-      const native = await loadModel(path, { threads: 2 });
+      const native = await loadModel(path, { threads: 2, attentionNumerics: "llama.cpp" });
       const native32 = await loadModel(path, { threads: 2, kvCache: "f32" });
       const reference = await loadModel(path, { backend: "reference", worker: false, kvCache: "f32" });
       const ours = await native.logits(sequence.slice(0, -1));
