@@ -140,13 +140,14 @@ export interface Backend {
    * `k, v[nBlocks*blockSize, nKvHeads*headDim]`. Query row `i` belongs to sequence `seqOfRow[i]`
    * and attends that sequence's positions `0..positions[i]` inclusive; position `p` of sequence
    * `s` lives in cache row `blockTables[s*maxBlocksPerSeq + floor(p/blockSize)]*blockSize +
-   * p % blockSize`. Writes `out[n, nHeads*headDim]`.
+   * p % blockSize`. Writes `out[n, nHeads*headDim]`. The cache is F32 or F16 (`Uint16Array` of
+   * half bits), both k and v alike.
    */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,

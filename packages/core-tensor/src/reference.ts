@@ -187,14 +187,15 @@ export class ReferenceBackend implements Backend {
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
     n: number,
     p: PagedAttentionParams,
   ): void {
+    const f32 = (a: KVCacheArray, i: number) => (a instanceof Uint16Array ? f16ToF32(a[i]) : a[i]);
     const qRow = p.nHeads * p.headDim;
     const kvRow = p.nKvHeads * p.headDim;
     const group = p.nHeads / p.nKvHeads;
@@ -220,7 +221,7 @@ export class ReferenceBackend implements Backend {
         for (let j = 0; j < len; j++) {
           let s = 0;
           const ko = rows[j] * kvRow + kvh;
-          for (let d = 0; d < p.headDim; d++) s += q[qo + d] * k[ko + d];
+          for (let d = 0; d < p.headDim; d++) s += q[qo + d] * f32(k, ko + d);
           scores[j] = s * p.scale;
           if (scores[j] > max) max = scores[j];
         }
@@ -231,7 +232,7 @@ export class ReferenceBackend implements Backend {
         }
         for (let d = 0; d < p.headDim; d++) {
           let acc = 0;
-          for (let j = 0; j < len; j++) acc += scores[j] * v[rows[j] * kvRow + kvh + d];
+          for (let j = 0; j < len; j++) acc += scores[j] * f32(v, rows[j] * kvRow + kvh + d);
           out[qo + d] = acc / sum;
         }
       }

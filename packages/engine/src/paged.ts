@@ -1,39 +1,55 @@
-import { type PagedAttentionParams, type RopeParams, RyzansteinError } from "@ryzanstein/core-tensor";
-import type { Model } from "./model.js";
+import {
+  f32ToF16,
+  type KVCacheArray,
+  type PagedAttentionParams,
+  type RopeParams,
+  RyzansteinError,
+} from "@ryzanstein/core-tensor";
+import type { KVCacheType, Model } from "./model.js";
 
 /**
  * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
  * allocated once. Which sequence owns which block is decided elsewhere (the batching package's
- * block pool); the forward pass reaches positions through block tables.
+ * block pool); the forward pass reaches positions through block tables. F16 by default, like the
+ * single-sequence {@link Context} (half the memory and half the bytes attention reads per step).
  */
 export class PagedKvCache {
   /** Blocks per layer. */
   readonly numBlocks: number;
   /** Positions per block. */
   readonly blockSize: number;
-  /** Floats per position (nKvHeads × headDim). */
+  /** Values per position (nKvHeads × headDim). */
   readonly rowSize: number;
-  /** Keys per layer, `[numBlocks*blockSize, nKvHeads*headDim]`. */
-  readonly keys: Float32Array[];
+  /** Element type of the cache. */
+  readonly kvType: KVCacheType;
+  /** Keys per layer, `[numBlocks*blockSize, nKvHeads*headDim]` (F16 bits in a `Uint16Array`, or F32). */
+  readonly keys: KVCacheArray[];
   /** Values per layer, same shape. */
-  readonly values: Float32Array[];
+  readonly values: KVCacheArray[];
 
-  constructor(model: Model, numBlocks: number, blockSize: number) {
+  constructor(model: Model, numBlocks: number, blockSize: number, kvType: KVCacheType = "f16") {
     const c = model.config;
     if (!Number.isInteger(numBlocks) || numBlocks < 1 || !Number.isInteger(blockSize) || blockSize < 1)
       throw new RyzansteinError("INVALID_ARGUMENT", "numBlocks and blockSize must be positive integers");
+    if (kvType !== "f16" && kvType !== "f32")
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `KV cache type must be f16 or f32, got ${String(kvType)}`,
+      );
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
+    this.kvType = kvType;
     this.rowSize = c.nKvHeads * c.headDim;
     const len = numBlocks * blockSize * this.rowSize;
-    this.keys = Array.from({ length: c.nLayers }, () => new Float32Array(len));
-    this.values = Array.from({ length: c.nLayers }, () => new Float32Array(len));
+    const alloc = () => (kvType === "f16" ? new Uint16Array(len) : new Float32Array(len));
+    this.keys = Array.from({ length: c.nLayers }, alloc);
+    this.values = Array.from({ length: c.nLayers }, alloc);
   }
 
   /** Bytes of K/V per block, over all layers. */
-  static bytesPerBlock(model: Model, blockSize: number): number {
+  static bytesPerBlock(model: Model, blockSize: number, kvType: KVCacheType = "f16"): number {
     const c = model.config;
-    return 2 * 4 * c.nLayers * blockSize * c.nKvHeads * c.headDim;
+    return 2 * (kvType === "f16" ? 2 : 4) * c.nLayers * blockSize * c.nKvHeads * c.headDim;
   }
 
   /** Copies block `src` into block `dst` in every layer (copy-on-write). */
@@ -172,6 +188,26 @@ export class BatchRunner {
     };
   }
 
+  /**
+   * Writes the `n` rows of `src` (`[n, kvDim]`) to their cache slots. Rows whose slots follow each
+   * other (a prefill chunk within a block) go in one call; an F16 cache converts on the way.
+   */
+  private store(cache: KVCacheArray, src: Float32Array, n: number): void {
+    const slots = this.buf.slots;
+    const kvDim = this.cache.rowSize;
+    const b = this.model.backend;
+    for (let i = 0; i < n; ) {
+      let j = i + 1;
+      while (j < n && slots[j] === slots[j - 1] + 1) j++;
+      const at = slots[i] * kvDim;
+      const len = (j - i) * kvDim;
+      if (cache instanceof Float32Array) cache.set(src.subarray(i * kvDim, j * kvDim), at);
+      else if (b.toF16) b.toF16(cache, at, src.subarray(i * kvDim), len);
+      else for (let e = 0; e < len; e++) cache[at + e] = f32ToF16(src[i * kvDim + e]);
+      i = j;
+    }
+  }
+
   /** Runs one step over `seqs` (at most `maxSeqs` sequences and `maxTokens` tokens in total). */
   forward(seqs: readonly BatchSequence[]): BatchOutput {
     const c = this.model.config;
@@ -179,7 +215,6 @@ export class BatchRunner {
     const b = this.model.backend;
     const { x, xb, q, k, v, att, gate, up, last, logits, tables, slots } = this.buf;
     const bs = this.cache.blockSize;
-    const kvDim = this.cache.rowSize;
 
     // Lay the step out as rows: ids, positions, owning sequence, cache slot of each token.
     if (seqs.length > this.maxSeqs)
@@ -235,10 +270,8 @@ export class BatchRunner {
       b.rope(k, n, positions, this.rope.k);
       const keys = this.cache.keys[l]; // [numBlocks*blockSize, kvDim]
       const values = this.cache.values[l];
-      for (let i = 0; i < n; i++) {
-        keys.set(k.subarray(i * kvDim, (i + 1) * kvDim), slots[i] * kvDim);
-        values.set(v.subarray(i * kvDim, (i + 1) * kvDim), slots[i] * kvDim);
-      }
+      this.store(keys, k, n);
+      this.store(values, v, n);
       b.pagedAttention(att, q, keys, values, positions, seqOfRow, tables, n, this.attn); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       b.add(x, x, xb, n * c.dim); // residual

@@ -21,10 +21,32 @@ function load(backend: "native" | "reference") {
   );
 }
 
-describe.each(["native", "reference"] as const)("BatchRunner (%s) on stories260K", (backend) => {
+/** Log-softmax of one row of logits, in float64. */
+function logSoftmax(x: Float32Array): Float64Array {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of x) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of x) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(x, (v) => v - lse);
+}
+
+function maxAbsDiff(a: Float64Array, b: Float64Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+describe.each([
+  ["native", "f16"],
+  ["native", "f32"],
+  ["reference", "f16"],
+  ["reference", "f32"],
+] as const)("BatchRunner (%s, %s KV cache) on stories260K", (backend, kvType) => {
   it("batched prefill chunks and decode rows give the logits of sequences run alone", () => {
     const model = load(backend);
-    const cache = new PagedKvCache(model, 32, 4);
+    const cache = new PagedKvCache(model, 32, 4, kvType);
+    expect(cache.keys[0]).toBeInstanceOf(kvType === "f16" ? Uint16Array : Float32Array);
     const runner = new BatchRunner(model, cache, 64, 4, 64);
     const a = [1, 403, 407, 261, 378, 260, 300, 301, 302];
     const b = [1, 500, 501, 502, 503, 504];
@@ -43,17 +65,22 @@ describe.each(["native", "reference"] as const)("BatchRunner (%s) on stories260K
     ]);
     const vocab = model.config.vocabSize;
     const alone = (tokens: number[]) =>
-      Float32Array.from(model.forward(model.createContext(64, 512, "f32"), tokens));
+      Float32Array.from(model.forward(model.createContext(64, 512, kvType), tokens));
     const wantB = alone([...b, 42]);
     const wantA = alone(a);
-    expect(relL2(out.logits.subarray(0, vocab), wantB)).toBeLessThan(1e-5);
-    expect(relL2(out.logits.subarray(vocab, 2 * vocab), wantA)).toBeLessThan(1e-5);
+    const gotB = out.logits.subarray(0, vocab);
+    const gotA = out.logits.subarray(vocab, 2 * vocab);
+    expect(relL2(gotB, wantB)).toBeLessThan(1e-5);
+    expect(relL2(gotA, wantA)).toBeLessThan(1e-5);
+    // log-probabilities of the batched step against the single-sequence engine, same cache type
+    expect(maxAbsDiff(logSoftmax(gotB), logSoftmax(wantB))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(logSoftmax(gotA), logSoftmax(wantA))).toBeLessThan(1e-4);
     model.backend.dispose?.();
   });
 
   it("copies blocks and rejects tables too short for the positions", () => {
     const model = load(backend);
-    const cache = new PagedKvCache(model, 4, 4);
+    const cache = new PagedKvCache(model, 4, 4, kvType);
     cache.keys[0][cache.rowSize * 4] = 3;
     cache.copyBlock(1, 2);
     expect(cache.keys[0][cache.rowSize * 8]).toBe(3);

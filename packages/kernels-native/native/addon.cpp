@@ -388,8 +388,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Engine& e = engine(env);
     auto out = f32_arg(info, 0, "out");
     auto q = f32_arg(info, 1, "q");
-    auto k = f32_arg(info, 2, "k");
-    auto v = f32_arg(info, 3, "v");
+    // The cache is F32 (Float32Array) or F16 (Uint16Array of half bits), k and v alike.
+    napi_typedarray_type kt = napi_float32_array;
+    if (info[2].IsTypedArray()) kt = info[2].As<Napi::TypedArray>().TypedArrayType();
+    const bool f16 = kt == napi_uint16_array;
+    View<float> k{nullptr, 0}, v{nullptr, 0};
+    View<uint16_t> kh{nullptr, 0}, vh{nullptr, 0};
+    if (f16) {
+      kh = u16_arg(info, 2, "k");
+      vh = u16_arg(info, 3, "v");
+    } else {
+      k = f32_arg(info, 2, "k");
+      v = f32_arg(info, 3, "v");
+    }
+    const size_t k_len = f16 ? kh.length : k.length;
+    const size_t v_len = f16 ? vh.length : v.length;
     auto pos = i32_arg(info, 4, "positions");
     auto seq = i32_arg(info, 5, "seqOfRow");
     auto tables = i32_arg(info, 6, "blockTables");
@@ -405,7 +418,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, q.length, static_cast<double>(n) * nh * hd, "q");
     need(env, out.length, static_cast<double>(n) * nh * hd, "out");
     if (nh % nkv != 0) throw Napi::RangeError::New(env, "pagedAttention: nHeads must be a multiple of nKvHeads");
-    const int64_t cache_rows = static_cast<int64_t>(std::min(k.length, v.length) / static_cast<size_t>(nkv * hd));
+    const int64_t cache_rows = static_cast<int64_t>(std::min(k_len, v_len) / static_cast<size_t>(nkv * hd));
     const int64_t n_blocks = cache_rows / bs;
     for (int64_t t = 0; t < n; t++) {
       const int64_t p = pos.data[t];
@@ -420,8 +433,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         if (blk < 0 || blk >= n_blocks) throw Napi::RangeError::New(env, "pagedAttention: block outside the cache");
       }
     }
-    e.paged_attention(out.data, q.data, k.data, v.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
-                      static_cast<float>(scale), bs, mb);
+    if (f16) {
+      e.paged_attention_f16(out.data, q.data, kh.data, vh.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
+                            static_cast<float>(scale), bs, mb);
+    } else {
+      e.paged_attention(out.data, q.data, k.data, v.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
+                        static_cast<float>(scale), bs, mb);
+    }
   }
 
   void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }

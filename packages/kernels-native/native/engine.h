@@ -91,6 +91,10 @@ class Engine {
   void paged_attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions,
                        const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
                        int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
+  /** paged_attention over an F16 cache (half bits), with the kernel of attention_f16. */
+  void paged_attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v, const int32_t* positions,
+                           const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
+                           int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
 
  private:
   void matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n,

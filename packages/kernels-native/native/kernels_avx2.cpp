@@ -187,10 +187,12 @@ struct LoadBF16 {
 };
 
 // Weight row in L's format times NX f32 activation rows; the weight vector is loaded once per
-// 8 columns and used for all NX rows. U independent accumulators per row hide FMA latency.
+// 8 columns and used for all NX rows. U independent accumulators per row hide FMA latency; U is
+// the same for every NX so a row's sum does not depend on which rows share its tile (batched rows
+// give the bits they give alone).
 template <int NX, class L>
 void dot_float_nx(int64_t cols, const void* w, const void* x, size_t xs, float* out) {
-  constexpr int U = NX == 1 ? 4 : (NX == 2 ? 2 : 1);
+  constexpr int U = 2;
   const float* xr[NX];
   for (int k = 0; k < NX; k++) xr[k] = xrow(x, xs, k);
   __m256 acc[NX][U];

@@ -606,13 +606,14 @@ export class NativeBackend implements Backend {
   /**
    * Causal grouped-query attention over a paged KV cache (see `Backend.pagedAttention`). Every
    * block index a row reaches is checked against the cache before the call crosses into C++;
-   * work is split across threads by (row, KV head).
+   * work is split across threads by (run of one sequence's rows, KV head). The cache is F32 or F16
+   * (`Uint16Array` of half bits, read with the kernel of the contiguous F16 attention).
    */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: KVCacheArray,
+    v: KVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
@@ -626,8 +627,12 @@ export class NativeBackend implements Backend {
     const maxBlocks = int(op, "maxBlocksPerSeq", params.maxBlocksPerSeq, 1);
     i32(op, "seqOfRow", seqOfRow, n);
     i32(op, "blockTables", blockTables, 0);
-    f32(op, "k", k, 0);
-    f32(op, "v", v, 0);
+    if (
+      k instanceof Uint16Array
+        ? !(v instanceof Uint16Array)
+        : !(k instanceof Float32Array && v instanceof Float32Array)
+    )
+      fail("INVALID_ARGUMENT", op, "k and v must both be Float32Array or both Uint16Array (F16)");
     const nBlocks = Math.floor(Math.min(k.length, v.length) / (nKvHeads * headDim) / blockSize);
     for (let i = 0; i < n; i++) {
       const p = positions[i];

@@ -55,11 +55,12 @@ export interface NativeEngine {
     headDim: number,
     scale: number,
   ): void;
+  /** k and v are both F32, or both F16 bits (`Uint16Array`). */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: Float32Array | Uint16Array,
+    v: Float32Array | Uint16Array,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,

@@ -1,9 +1,10 @@
-import { ReferenceBackend } from "@ryzanstein/core-tensor";
+import { f32ToF16, ReferenceBackend } from "@ryzanstein/core-tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { availableIsas, type Isa, NativeBackend } from "../src/index.js";
 import { ctx, gen, relErr } from "./helpers.js";
 
 const ref = new ReferenceBackend();
+const toHalf = (a: Float32Array) => Uint16Array.from(a, f32ToF16);
 
 /** A shuffled block pool with `nSeqs` sequences of random lengths and their block tables. */
 function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) {
@@ -73,6 +74,62 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
       expect(relErr(got, want), ctx(`${isa} paged attention`)).toBeLessThanOrEqual(2e-5);
     });
   }
+
+  for (const [nh, nkv, hd, bs] of [
+    [4, 4, 16, 16],
+    [8, 2, 64, 16],
+    [6, 3, 48, 7],
+    [2, 1, 7, 5],
+  ]) {
+    it(`F16 cache matches the reference: heads=${nh}/${nkv} headDim=${hd} blockSize=${bs}`, () => {
+      const c = pagedCase(`${isa}/paged16/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
+      const k = toHalf(c.k);
+      const v = toHalf(c.v);
+      const want = new Float32Array(c.q.length);
+      const got = new Float32Array(c.q.length).fill(Number.NaN);
+      ref.pagedAttention(want, c.q, k, v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
+      nb.pagedAttention(got, c.q, k, v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
+      expect(relErr(got, want), ctx(`${isa} F16 paged attention`)).toBeLessThanOrEqual(2e-5);
+    });
+  }
+
+  it("F16: equals contiguous F16 attention bit for bit (blocks in order, a chunk split into runs)", () => {
+    const g = gen(`${isa}/paged16/contiguous`);
+    const p = { nHeads: 4, nKvHeads: 2, headDim: 32, scale: 0.2 };
+    const n = 40;
+    const k = toHalf(g.uniform(80 * 64, 2));
+    const v = toHalf(g.uniform(80 * 64, 2));
+    const q = g.uniform(n * 128, 2);
+    const positions = Int32Array.from({ length: n }, (_, i) => 30 + i);
+    const a = new Float32Array(q.length);
+    const b = new Float32Array(q.length);
+    nb.attention(a, q, k, v, positions, n, p);
+    const tables = Int32Array.from({ length: 10 }, (_, i) => i);
+    nb.pagedAttention(b, q, k, v, positions, new Int32Array(n), tables, n, {
+      ...p,
+      blockSize: 8,
+      maxBlocksPerSeq: 10,
+    });
+    expect(Array.from(b)).toEqual(Array.from(a));
+  });
+
+  it("rejects a cache mixing F32 and F16", () => {
+    const params = { nHeads: 1, nKvHeads: 1, headDim: 8, scale: 1, blockSize: 2, maxBlocksPerSeq: 2 };
+    const out = new Float32Array(8);
+    expect(() =>
+      nb.pagedAttention(
+        out,
+        out,
+        new Float32Array(32),
+        new Uint16Array(32),
+        Int32Array.from([0]),
+        Int32Array.from([0]),
+        Int32Array.from([0, 1]),
+        1,
+        params,
+      ),
+    ).toThrow(/both/);
+  });
 
   it("equals contiguous attention when the blocks are laid out in order", () => {
     const g = gen(`${isa}/paged/contiguous`);

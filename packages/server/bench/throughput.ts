@@ -14,6 +14,8 @@ import { type RunningServer, startServer } from "../src/index.js";
 const THREADS = Number(process.env.RYZ_BENCH_THREADS ?? 2);
 const GEN = 128;
 const PROMPT_LEN = 32;
+/** Stream counts to run (`RYZ_BENCH_STREAMS=16` for one, e.g. under a profiler). */
+const STREAMS = (process.env.RYZ_BENCH_STREAMS ?? "1,4,8,16").split(",").map(Number);
 
 function pct(xs: number[], p: number): number {
   if (xs.length === 0) return Number.NaN;
@@ -53,6 +55,7 @@ interface StreamStats {
   ttft: number;
   itl: number[];
   tokens: number;
+  text: string;
 }
 
 async function stream(url: string, prompt: number[], maxTokens: number): Promise<StreamStats> {
@@ -70,6 +73,7 @@ async function stream(url: string, prompt: number[], maxTokens: number): Promise
   let last = 0;
   const itl: number[] = [];
   let tokens = 0;
+  let text = "";
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -81,13 +85,14 @@ async function stream(url: string, prompt: number[], maxTokens: number): Promise
       at = buf.indexOf("\n\n");
       if (!ev.startsWith("data: {")) continue;
       const t = performance.now();
+      text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? "";
       tokens++;
       if (ttft < 0) ttft = t - t0;
       else itl.push(t - last);
       last = t;
     }
   }
-  return { ttft, itl, tokens };
+  return { ttft, itl, tokens, text };
 }
 
 async function ours(server: RunningServer) {
@@ -101,7 +106,7 @@ async function ours(server: RunningServer) {
     itlP99: number;
   }[] = [];
   await stream(server.url, promptIds(999), 8); // warm-up
-  for (const c of [1, 4, 8, 16]) {
+  for (const c of STREAMS) {
     const t0 = performance.now();
     const all = await Promise.all(
       Array.from({ length: c }, (_, i) => stream(server.url, promptIds(i + c * 100), GEN)),
@@ -126,13 +131,26 @@ async function ours(server: RunningServer) {
   return rows;
 }
 
+/**
+ * Prefix cache: a 512-token prompt, then one sharing its 512 tokens with a different suffix; the
+ * second's greedy output is compared with the same request on a fresh server (`freshText`).
+ */
 async function prefix(server: RunningServer) {
   const shared = promptIds(4242, 512);
-  const a = await stream(server.url, [...shared, 500, 501, 502, 503], 4);
-  const b = await stream(server.url, [...shared, 900, 901, 902, 903], 4);
-  return { first: a.ttft, second: b.ttft, ratio: b.ttft / a.ttft };
+  const a = await stream(server.url, [...shared, 500, 501, 502, 503], 16);
+  const b = await stream(server.url, [...shared, 900, 901, 902, 903], 16);
+  return { first: a.ttft, second: b.ttft, ratio: b.ttft / a.ttft, text: b.text };
 }
 
+const freshText = async (server: RunningServer) =>
+  (await stream(server.url, [...promptIds(4242, 512), 900, 901, 902, 903], 16)).text;
+
+/**
+ * node-llama-cpp running `c` sequences of one context: every sequence is taken from the context
+ * first, then all are evaluated at once, so node-llama-cpp queues the sequences' pending
+ * evaluations and dispatches them as one llama.cpp decode per step (its default batching:
+ * dispatchSchedule "nextCycle", and at once when every sequence has queued).
+ */
 async function llamaCpp(path: string) {
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
   const llama = await getLlama({
@@ -144,31 +162,45 @@ async function llamaCpp(path: string) {
     logLevel: LlamaLogLevel.error,
   });
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-  const out: { c: number; tps: number }[] = [];
-  for (const c of [1, 16]) {
+  const out: { c: number; tps: number; ttftP50: number }[] = [];
+  for (const c of STREAMS.includes(1) ? [1, 16] : STREAMS) {
     const ctx2 = await model.createContext({
       sequences: c,
       contextSize: c * (PROMPT_LEN + GEN + 64),
       threads: THREADS,
       batchSize: 512,
+      batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: "maximumParallelism" },
     });
+    const seqs = Array.from({ length: c }, () => ctx2.getSequence());
     const t0 = performance.now();
-    const counts = await Promise.all(
-      Array.from({ length: c }, async (_, i) => {
-        const seq = ctx2.getSequence();
+    const runs = await Promise.all(
+      seqs.map(async (seq, i) => {
         let n = 0;
-        for await (const _t of seq.evaluate(promptIds(i + c * 100) as never, { temperature: 0 }))
+        let ttft = 0;
+        for await (const _t of seq.evaluate(promptIds(i + c * 100) as never, { temperature: 0 })) {
+          if (n === 0) ttft = performance.now() - t0;
           if (++n >= GEN) break;
-        return n;
+        }
+        return { n, ttft };
       }),
     );
     const wall = (performance.now() - t0) / 1000;
-    out.push({ c, tps: counts.reduce((s, x) => s + x, 0) / wall });
+    out.push({
+      c,
+      tps: runs.reduce((s, x) => s + x.n, 0) / wall,
+      ttftP50: median(runs.map((r) => r.ttft)),
+    });
     console.error(`llama.cpp c=${c}: ${out[out.length - 1].tps.toFixed(1)} tok/s`);
     await ctx2.dispose();
   }
   await model.dispose();
   await llama.dispose();
+  const one = out.find((r) => r.c === 1);
+  const many = out.find((r) => r.c === 16);
+  if (one && many && many.tps <= one.tps)
+    console.error(
+      "warning: node-llama-cpp's 16-sequence aggregate is not above its single sequence: it did not batch",
+    );
   return out;
 }
 
@@ -176,7 +208,9 @@ const path = await modelPath();
 if (process.env.RYZ_BENCH_ONLY_PEER === "1") {
   // The peer alone (when the machine is too busy to run both in one go).
   for (const r of await llamaCpp(path))
-    console.log(`node-llama-cpp, ${r.c} sequences: ${r.tps.toFixed(1)} tok/s`);
+    console.log(
+      `node-llama-cpp, ${r.c} sequences: ${r.tps.toFixed(1)} tok/s, TTFT p50 ${r.ttftP50.toFixed(0)} ms`,
+    );
   process.exit(0);
 }
 const server = await startServer({
@@ -189,27 +223,47 @@ const server = await startServer({
   contextSize: 1024,
   numBlocks: 16 * 64,
 });
-const rows = await ours(server);
+const REPS = Number(process.env.RYZ_BENCH_REPS ?? 1);
+const sweeps: Awaited<ReturnType<typeof ours>>[] = [];
+for (let r = 0; r < REPS; r++) sweeps.push(await ours(server));
+// Per stream count, the sweep with the median throughput (its latencies come with it).
+const rows = sweeps[0].map((_, i) => {
+  const byTps = sweeps.map((s) => s[i]).sort((a, b) => a.tps - b.tps);
+  return byTps[Math.floor(byTps.length / 2)];
+});
 const pre = await prefix(server);
 await server.close();
+const fresh = await startServer({
+  model: path,
+  port: 0,
+  logLevel: "silent",
+  threads: THREADS,
+  contextSize: 1024,
+});
+const freshOut = await freshText(fresh);
+await fresh.close();
 const f = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "–");
-const table = (peer: { c: number; tps: number }[]) => {
+const table = (peer: { c: number; tps: number; ttftP50: number }[]) => {
   console.log(
     `\nRandom Llama 110M Q4_0 (12 layers, d 768, ff 2048, vocab 32000), ${THREADS} threads, ${GEN} tokens per stream, prompt ${PROMPT_LEN}\n`,
   );
   console.log(
-    "| streams | ours tok/s | × single | TTFT p50 / p90 ms | ITL p50 / p90 / p99 ms | node-llama-cpp tok/s |",
+    "| streams | ours tok/s | × single | TTFT p50 / p90 ms | ITL p50 / p90 / p99 ms | node-llama-cpp tok/s (TTFT p50 ms) |",
   );
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) {
     const p = peer.find((x) => x.c === r.c);
     console.log(
-      `| ${r.c} | ${f(r.tps)} | ${(r.tps / rows[0].tps).toFixed(2)} | ${f(r.ttftP50)} / ${f(r.ttftP90)} | ${f(r.itlP50)} / ${f(r.itlP90)} / ${f(r.itlP99)} | ${p ? f(p.tps) : "–"} |`,
+      `| ${r.c} | ${f(r.tps)} | ${(r.tps / rows[0].tps).toFixed(2)} | ${f(r.ttftP50)} / ${f(r.ttftP90)} | ${f(r.itlP50)} / ${f(r.itlP90)} / ${f(r.itlP99)} | ${p ? `${f(p.tps)} (${p.ttftP50.toFixed(0)})` : "–"} |`,
     );
   }
   console.log(
-    `\nprefix cache (512-token shared prefix): TTFT first ${f(pre.first)} ms, second ${f(pre.second)} ms (${(pre.ratio * 100).toFixed(0)}%)`,
+    `\nprefix cache (512-token shared prefix): TTFT first ${f(pre.first)} ms, second ${f(pre.second)} ms (${(pre.ratio * 100).toFixed(0)}%); greedy output ${pre.text === freshOut ? "equals" : "DIFFERS from"} a fresh server's`,
   );
+  if (REPS > 1)
+    console.log(
+      `(${REPS} sweeps; tok/s per sweep: ${STREAMS.map((c, i) => `${c}: ${sweeps.map((s) => s[i].tps.toFixed(0)).join("/")}`).join(", ")})`,
+    );
 };
 table([]);
 if (process.env.RYZ_BENCH_PEER !== "0") {

@@ -68,14 +68,15 @@ function init(path: string, o: BatchEngineOptions): void {
   const blockSize = o.blockSize ?? 16;
   const maxSeqs = o.maxSeqs ?? 8;
   const maxBatchTokens = Math.max(o.maxBatchTokens ?? 256, maxSeqs);
-  const perBlock = PagedKvCache.bytesPerBlock(model, blockSize);
+  const kvType = o.kvType ?? "f16";
+  const perBlock = PagedKvCache.bytesPerBlock(model, blockSize, kvType);
   const numBlocks =
     o.numBlocks ??
     (o.kvMemoryBytes !== undefined
       ? Math.floor(o.kvMemoryBytes / perBlock)
       : Math.ceil(contextSize / blockSize) * maxSeqs);
   if (!(numBlocks >= 1)) throw new Error(`the KV cache holds no block (one block needs ${perBlock} bytes)`);
-  const cache = new PagedKvCache(model, numBlocks, blockSize);
+  const cache = new PagedKvCache(model, numBlocks, blockSize, kvType);
   const runner = new BatchRunner(model, cache, maxBatchTokens, maxSeqs, contextSize);
   const scheduler = new Scheduler({
     numBlocks,

@@ -1,4 +1,10 @@
-import type { BackendKind, ModelConfig, SamplingOptions, TokenLogprob } from "@ryzanstein/engine";
+import type {
+  BackendKind,
+  KVCacheType,
+  ModelConfig,
+  SamplingOptions,
+  TokenLogprob,
+} from "@ryzanstein/engine";
 
 /** Settings of the batched engine (worker side). */
 export interface BatchEngineOptions {
@@ -12,6 +18,8 @@ export interface BatchEngineOptions {
   numBlocks?: number;
   /** Bytes of KV cache to allocate (an alternative to `numBlocks`). */
   kvMemoryBytes?: number;
+  /** Element type of the paged KV cache: `f16` (default, as the single-sequence engine) or `f32`. */
+  kvType?: KVCacheType;
   /** Positions per KV block. Default 16. */
   blockSize?: number;
   /** Tokens per step. Default 256. */

@@ -276,14 +276,14 @@ async function serve(engine: BatchEngine, options: ServerOptions): Promise<Runni
             first,
           );
           first ??= handle.id;
-          signal.addEventListener(
-            "abort",
-            () => {
-              handle.cancel();
-              resolve();
-            },
-            { once: true },
-          );
+          const cancel = () => {
+            handle.cancel();
+            resolve();
+          };
+          // A client gone before this point has already fired "abort": cancel at once rather than
+          // generating the whole completion for nobody.
+          if (signal.aborted) cancel();
+          else signal.addEventListener("abort", cancel, { once: true });
         }),
     );
     return Promise.all(runs).then(() => undefined);

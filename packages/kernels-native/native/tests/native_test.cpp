@@ -299,6 +299,30 @@ void test_packed_and_f16(Isa isa) {
     ref.attention(a.data(), q.data(), k.data(), v.data(), pos.data(), n, nh, nkv, hd, scale);
     e.attention_f16(b.data(), q.data(), kh.data(), vh.data(), pos.data(), n, nh, nkv, hd, scale);
     check_close(b, a, 2e-5, p + "attention f16 ctx=" + std::to_string(ctx));
+    // Paged: the same cache as blocks of 4 positions stored in reverse order (one sequence).
+    const int64_t bs = 4, nb = (ctx + bs - 1) / bs, row = nkv * hd;
+    std::vector<uint16_t> kp(static_cast<size_t>(nb * bs * row)), vp(kp.size());
+    std::vector<float> kf(kp.size()), vf(kp.size());
+    std::vector<int32_t> table(static_cast<size_t>(nb));
+    for (int64_t j = 0; j < nb; j++) table[static_cast<size_t>(j)] = static_cast<int32_t>(nb - 1 - j);
+    for (int64_t t = 0; t < ctx; t++) {
+      const size_t dst = static_cast<size_t>((table[static_cast<size_t>(t / bs)] * bs + t % bs) * row);
+      for (int64_t i = 0; i < row; i++) {
+        kp[dst + static_cast<size_t>(i)] = kh[static_cast<size_t>(t * row + i)];
+        vp[dst + static_cast<size_t>(i)] = vh[static_cast<size_t>(t * row + i)];
+        kf[dst + static_cast<size_t>(i)] = k[static_cast<size_t>(t * row + i)];
+        vf[dst + static_cast<size_t>(i)] = v[static_cast<size_t>(t * row + i)];
+      }
+    }
+    const std::vector<int32_t> seq(static_cast<size_t>(n), 0);
+    std::vector<float> c(q.size()), d(q.size()), f(q.size());
+    e.paged_attention_f16(c.data(), q.data(), kp.data(), vp.data(), pos.data(), seq.data(), table.data(), n, nh, nkv,
+                          hd, scale, bs, nb);
+    check(c == b, p + "paged attention f16 equals attention f16 ctx=" + std::to_string(ctx));
+    e.attention(f.data(), q.data(), k.data(), v.data(), pos.data(), n, nh, nkv, hd, scale);
+    e.paged_attention(d.data(), q.data(), kf.data(), vf.data(), pos.data(), seq.data(), table.data(), n, nh, nkv, hd,
+                      scale, bs, nb);
+    check(d == f, p + "paged attention f32 equals attention f32 ctx=" + std::to_string(ctx));
   }
 }
 
