@@ -52,6 +52,35 @@ void gather_head(T* dst, const T* src, const int32_t* table, int64_t len, int64_
     for (int64_t j = 0; j < jn; j++) std::memcpy(dst + (j0 + j) * head_dim, base + j * kv_row, bytes);
   }
 }
+// Every (run of consecutive rows of one sequence, KV head) is one task. Threads claim tasks from a
+// shared counter, so a worker descheduled by another process is not waited for (run_dynamic).
+// `task(tid, t0, t1, g, len, table)` attends rows t0..t1-1 for KV head g over `len` positions of
+// the sequence whose block table is `table`.
+template <class Task>
+void run_paged_tasks(ThreadPool& pool, const std::vector<int64_t>& runs, const int32_t* positions,
+                     const int32_t* seq_of_row, const int32_t* block_tables, int64_t max_blocks, int64_t n_kv_heads,
+                     Task&& task) {
+  const int64_t tasks = (static_cast<int64_t>(runs.size()) - 1) * n_kv_heads;
+  std::atomic<int64_t> next{0};
+  auto job = [&](int tid, int) {
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= tasks) break;
+      const size_t r = static_cast<size_t>(i / n_kv_heads);
+      const int64_t t0 = runs[r];
+      const int64_t t1 = runs[r + 1];
+      int64_t len = 0;
+      for (int64_t t = t0; t < t1; t++) len = std::max<int64_t>(len, static_cast<int64_t>(positions[t]) + 1);
+      task(tid, t0, t1, i % n_kv_heads, len, block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks);
+    }
+  };
+  if (pool.size() == 1 || tasks == 1) {
+    job(0, 1);
+  } else {
+    pool.run_dynamic_fn(job);
+  }
+}
+
 }  // namespace
 
 void Engine::paged_attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions,
@@ -71,45 +100,24 @@ void Engine::paged_attention(float* out, const float* q, const float* k, const f
   const int64_t group = n_heads / n_kv_heads;
   const int64_t q_row = n_heads * head_dim;
   const int64_t kv_row = n_kv_heads * head_dim;
-  std::vector<int64_t>& runs = run_starts_;
-  find_runs(seq_of_row, n, runs);
-  const int64_t n_runs = static_cast<int64_t>(runs.size()) - 1;
-  const int64_t tasks = n_runs * n_kv_heads;
-  std::atomic<int64_t> next{0};
-  auto job = [&](int tid, int) {
-    uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
-    float* scores = reinterpret_cast<float*>(scratch);
-    float* acc = reinterpret_cast<float*>(scratch + scores_bytes);
-    float* kg = reinterpret_cast<float*>(scratch + scores_bytes + acc_bytes);
-    float* vg = reinterpret_cast<float*>(scratch + scores_bytes + acc_bytes + kv_bytes);
-    for (;;) {
-      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= tasks) break;
-      const int64_t r = i / n_kv_heads;
-      const int64_t g = i % n_kv_heads;
-      const int64_t t0 = runs[static_cast<size_t>(r)];
-      const int64_t t1 = runs[static_cast<size_t>(r) + 1];
-      int64_t len = 0;
-      for (int64_t t = t0; t < t1; t++) len = std::max<int64_t>(len, static_cast<int64_t>(positions[t]) + 1);
-      const int32_t* table = block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks;
-      gather_head(kg, k, table, len, block_size, kv_row, g, head_dim);
-      gather_head(vg, v, table, len, block_size, kv_row, g, head_dim);
-      for (int64_t t = t0; t < t1; t++) {
-        const int64_t row_len = static_cast<int64_t>(positions[t]) + 1;
-        for (int64_t h = g * group; h < (g + 1) * group; h++) {
-          k_->attention_head(out + t * q_row + h * head_dim, q + t * q_row + h * head_dim, kg, vg,
-                             static_cast<size_t>(head_dim), row_len, head_dim, scale, scores, acc);
-        }
-      }
-    }
-  };
-  // Threads claim tasks from a shared counter, so a worker descheduled by another process is not
-  // waited for (run_dynamic).
-  if (pool_.size() == 1 || tasks == 1) {
-    job(0, 1);
-  } else {
-    pool_.run_dynamic_fn(job);
-  }
+  find_runs(seq_of_row, n, run_starts_);
+  run_paged_tasks(pool_, run_starts_, positions, seq_of_row, block_tables, max_blocks, n_kv_heads,
+                  [&](int tid, int64_t t0, int64_t t1, int64_t g, int64_t len, const int32_t* table) {
+                    uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
+                    float* scores = reinterpret_cast<float*>(scratch);
+                    float* acc = reinterpret_cast<float*>(scratch + scores_bytes);
+                    float* kg = reinterpret_cast<float*>(scratch + scores_bytes + acc_bytes);
+                    float* vg = reinterpret_cast<float*>(scratch + scores_bytes + acc_bytes + kv_bytes);
+                    gather_head(kg, k, table, len, block_size, kv_row, g, head_dim);
+                    gather_head(vg, v, table, len, block_size, kv_row, g, head_dim);
+                    for (int64_t t = t0; t < t1; t++) {
+                      const int64_t row_len = static_cast<int64_t>(positions[t]) + 1;
+                      for (int64_t h = g * group; h < (g + 1) * group; h++) {
+                        k_->attention_head(out + t * q_row + h * head_dim, q + t * q_row + h * head_dim, kg, vg,
+                                           static_cast<size_t>(head_dim), row_len, head_dim, scale, scores, acc);
+                      }
+                    }
+                  });
 }
 
 void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v,
@@ -127,41 +135,22 @@ void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, 
 
   const int64_t q_row = n_heads * head_dim;
   const int64_t kv_row = n_kv_heads * head_dim;
-  std::vector<int64_t>& runs = run_starts_;
-  find_runs(seq_of_row, n, runs);
-  const int64_t n_runs = static_cast<int64_t>(runs.size()) - 1;
-  const int64_t tasks = n_runs * n_kv_heads;
-  std::atomic<int64_t> next{0};
-  auto job = [&](int tid, int) {
-    uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
-    float* attn = reinterpret_cast<float*>(scratch);
-    uint16_t* kg = reinterpret_cast<uint16_t*>(scratch + attn_bytes);
-    uint16_t* vg = reinterpret_cast<uint16_t*>(scratch + attn_bytes + kv_bytes);
-    for (;;) {
-      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= tasks) break;
-      const int64_t r = i / n_kv_heads;
-      const int64_t g = i % n_kv_heads;
-      const int64_t t0 = runs[static_cast<size_t>(r)];
-      const int64_t t1 = runs[static_cast<size_t>(r) + 1];
-      int64_t len = 0;
-      for (int64_t t = t0; t < t1; t++) len = std::max<int64_t>(len, static_cast<int64_t>(positions[t]) + 1);
-      const int32_t* table = block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks;
-      gather_head(kg, k, table, len, block_size, kv_row, g, head_dim);
-      gather_head(vg, v, table, len, block_size, kv_row, g, head_dim);
-      for (int64_t t = t0; t < t1; t++) {
-        const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
-        k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, kg, vg,
-                                static_cast<size_t>(head_dim), static_cast<int64_t>(positions[t]) + 1, head_dim,
-                                scale, attn);
-      }
-    }
-  };
-  if (pool_.size() == 1 || tasks == 1) {
-    job(0, 1);
-  } else {
-    pool_.run_dynamic_fn(job);
-  }
+  find_runs(seq_of_row, n, run_starts_);
+  run_paged_tasks(pool_, run_starts_, positions, seq_of_row, block_tables, max_blocks, n_kv_heads,
+                  [&](int tid, int64_t t0, int64_t t1, int64_t g, int64_t len, const int32_t* table) {
+                    uint8_t* scratch = per_thread_[static_cast<size_t>(tid)].data();
+                    float* attn = reinterpret_cast<float*>(scratch);
+                    uint16_t* kg = reinterpret_cast<uint16_t*>(scratch + attn_bytes);
+                    uint16_t* vg = reinterpret_cast<uint16_t*>(scratch + attn_bytes + kv_bytes);
+                    gather_head(kg, k, table, len, block_size, kv_row, g, head_dim);
+                    gather_head(vg, v, table, len, block_size, kv_row, g, head_dim);
+                    for (int64_t t = t0; t < t1; t++) {
+                      const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
+                      k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, kg, vg,
+                                              static_cast<size_t>(head_dim), static_cast<int64_t>(positions[t]) + 1,
+                                              head_dim, scale, attn);
+                    }
+                  });
 }
 
 }  // namespace ryz
