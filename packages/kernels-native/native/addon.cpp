@@ -59,6 +59,7 @@ View<int32_t> i32_arg(const Napi::CallbackInfo& info, size_t i, const char* what
 View<uint16_t> u16_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<uint16_t>(info, i, napi_uint16_array, "Uint16Array", what);
 }
+
 View<uint8_t> u8_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return typed_arg<uint8_t>(info, i, napi_uint8_array, "Uint8Array", what);
 }
@@ -81,6 +82,46 @@ void need(const Napi::Env& env, size_t have, double want, const char* what) {
     throw Napi::RangeError::New(env, std::string(what) + " is too short: " + std::to_string(have) + " elements, " +
                                          std::to_string(static_cast<uint64_t>(want)) + " needed");
   }
+}
+
+/**
+ * The arguments attention and attentionF16 share, (out, q, k, v, positions, n, nHeads, nKvHeads,
+ * headDim, scale), with every length checked against the shapes; `T` is the KV element type.
+ */
+template <class T>
+struct AttentionArgs {
+  View<float> out, q;
+  View<T> k, v;
+  View<int32_t> pos;
+  int64_t n, nh, nkv, hd;
+  float scale;
+};
+
+template <class T>
+AttentionArgs<T> attention_args(const Napi::CallbackInfo& info,
+                                View<T> (*kv_arg)(const Napi::CallbackInfo&, size_t, const char*)) {
+  Napi::Env env = info.Env();
+  AttentionArgs<T> a{f32_arg(info, 0, "out"),
+                     f32_arg(info, 1, "q"),
+                     kv_arg(info, 2, "k"),
+                     kv_arg(info, 3, "v"),
+                     i32_arg(info, 4, "positions"),
+                     int_arg(info, 5, "n"),
+                     int_arg(info, 6, "nHeads", 1),
+                     int_arg(info, 7, "nKvHeads", 1),
+                     int_arg(info, 8, "headDim", 1),
+                     static_cast<float>(num_arg(info, 9, "scale"))};
+  need(env, a.pos.length, static_cast<double>(a.n), "positions");
+  need(env, a.q.length, static_cast<double>(a.n) * a.nh * a.hd, "q");
+  need(env, a.out.length, static_cast<double>(a.n) * a.nh * a.hd, "out");
+  int64_t max_pos = -1;
+  for (int64_t t = 0; t < a.n; t++) {
+    if (a.pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
+    if (a.pos.data[t] > max_pos) max_pos = a.pos.data[t];
+  }
+  need(env, a.k.length, static_cast<double>(max_pos + 1) * a.nkv * a.hd, "k");
+  need(env, a.v.length, static_cast<double>(max_pos + 1) * a.nkv * a.hd, "v");
+  return a;
 }
 
 // Row length check of the Q4_1 / Q5_0 / K-quant / ternary formats (block 32 or 256).
@@ -188,33 +229,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     e.matmul_packed(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
   }
 
-  // attentionF16(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale): k, v Uint16Array (f16 bits)
+  // attentionF16(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale, f16Accumulate): k, v
+  // Uint16Array (f16 bits)
   void AttentionF16(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Engine& e = engine(env);
-    auto out = f32_arg(info, 0, "out");
-    auto q = f32_arg(info, 1, "q");
-    auto k = u16_arg(info, 2, "k");
-    auto v = u16_arg(info, 3, "v");
-    auto pos = i32_arg(info, 4, "positions");
-    const int64_t n = int_arg(info, 5, "n");
-    const int64_t nh = int_arg(info, 6, "nHeads", 1);
-    const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
-    const int64_t hd = int_arg(info, 8, "headDim", 1);
-    const double scale = num_arg(info, 9, "scale");
+    const auto a = attention_args<uint16_t>(info, u16_arg);
     const bool f16_accumulate = info.Length() > 10 && info[10].ToBoolean().Value();
-    need(env, pos.length, static_cast<double>(n), "positions");
-    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
-    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
-    int64_t max_pos = -1;
-    for (int64_t t = 0; t < n; t++) {
-      if (pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
-      if (pos.data[t] > max_pos) max_pos = pos.data[t];
-    }
-    need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
-    need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
-    e.attention_f16(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale),
-                    f16_accumulate);
+    engine(info.Env()).attention_f16(a.out.data, a.q.data, a.k.data, a.v.data, a.pos.data, a.n, a.nh, a.nkv, a.hd,
+                                     a.scale, f16_accumulate);
   }
 
   // toF16(dst, dstOffset, src, len)
@@ -356,29 +377,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // attention(out, q, k, v, positions, n, nHeads, nKvHeads, headDim, scale)
   void Attention(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Engine& e = engine(env);
-    auto out = f32_arg(info, 0, "out");
-    auto q = f32_arg(info, 1, "q");
-    auto k = f32_arg(info, 2, "k");
-    auto v = f32_arg(info, 3, "v");
-    auto pos = i32_arg(info, 4, "positions");
-    const int64_t n = int_arg(info, 5, "n");
-    const int64_t nh = int_arg(info, 6, "nHeads", 1);
-    const int64_t nkv = int_arg(info, 7, "nKvHeads", 1);
-    const int64_t hd = int_arg(info, 8, "headDim", 1);
-    const double scale = num_arg(info, 9, "scale");
-    need(env, pos.length, static_cast<double>(n), "positions");
-    need(env, q.length, static_cast<double>(n) * nh * hd, "q");
-    need(env, out.length, static_cast<double>(n) * nh * hd, "out");
-    int64_t max_pos = -1;
-    for (int64_t t = 0; t < n; t++) {
-      if (pos.data[t] < 0) throw Napi::RangeError::New(env, "attention: negative position");
-      if (pos.data[t] > max_pos) max_pos = pos.data[t];
-    }
-    need(env, k.length, static_cast<double>(max_pos + 1) * nkv * hd, "k");
-    need(env, v.length, static_cast<double>(max_pos + 1) * nkv * hd, "v");
-    e.attention(out.data, q.data, k.data, v.data, pos.data, n, nh, nkv, hd, static_cast<float>(scale));
+    const auto a = attention_args<float>(info, f32_arg);
+    engine(info.Env()).attention(a.out.data, a.q.data, a.k.data, a.v.data, a.pos.data, a.n, a.nh, a.nkv, a.hd,
+                                 a.scale);
   }
 
   // pagedAttention(out, q, k, v, positions, seqOfRow, blockTables, n, nHeads, nKvHeads, headDim, scale,
