@@ -311,7 +311,7 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
       const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
       k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, k + g * head_dim,
-                              v + g * head_dim, kv_row, len, head_dim, scale, scratch);
+                              v + g * head_dim, KvRows{kv_row}, len, head_dim, scale, scratch);
     }
   });
 }
@@ -437,8 +437,8 @@ void Engine::attention(float* out, const float* q, const float* k, const float* 
       const int64_t kvh = h / group;
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
       const float* qh = q + t * q_row + h * head_dim;
-      k_->attention_head(out + t * q_row + h * head_dim, qh, k + kvh * head_dim, v + kvh * head_dim, kv_row, len,
-                         head_dim, scale, scores, acc);
+      k_->attention_head(out + t * q_row + h * head_dim, qh, k + kvh * head_dim, v + kvh * head_dim,
+                         KvRows{kv_row}, len, head_dim, scale, scores, acc);
     }
   });
 }
