@@ -40,8 +40,8 @@ export class Context {
   readonly values: KVCacheArray[];
   /** Tokens whose K/V are in the cache (the next position to fill). */
   length = 0;
-  /** @internal activation buffers of the fused steps, by layout and width; made on first use. */
-  acts: Map<string, ActivationBuffer> | undefined;
+  /** @internal activation buffers of the fused steps; made on first use. */
+  acts: FusedBuffers | undefined;
 
   /** @internal scratch buffers, shapes in {@link Model.forward}. */
   readonly buf: {
@@ -175,34 +175,41 @@ export function planFusion(
   };
 }
 
-/** Fused-step buffers of `rows` rows, one per (layout, width) the plan uses, made once. */
+/** The activation buffers of a plan's fused steps, per layer (absent: that step runs unfused). @internal */
+export interface FusedBuffers {
+  layers: { attn?: ActivationBuffer; ffn?: ActivationBuffer; down?: ActivationBuffer }[];
+  output?: ActivationBuffer;
+}
+
+/**
+ * Buffers of `rows` rows for a plan's fused steps, made once: one per (layout, width) in use,
+ * shared by the layers (the steps of a forward pass run one after another).
+ */
 export function fusedActivations(
   plan: FusedPlan,
   config: ModelConfig,
   backend: Backend,
   rows: number,
-): Map<string, ActivationBuffer> {
-  const acts = new Map<string, ActivationBuffer>();
-  const need = (layout: number, cols: number) => {
+): FusedBuffers {
+  const made = new Map<string, ActivationBuffer>();
+  const get = (layout: number, cols: number): ActivationBuffer | undefined => {
+    if (layout < 0 || !backend.createActivations) return undefined;
     const key = `${layout}:${cols}`;
-    if (layout >= 0 && !acts.has(key) && backend.createActivations)
-      acts.set(key, backend.createActivations(layout, cols, rows));
+    let a = made.get(key);
+    if (!a) {
+      a = backend.createActivations(layout, cols, rows);
+      made.set(key, a);
+    }
+    return a;
   };
-  for (const l of plan.layers) {
-    need(l.attn, config.dim);
-    need(l.ffn, config.dim);
-    need(l.down, config.ffnDim);
-  }
-  need(plan.output, config.dim);
-  return acts;
-}
-
-/** The buffer of `fusedActivations` for a layout and width. */
-export function actFor(acts: Map<string, ActivationBuffer>, layout: number, cols: number): ActivationBuffer {
-  const a = acts.get(`${layout}:${cols}`);
-  if (!a)
-    throw new RyzansteinError("INVALID_ARGUMENT", `no activation buffer for layout ${layout} × ${cols}`);
-  return a;
+  return {
+    layers: plan.layers.map((l) => ({
+      attn: get(l.attn, config.dim),
+      ffn: get(l.ffn, config.dim),
+      down: get(l.down, config.ffnDim),
+    })),
+    output: get(plan.output, config.dim),
+  };
 }
 
 /** A loaded Llama-family model bound to a backend. The forward pass reads top to bottom. */
@@ -409,9 +416,9 @@ export class Model {
       const layer = w.layers[l];
 
       // Attention block. Fused: the normed rows go straight into the activation layout Q/K/V read.
-      const fl = fused?.layers[l];
-      if (fl && acts && fl.attn >= 0) {
-        const a = actFor(acts, fl.attn, c.dim);
+      const fa = acts?.layers[l];
+      if (fa?.attn) {
+        const a = fa.attn;
         b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
         b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
         b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
@@ -444,8 +451,8 @@ export class Model {
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (gated: SwiGLU, or GeGLU for Gemma).
-      if (fl && acts && fl.ffn >= 0) {
-        const a = actFor(acts, fl.ffn, c.dim);
+      if (fa?.ffn) {
+        const a = fa.ffn;
         b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
         b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
         b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
@@ -454,8 +461,8 @@ export class Model {
         b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
         b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
       }
-      if (fl && acts && fl.down >= 0) {
-        const a = actFor(acts, fl.down, c.ffnDim);
+      if (fa?.down) {
+        const a = fa.down;
         b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
         b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
       } else {
@@ -471,8 +478,8 @@ export class Model {
     // Final norm and classifier, only for the rows whose logits are wanted.
     const rows = mode === "all" ? n : 1;
     const from = mode === "all" ? x : x.subarray((n - 1) * c.dim, n * c.dim);
-    if (fused && acts && fused.output >= 0) {
-      const a = actFor(acts, fused.output, c.dim);
+    if (acts?.output) {
+      const a = acts.output;
       b.rmsNormQuantize?.(a, from, w.outputNorm, rows, c.dim, c.normEps);
       b.matmulQuantized?.(logits, w.output, a, rows); // logits [rows, vocab]
     } else {

@@ -1,12 +1,11 @@
 import {
-  type ActivationBuffer,
   f32ToF16,
   type KVCacheArray,
   type PagedAttentionParams,
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
-import { actFor, fusedActivations, type KVCacheType, type Model } from "./model.js";
+import { type FusedBuffers, fusedActivations, type KVCacheType, type Model } from "./model.js";
 
 /**
  * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
@@ -125,7 +124,7 @@ export class BatchRunner {
   private readonly rope: { q: RopeParams; k: RopeParams };
   private readonly attn: PagedAttentionParams;
   /** Activation buffers of the model's fused steps (`Model.fusion`), `maxTokens` rows each. */
-  private readonly acts: Map<string, ActivationBuffer> | undefined;
+  private readonly acts: FusedBuffers | undefined;
   private readonly buf: {
     x: Float32Array; // [maxTokens, dim] residual stream
     xb: Float32Array; // [maxTokens, max(dim, qDim)]
@@ -268,12 +267,12 @@ export class BatchRunner {
 
     for (let l = 0; l < c.nLayers; l++) {
       const layer = w.layers[l];
-      const fl = fused?.layers[l];
+      const fa = acts?.layers[l];
 
       // Attention block: the matmuls see all n rows; attention reads each row's own sequence.
       // Fused (Model.fusion): the normed rows go straight into the layout Q/K/V read.
-      if (fl && acts && fl.attn >= 0) {
-        const a = actFor(acts, fl.attn, c.dim);
+      if (fa?.attn) {
+        const a = fa.attn;
         b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
         b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
         b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
@@ -299,8 +298,8 @@ export class BatchRunner {
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (SwiGLU).
-      if (fl && acts && fl.ffn >= 0) {
-        const a = actFor(acts, fl.ffn, c.dim);
+      if (fa?.ffn) {
+        const a = fa.ffn;
         b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
         b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
         b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
@@ -309,8 +308,8 @@ export class BatchRunner {
         b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
         b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
       }
-      if (fl && acts && fl.down >= 0) {
-        const a = actFor(acts, fl.down, c.ffnDim);
+      if (fa?.down) {
+        const a = fa.down;
         b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
         b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
       } else {
@@ -336,8 +335,8 @@ export class BatchRunner {
     }
 
     // Final norm and classifier for the last row of each sequence that samples.
-    if (m > 0 && fused && acts && fused.output >= 0) {
-      const a = actFor(acts, fused.output, c.dim);
+    if (m > 0 && acts?.output) {
+      const a = acts.output;
       b.rmsNormQuantize?.(a, last, w.outputNorm, m, c.dim, c.normEps); // a [m, dim] quantized
       b.matmulQuantized?.(logits, w.output, a, m); // logits [m, vocab]
     } else if (m > 0) {
