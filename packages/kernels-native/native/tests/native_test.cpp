@@ -551,7 +551,7 @@ void test_fused(Isa isa) {
   const auto x = uniform(static_cast<size_t>(n * cols), 2.0f);
   const auto nw = uniform(static_cast<size_t>(cols), 1.5f);
   std::uniform_int_distribution<int> byte(0, 255);
-  for (int fmt : {kQ8_0, kQ4_0, 12 /* Q4_K */, 6 /* Q5_0 */}) {
+  for (int fmt : {int{kQ8_0}, int{kQ4_0}, 12 /* Q4_K */, 6 /* Q5_0 */}) {
     std::vector<uint8_t> w;
     if (fmt == kQ8_0 || fmt == kQ4_0) {
       w = make_weights(fmt, rows, cols);
