@@ -789,7 +789,7 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * {@link rope} of `q` and `k` in place, then row `i` of `k` and `v` stored at cache row
+   * {@link NativeBackend.rope} of `q` and `k` in place, then row `i` of `k` and `v` stored at cache row
    * `slots[i]` of `keys` / `values` (F16 bits in `Uint16Array`s, or F32), in one pass over the
    * tokens. Llama 3.1 frequency factors and YaRN take the unfused path (they run on the reference).
    */
