@@ -8,7 +8,7 @@ import {
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
-import type { ModelWeights } from "./weights.js";
+import type { LayerWeights, ModelWeights } from "./weights.js";
 
 /** Element type of the KV cache: `f16` (default, as llama.cpp; half the memory) or `f32`. */
 export type KVCacheType = "f16" | "f32";
@@ -179,6 +179,45 @@ export function planFusion(
 export interface FusedBuffers {
   layers: { attn?: ActivationBuffer; ffn?: ActivationBuffer; down?: ActivationBuffer }[];
   output?: ActivationBuffer;
+}
+
+/**
+ * The gated feed-forward block of one layer over `n` rows: `xb = down(act(gate(norm x)) · up(norm x))`
+ * (SwiGLU, or GeGLU for Gemma). With fused buffers `fa`, the normed rows and the gated product go
+ * straight into the activation layout the next matmul reads. Shared by the single-sequence and
+ * the batched forward pass. `gate` and `up` are scratch of n × ffnDim.
+ */
+export function feedForward(
+  b: Backend,
+  c: ModelConfig,
+  layer: LayerWeights,
+  fa: FusedBuffers["layers"][number] | undefined,
+  x: Float32Array,
+  xb: Float32Array,
+  gate: Float32Array,
+  up: Float32Array,
+  n: number,
+): void {
+  if (fa?.ffn) {
+    const a = fa.ffn;
+    b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
+    b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
+    b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
+  } else {
+    b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
+    b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
+    b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
+  }
+  if (fa?.down) {
+    const a = fa.down;
+    b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
+    b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
+  } else {
+    if (c.activation === "gelu")
+      b.geglu(gate, gate, up, n * c.ffnDim); // gate = gelu(gate) * up
+    else b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
+    b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+  }
 }
 
 /**
@@ -451,26 +490,7 @@ export class Model {
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (gated: SwiGLU, or GeGLU for Gemma).
-      if (fa?.ffn) {
-        const a = fa.ffn;
-        b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
-        b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
-        b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
-      } else {
-        b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
-        b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
-        b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
-      }
-      if (fa?.down) {
-        const a = fa.down;
-        b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
-        b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
-      } else {
-        if (c.activation === "gelu")
-          b.geglu(gate, gate, up, n * c.ffnDim); // gate = gelu(gate) * up
-        else b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
-        b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
-      }
+      feedForward(b, c, layer, fa, x, xb, gate, up, n); // xb [n, dim]
       if (layer.postFfnNorm) b.rmsNorm(xb, xb, layer.postFfnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual
     }

@@ -5,7 +5,7 @@ import {
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
-import { type FusedBuffers, fusedActivations, type KVCacheType, type Model } from "./model.js";
+import { type FusedBuffers, feedForward, fusedActivations, type KVCacheType, type Model } from "./model.js";
 
 /**
  * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
@@ -298,24 +298,7 @@ export class BatchRunner {
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (SwiGLU).
-      if (fa?.ffn) {
-        const a = fa.ffn;
-        b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
-        b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
-        b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
-      } else {
-        b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
-        b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
-        b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
-      }
-      if (fa?.down) {
-        const a = fa.down;
-        b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
-        b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
-      } else {
-        b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
-        b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
-      }
+      feedForward(b, c, layer, fa, x, xb, gate, up, n); // xb [n, dim]
       b.add(x, x, xb, n * c.dim); // residual
     }
 
