@@ -112,6 +112,12 @@ export class Sampler {
   sample(logits: Float32Array): number {
     const o = this.options;
     const n = logits.length;
+    if (o.temperature <= 0 && !this.penalizes()) {
+      // Greedy without penalties needs no scratch: a request never allocates vocabulary-sized arrays.
+      const token = argmax(logits, n);
+      this.history.push(token);
+      return token;
+    }
     if (this.ids.length !== n) {
       this.ids = new Int32Array(n);
       this.probs = new Float64Array(n);
@@ -171,9 +177,14 @@ export class Sampler {
     return token;
   }
 
+  private penalizes(): boolean {
+    const o = this.options;
+    return o.repeatPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0;
+  }
+
   private applyPenalties(scores: Float64Array): void {
     const o = this.options;
-    if (o.repeatPenalty === 1 && o.frequencyPenalty === 0 && o.presencePenalty === 0) return;
+    if (!this.penalizes()) return;
     const lastN = o.repeatLastN < 0 ? this.history.length : Math.min(o.repeatLastN, this.history.length);
     const counts = this.counts;
     counts.clear();
