@@ -591,6 +591,33 @@ static inline void dot_q3_k_ggml(int64_t cols, const void* w, const void* x, siz
   }
 }
 
+/**
+ * Q4_K x Q8_K as llama.cpp's AVX2 build computes it (ggml_gemv/gemm_q4_K_8x8_q8_K over its
+ * repacked weights): per block one FMA of the whole integer sum by d·yd and one of the whole min sum
+ * by dmin·yd into two accumulators, subtracted at the end.
+ */
+static inline void dot_q4_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ4K* b = static_cast<const BlockQ4K*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      int32_t isum = 0, msum = 0;
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        scale_min_k4(j, b[i].scales, &sc, &m);
+        int32_t dot = 0;
+        for (int l = 0; l < 32; l++) dot += code_q4k(b[i], 32 * j + l) * y[i].qs[32 * j + l];
+        isum += sc * dot;
+        msum += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+      }
+      acc = std::fma(static_cast<float>(isum), f16_to_f32(b[i].d) * y[i].d, acc);
+      accm = std::fma(static_cast<float>(msum), f16_to_f32(b[i].dmin) * y[i].d, accm);
+    }
+    out[k] = acc - accm;
+  }
+}
+
 /** Q5_K x Q8_K as ggml_vec_dot_q5_K_q8_K (AVX2): scale lanes, plus a scalar min sum added last. */
 static inline void dot_q5_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
   const BlockQ5K* b = static_cast<const BlockQ5K*>(w);
