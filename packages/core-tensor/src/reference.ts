@@ -342,7 +342,7 @@ function fmaF32(a: number, b: number, c: number): number {
   if (err === 0) return r;
   // The float on the other side of s from r.
   fmaBits[0] = r;
-  const away = (r > s) === (r > 0) ? -1 : 1; // step toward s in magnitude terms
+  const away = r > s === r > 0 ? -1 : 1; // step toward s in magnitude terms
   fmaUint[0] += r === 0 ? 1 : away;
   let other = fmaBits[0];
   if (r === 0) other = s > 0 ? Math.abs(other) : -Math.abs(other);
