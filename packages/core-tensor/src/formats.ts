@@ -46,7 +46,7 @@ export interface FormatTraits {
   quantizeRowRef(src: Float32Array, srcOffset: number, dst: Uint8Array, dstOffset: number, n: number): void;
   /**
    * Encodes activations when they differ from {@link quantizeRowRef}: ggml's x86 SIMD path for
-   * Q8_0 scales by `127/amax` and rounds halves to even, while its reference (used for weights in
+   * Q8_0 and Q8_1 scales by `127/amax` and rounds halves to even, while its reference (used for weights in
    * files) scales by `1/(amax/127)` and rounds halves away from zero. Absent: same as quantizeRowRef.
    */
   quantizeActivationsRef?(

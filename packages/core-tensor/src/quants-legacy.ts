@@ -4,7 +4,7 @@
 import { GGMLType } from "./dtypes.js";
 import type { FormatTraits } from "./formats.js";
 import { f16ToF32, f32ToF16 } from "./half.js";
-import { f, i8, put16, roundHalfAway, truncToI8, u16 } from "./quant-utils.js";
+import { f, i8, nearestInt, put16, roundHalfAway, truncToI8, u16 } from "./quant-utils.js";
 
 // Q4_1: f16 d, f16 m, 16 bytes of nibbles (element j low, j+16 high); value = q*d + m.
 export const q4_1Traits: FormatTraits = {
@@ -160,6 +160,26 @@ export const q8_1Traits: FormatTraits = {
       let sum = 0;
       for (let j = 0; j < 32; j++) {
         const q = roundHalfAway(f(src[x + j] * inv));
+        dst[o + 4 + j] = q & 0xff;
+        sum += i8(q);
+      }
+      put16(dst, o + 2, f32ToF16(f(sum * scale)));
+    }
+  },
+  // ggml's x86 quantize_row_q8_1 (what llama.cpp's AVX2 build runs on activations): 127/amax and
+  // halves to even, like Q8_0's activation path.
+  quantizeActivationsRef(src, so, dst, d, n) {
+    for (let b = 0; b < n / 32; b++) {
+      const x = so + b * 32;
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[x + j]));
+      const scale = f(amax / 127);
+      const inv = amax ? f(127 / amax) : 0;
+      const o = d + b * 36;
+      put16(dst, o, f32ToF16(scale));
+      let sum = 0;
+      for (let j = 0; j < 32; j++) {
+        const q = nearestInt(f(src[x + j] * inv));
         dst[o + 4 + j] = q & 0xff;
         sum += i8(q);
       }

@@ -101,8 +101,10 @@ export class ReferenceBackend implements Backend {
           const b = p.neox ? o + i + half : o + 2 * i + 1;
           const x0 = x[a];
           const x1 = x[b];
-          x[a] = fr(x0 * cos[i]) - fr(x1 * sin[i]);
-          x[b] = fr(x0 * sin[i]) + fr(x1 * cos[i]);
+          // One FMA each, as ggml's compiler contracts rotate_pairs (the last bit decides F16
+          // roundings of Q and K in the attention).
+          x[a] = fmaF32(x0, cos[i], -fr(x1 * sin[i]));
+          x[b] = fmaF32(x0, sin[i], fr(x1 * cos[i]));
         }
       }
     }
@@ -322,9 +324,31 @@ function attentionF16Accumulate(
   }
 }
 
-/** Float `fma(a, b, c)`: the product of two floats is exact in a double, so one rounding remains. */
+const fmaBits = new Float32Array(1);
+const fmaUint = new Uint32Array(fmaBits.buffer);
+
+/**
+ * Float `fma(a, b, c)` with one rounding: the product of two floats is exact in a double; the sum's
+ * double rounding is undone where it matters, when the double lands exactly halfway between two
+ * floats (its rounding error, from TwoSum, then says which way the exact sum lies).
+ */
 function fmaF32(a: number, b: number, c: number): number {
-  return Math.fround(a * b + c);
+  const p = a * b;
+  const s = p + c;
+  const r = Math.fround(s);
+  if (r === s || !Number.isFinite(r)) return r;
+  const bv = s - p;
+  const err = p - (s - bv) + (c - bv);
+  if (err === 0) return r;
+  // The float on the other side of s from r.
+  fmaBits[0] = r;
+  const away = r > s === r > 0 ? -1 : 1; // step toward s in magnitude terms
+  fmaUint[0] += r === 0 ? 1 : away;
+  let other = fmaBits[0];
+  if (r === 0) other = s > 0 ? Math.abs(other) : -Math.abs(other);
+  if (s - r !== (other - r) / 2) return r; // not a midpoint: the one rounding of fround is right
+  // Exactly halfway in double: the exact sum lies on the side of err.
+  return err > 0 === other > r ? other : r;
 }
 
 /** GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`). */

@@ -16,12 +16,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-// Every format here quantizes activations (Q8_1, Q8_0 or Q8_K) in both engines, so the bound is
-// the one of docs/testing.md for Q8 activations: ~1e-3 differences upstream (llama.cpp's F16
-// rounding inside flash attention) flip activation roundings. A layout error moves log-probabilities
-// by whole units. Q8_K uses one scale per 256 values (coarser than Q8_0's 32), hence its bound.
-const PEER_TOL = 0.6;
-const PEER_MEAN_TOL = 0.15;
+// Every format here quantizes activations (Q8_1, Q8_0 or Q8_K) in both engines, where a last-bit
+// difference upstream can flip a rounding and move the logits by tenths. Our kernels sum in
+// llama.cpp's float order (its AVX2 build), so the engines agree to float rounding: the issue's
+// 2e-2 holds (docs/testing.md); a layout or order error moves log-probabilities by tenths or units.
+const PEER_TOL = 2e-2;
+const PEER_MEAN_TOL = 5e-3;
 const NEAR_TIE = 0.05;
 const FORMATS: ComputeFormat[] = [
   GGMLType.Q4_1,

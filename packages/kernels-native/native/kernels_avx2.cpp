@@ -355,7 +355,7 @@ const Kernels kTable = {
     qgemm<DotAvx2, true>,
     qgemm<DotAvx2, false>,
     pgemm<DotAvx2, true>,
-    pgemm<DotAvx2, false>,
+    pgemm_q8<DotAvx2>,
     attention_group_f16,
     to_f16_avx,
     kquants_avx2(),

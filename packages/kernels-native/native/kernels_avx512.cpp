@@ -343,7 +343,7 @@ const Kernels kTable = {
     qgemm<DotVnni, true>,
     qgemm<DotVnni, false>,
     pgemm<DotVnni, true>,
-    pgemm<DotVnni, false>,
+    pgemm_q8<DotVnni>,
     attention_group_f16,
     to_f16_avx,
     kquants_avx512(),

@@ -187,6 +187,28 @@ static inline void conv_q8_1_ref(const float* x, void* dst, int64_t cols) {
   }
 }
 
+/**
+ * Activations to Q8_1 as ggml's x86 quantize_row_q8_1 (the one llama.cpp's AVX2 build runs): scale
+ * by 127/amax, round halves to even, s = f16(d · Σq). The reference (conv_q8_1_ref) divides by d and
+ * rounds halves away from zero; a different rounding of a tie shows in the logits.
+ */
+static inline void conv_q8_1_act(const float* x, void* dst, int64_t cols) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(dst);
+  for (int64_t i = 0; i < cols / kQK; i++, x += kQK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; j++) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    y[i].d = f32_to_f16(d);
+    int sum = 0;
+    for (int j = 0; j < kQK; j++) {
+      y[i].qs[j] = static_cast<int8_t>(std::nearbyintf(x[j] * id));
+      sum += y[i].qs[j];
+    }
+    y[i].s = f32_to_f16(d * static_cast<float>(sum));
+  }
+}
+
 /** 6-bit scale and min j of Q4_K / Q5_K (ggml's get_scale_min_k4). */
 static inline void scale_min_k4(int j, const uint8_t* q, int* d, int* m) {
   if (j < 4) {
@@ -439,6 +461,185 @@ static inline void dot_k_ref(int64_t cols, const void* w, const void* x, size_t 
       s += f16_to_f32(b[i].d) * y[i].d * static_cast<float>(isum) - A::dmin(b[i]) * y[i].d * static_cast<float>(msum);
     }
     out[k] = s;
+  }
+}
+
+// ---- dot products in llama.cpp's float order ----
+//
+// llama.cpp's AVX2 build (the CPU variant it loads here) computes these dot products in 8 float
+// lanes: lane m holds, for each block, the integer sum over elements 4m..4m+3 of every 32-element
+// chunk (times the chunk's sub-block scale), added with one FMA by the block's float scale; the
+// lanes are reduced as hsum_float_8 does, and a scalar min term (contracted to an FMA by its
+// compiler) is added last. The integer parts are exact whatever the order, so these scalar loops
+// give the same bits as its SIMD code, and the next Q8 activation roundings stay equal to its own
+// (docs/testing.md). The SIMD kernels of Q4_K, Q6_K and the ternary formats are in kquants_x86.inc.
+
+/** ggml's hsum_float_8: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+static inline float hsum8_ggml(const float* l) {
+  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+/** Adds one block's integer lanes into the float lanes: acc[m] = fma(d, lanes[m], acc[m]). */
+static inline void fma_lanes(float* acc, float d, const int32_t* lanes) {
+  for (int m = 0; m < 8; m++) acc[m] = std::fma(d, static_cast<float>(lanes[m]), acc[m]);
+}
+
+/** Integer lanes of one 256-value K block: lane m = Σ_chunks scale(sub-block) · Σ_{4 elements} code·y. */
+template <class A>
+static inline void k_block_lanes(const typename A::B& b, const int8_t* q8, int32_t* lanes) {
+  int sc[16];
+  for (int j = 0; j < kQKK / A::kSub; j++) {
+    int m;
+    A::sm(b, j, &sc[j], &m);
+  }
+  for (int m = 0; m < 8; m++) lanes[m] = 0;
+  for (int c = 0; c < kQKK / 32; c++) {
+    for (int m = 0; m < 8; m++) {
+      int32_t dot = 0;
+      for (int l = 0; l < 4; l++) {
+        const int e = 32 * c + 4 * m + l;
+        dot += A::code(b, e) * q8[e];
+      }
+      lanes[m] += sc[(32 * c + 4 * m) / A::kSub] * dot;
+    }
+  }
+}
+
+/** Q4_1 x Q8_1 as ggml_vec_dot_q4_1_q8_1 (AVX2): lanes of nibble·y, then + Σ m·s. */
+static inline void dot_q4_1_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ4_1* b = static_cast<const BlockQ4_1*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8_1* y = act_row<BlockQ8_1>(x, xs, k);
+    float acc[8] = {};
+    float summs = 0.0f;
+    for (int64_t i = 0; i < cols / kQK; i++) {
+      summs = std::fma(f16_to_f32(b[i].m), f16_to_f32(y[i].s), summs);
+      int32_t lanes[8];
+      for (int m = 0; m < 8; m++) {
+        int32_t dot = 0;
+        for (int l = 0; l < 4; l++) {
+          const int e = 4 * m + l;
+          const int q = e < 16 ? b[i].qs[e] & 0xF : b[i].qs[e - 16] >> 4;
+          dot += q * y[i].qs[e];
+        }
+        lanes[m] = dot;
+      }
+      fma_lanes(acc, f16_to_f32(b[i].d) * f16_to_f32(y[i].d), lanes);
+    }
+    out[k] = hsum8_ggml(acc) + summs;
+  }
+}
+
+/** Q5_0 x Q8_0 as ggml_vec_dot_q5_0_q8_0 (AVX2). */
+static inline void dot_q5_0_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ5_0* b = static_cast<const BlockQ5_0*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8_0* y = act_row<BlockQ8_0>(x, xs, k);
+    float acc[8] = {};
+    for (int64_t i = 0; i < cols / kQK; i++) {
+      uint32_t qh;
+      std::memcpy(&qh, b[i].qh, 4);
+      int32_t lanes[8];
+      for (int m = 0; m < 8; m++) {
+        int32_t dot = 0;
+        for (int l = 0; l < 4; l++) {
+          const int e = 4 * m + l;
+          const int lo = e < 16 ? b[i].qs[e] & 0x0F : b[i].qs[e - 16] >> 4;
+          dot += ((lo | (((qh >> e) & 1) << 4)) - 16) * y[i].qs[e];
+        }
+        lanes[m] = dot;
+      }
+      fma_lanes(acc, f16_to_f32(b[i].d) * f16_to_f32(y[i].d), lanes);
+    }
+    out[k] = hsum8_ggml(acc);
+  }
+}
+
+/** Q2_K x Q8_K as ggml_vec_dot_q2_K_q8_K (AVX2): per block the min lanes, then the scale lanes. */
+static inline void dot_q2_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ2K* b = static_cast<const BlockQ2K*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc[8] = {};
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      const float d = y[i].d * f16_to_f32(b[i].d);
+      const float dmin = -y[i].d * f16_to_f32(b[i].dmin);
+      int32_t lanes[8];
+      for (int m = 0; m < 8; m++) {
+        lanes[m] = (b[i].scales[2 * m] >> 4) * y[i].bsums[2 * m] + (b[i].scales[2 * m + 1] >> 4) * y[i].bsums[2 * m + 1];
+      }
+      fma_lanes(acc, dmin, lanes);
+      k_block_lanes<AQ2K>(b[i], y[i].qs, lanes);
+      fma_lanes(acc, d, lanes);
+    }
+    out[k] = hsum8_ggml(acc);
+  }
+}
+
+/** Q3_K x Q8_K as ggml_vec_dot_q3_K_q8_K (AVX2). */
+static inline void dot_q3_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ3K* b = static_cast<const BlockQ3K*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc[8] = {};
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      int32_t lanes[8];
+      k_block_lanes<AQ3K>(b[i], y[i].qs, lanes);
+      fma_lanes(acc, y[i].d * f16_to_f32(b[i].d), lanes);
+    }
+    out[k] = hsum8_ggml(acc);
+  }
+}
+
+/**
+ * Q4_K x Q8_K as llama.cpp's AVX2 build computes it (ggml_gemv/gemm_q4_K_8x8_q8_K over its
+ * repacked weights): per block one FMA of the whole integer sum by d·yd and one of the whole min sum
+ * by dmin·yd into two accumulators, subtracted at the end.
+ */
+static inline void dot_q4_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ4K* b = static_cast<const BlockQ4K*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      int32_t isum = 0, msum = 0;
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        scale_min_k4(j, b[i].scales, &sc, &m);
+        int32_t dot = 0;
+        for (int l = 0; l < 32; l++) dot += code_q4k(b[i], 32 * j + l) * y[i].qs[32 * j + l];
+        isum += sc * dot;
+        msum += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+      }
+      acc = std::fma(static_cast<float>(isum), f16_to_f32(b[i].d) * y[i].d, acc);
+      accm = std::fma(static_cast<float>(msum), f16_to_f32(b[i].dmin) * y[i].d, accm);
+    }
+    out[k] = acc - accm;
+  }
+}
+
+/** Q5_K x Q8_K as ggml_vec_dot_q5_K_q8_K (AVX2): scale lanes, plus a scalar min sum added last. */
+static inline void dot_q5_k_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  const BlockQ5K* b = static_cast<const BlockQ5K*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc[8] = {};
+    float summs = 0.0f;
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      const float d = y[i].d * f16_to_f32(b[i].d);
+      const float dmin = -y[i].d * f16_to_f32(b[i].dmin);
+      int32_t msum = 0;
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        scale_min_k4(j, b[i].scales, &sc, &m);
+        msum += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+      }
+      summs = std::fma(dmin, static_cast<float>(msum), summs);
+      int32_t lanes[8];
+      k_block_lanes<AQ5K>(b[i], y[i].qs, lanes);
+      fma_lanes(acc, d, lanes);
+    }
+    out[k] = hsum8_ggml(acc) + summs;
   }
 }
 

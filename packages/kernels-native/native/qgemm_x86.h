@@ -286,5 +286,63 @@ void pgemm(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t
   }
 }
 
+/**
+ * Q8_0 over one group of 8 repacked rows, with llama.cpp's float summation order: ggml's AVX2
+ * `ggml_vec_dot_q8_0_q8_0` (decode) and llamafile's tinyBLAS_Q0_AVX (prefill) keep, per output,
+ * 8 float lanes (lane c = quants 4c..4c+3 of each block), add each block's lane into them with one
+ * FMA by the scale product, and reduce the lanes as hsum_float_8 does. In the repacked layout chunk
+ * c of a block holds exactly those 4 quants for the 8 rows, so accumulator c (lane i = row i) is
+ * ggml's lane c of row i, and the final reduction is lane-wise. Bit-equal outputs keep the Q8_0
+ * roundings of the next activations equal to llama.cpp's (docs/testing.md). Tokens go one at a time:
+ * the 8 accumulators fill half the registers, and the group's weights stay in L1/L2 between tokens.
+ */
+template <class D>
+void ptile_q8_exact(int64_t cols, const uint8_t* wp, const uint8_t* x, float* y) {
+  const int64_t nb = cols / kQK;
+  constexpr size_t kBlk = 272;
+  constexpr size_t kPrefetch = 2048;
+  const int8_t* xq = reinterpret_cast<const int8_t*>(x);
+  const float* xd = reinterpret_cast<const float*>(xq + cols);
+  __m256 acc[8];
+  for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = wp + kBlk * static_cast<size_t>(b);
+    for (size_t o = 0; o < kBlk; o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + o), _MM_HINT_T0);
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk))),
+                                   _mm256_broadcast_ss(xd + b));
+    const __m256i* q = reinterpret_cast<const __m256i*>(blk + 16);
+    const int8_t* xb = xq + b * kQK;
+    for (int c = 0; c < 8; c++) {
+      const __m256i wq = _mm256_loadu_si256(q + c);
+      int32_t a;
+      std::memcpy(&a, xb + 4 * c, 4);
+      const __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(a), wq);
+      const __m256i wu = _mm256_sign_epi8(wq, wq);
+      __m256i p;
+      if constexpr (D::kVnni) {
+        p = D::dot(wu, sx);
+      } else {
+        p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, sx), ones16);
+      }
+      acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);
+    }
+  }
+  // hsum_float_8 per row: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+  const __m256 s0 = _mm256_add_ps(acc[0], acc[4]);
+  const __m256 s1 = _mm256_add_ps(acc[1], acc[5]);
+  const __m256 s2 = _mm256_add_ps(acc[2], acc[6]);
+  const __m256 s3 = _mm256_add_ps(acc[3], acc[7]);
+  _mm256_storeu_ps(y, _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3)));
+}
+
+/** The PackedGemmFn of common.h for Q8_0: `ptile_q8_exact` per token. */
+template <class D>
+void pgemm_q8(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y, size_t ys) {
+  for (int64_t t = 0; t < nt; t++) {
+    ptile_q8_exact<D>(cols, wp, x + xs * static_cast<size_t>(t), y + ys * static_cast<size_t>(t));
+  }
+}
+
 }  // namespace
 }  // namespace ryz

@@ -157,8 +157,10 @@ inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_
       float* row = x + h * a.head_dim;
       const float x0 = row[ia];
       const float x1 = row[ib];
-      row[ia] = x0 * c - x1 * s;
-      row[ib] = x0 * s + x1 * c;
+      // ggml's rotate_pairs as its compiler contracts it (x0·c - x1·s and x0·s + x1·c, one FMA
+      // each): the last bit decides F16 roundings of Q and K in the attention.
+      row[ia] = std::fma(x0, c, -(x1 * s));
+      row[ib] = std::fma(x0, s, x1 * c);
     }
   }
 }
