@@ -354,7 +354,7 @@ const Kernels kTable = {
     conv_q8act,
     qgemm<DotAvx2, true>,
     qgemm<DotAvx2, false>,
-    pgemm<DotAvx2, true>,
+    pgemm_q4<DotAvx2>,
     pgemm_q8<DotAvx2>,
     attention_group_f16,
     to_f16_avx,

@@ -342,7 +342,7 @@ const Kernels kTable = {
     conv_q8act,
     qgemm<DotVnni, true>,
     qgemm<DotVnni, false>,
-    pgemm<DotVnni, true>,
+    pgemm_q4<DotVnni>,
     pgemm_q8<DotVnni>,
     attention_group_f16,
     to_f16_avx,

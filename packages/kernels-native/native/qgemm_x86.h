@@ -186,13 +186,13 @@ void qgemm(int64_t cols, const uint8_t* w, size_t wrb, int nr, const uint8_t* x,
 // ---- repacked weights: 8 rows interleaved in 4-byte chunks (see repack.h) ----
 
 /**
- * 8 rows × T tokens over one group of repacked blocks. Lane i of every accumulator is row i, so a
+ * Q4_0: 8 rows × T tokens over one group of repacked blocks. Lane i of every accumulator is row i, so a
  * block's 8 scales are one vcvtph2ps and the result is one 8-float store per token.
  */
-template <class D, bool Q4, int T>
-void ptile(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* y, size_t ys) {
+template <class D, int T>
+void ptile_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* y, size_t ys) {
   const int64_t nb = cols / kQK;
-  constexpr size_t kBlk = Q4 ? 144 : 272;
+  constexpr size_t kBlk = 144;
   constexpr size_t kPrefetch = 2048;
   __m256 acc[T];
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
@@ -213,76 +213,53 @@ void ptile(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* 
     for (size_t o = 0; o < kBlk; o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + o), _MM_HINT_T0);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
     const __m256i* q = reinterpret_cast<const __m256i*>(blk + 16);
-    if (Q4) {
-      __m256i lo[4], hi[4];
-      for (int c = 0; c < 4; c++) {
-        const __m256i v = _mm256_loadu_si256(q + c);
-        lo[c] = _mm256_and_si256(v, m4);
-        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      }
-      for (int t = 0; t < T; t++) {
-        const int8_t* xb = xq[t] + b * kQK;
-        __m256i p;
-        if constexpr (D::kVnni) {
-          p = _mm256_setzero_si256();
-          for (int c = 0; c < 4; c++) {
-            int32_t a, h;
-            std::memcpy(&a, xb + 4 * c, 4);
-            std::memcpy(&h, xb + 16 + 4 * c, 4);
-            p = D::dot_acc(p, lo[c], _mm256_set1_epi32(a));
-            p = D::dot_acc(p, hi[c], _mm256_set1_epi32(h));
-          }
-        } else {
-          // 8 pair sums of at most 2·15·127 each fit int16 (30480).
-          __m256i s16 = _mm256_setzero_si256();
-          for (int c = 0; c < 4; c++) {
-            int32_t a, h;
-            std::memcpy(&a, xb + 4 * c, 4);
-            std::memcpy(&h, xb + 16 + 4 * c, 4);
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], _mm256_set1_epi32(a)));
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], _mm256_set1_epi32(h)));
-          }
-          p = _mm256_madd_epi16(s16, ones16);
-        }
-        p = _mm256_sub_epi32(p, _mm256_set1_epi32(8 * xsum[t][b]));
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[t] + b)), _mm256_cvtepi32_ps(p), acc[t]);
-      }
-    } else {
-      __m256i wq[8], wu[8];
-      for (int c = 0; c < 8; c++) {
-        wq[c] = _mm256_loadu_si256(q + c);
-        wu[c] = _mm256_sign_epi8(wq[c], wq[c]);
-      }
-      for (int t = 0; t < T; t++) {
-        const int8_t* xb = xq[t] + b * kQK;
-        __m256i p = _mm256_setzero_si256();
-        for (int c = 0; c < 8; c++) {
-          int32_t a;
+    __m256i lo[4], hi[4];
+    for (int c = 0; c < 4; c++) {
+      const __m256i v = _mm256_loadu_si256(q + c);
+      lo[c] = _mm256_and_si256(v, m4);
+      hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    for (int t = 0; t < T; t++) {
+      const int8_t* xb = xq[t] + b * kQK;
+      __m256i p;
+      if constexpr (D::kVnni) {
+        p = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+          int32_t a, h;
           std::memcpy(&a, xb + 4 * c, 4);
-          const __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(a), wq[c]);
-          if constexpr (D::kVnni) {
-            p = D::dot_acc(p, wu[c], sx);
-          } else {
-            p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(wu[c], sx), ones16));
-          }
+          std::memcpy(&h, xb + 16 + 4 * c, 4);
+          p = D::dot_acc(p, lo[c], _mm256_set1_epi32(a));
+          p = D::dot_acc(p, hi[c], _mm256_set1_epi32(h));
         }
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[t] + b)), _mm256_cvtepi32_ps(p), acc[t]);
+      } else {
+        // 8 pair sums of at most 2·15·127 each fit int16 (30480).
+        __m256i s16 = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+          int32_t a, h;
+          std::memcpy(&a, xb + 4 * c, 4);
+          std::memcpy(&h, xb + 16 + 4 * c, 4);
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], _mm256_set1_epi32(a)));
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], _mm256_set1_epi32(h)));
+        }
+        p = _mm256_madd_epi16(s16, ones16);
       }
+      p = _mm256_sub_epi32(p, _mm256_set1_epi32(8 * xsum[t][b]));
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[t] + b)), _mm256_cvtepi32_ps(p), acc[t]);
     }
   }
   for (int t = 0; t < T; t++) _mm256_storeu_ps(y + ys * static_cast<size_t>(t), acc[t]);
 }
 
-/** The PackedGemmFn of common.h: one group of 8 repacked rows × `nt` tokens (tiles of 4, then 1). */
-template <class D, bool Q4>
-void pgemm(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y, size_t ys) {
+/** The PackedGemmFn of common.h for Q4_0: one group of 8 repacked rows × `nt` tokens (tiles of 4, then 1). */
+template <class D>
+void pgemm_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y, size_t ys) {
   constexpr int TT = 4;
   int64_t t = 0;
   for (; t + TT <= nt; t += TT) {
-    ptile<D, Q4, TT>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
+    ptile_q4<D, TT>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
   }
   for (; t < nt; t++) {
-    ptile<D, Q4, 1>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
+    ptile_q4<D, 1>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
   }
 }
 
