@@ -225,7 +225,7 @@ export interface NativeAddon {
     rows: number,
     cols: number,
     release: boolean,
-  ): Uint8Array & { released: boolean };
+  ): (Uint8Array & { released: boolean }) | null;
 }
 
 const ADDON_FILE = "ryzanstein_kernels.node";
