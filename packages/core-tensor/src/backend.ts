@@ -74,6 +74,31 @@ export interface PagedAttentionParams extends AttentionParams {
 /** A KV cache buffer: F32 values, or F16 as IEEE half bits. */
 export type KVCacheArray = Float32Array | Uint16Array;
 
+/**
+ * Activations already converted to the layout a backend's matmul reads for some weights (their
+ * `vecDotType`, e.g. Q8_0 or Q8_K blocks), written by a fused step and read by any number of
+ * {@link Backend.matmulQuantized} calls. Made by {@link Backend.createActivations}; the bytes are
+ * the backend's business.
+ */
+export interface ActivationBuffer {
+  /** Backend-specific layout id (from {@link Backend.activationLayout}). */
+  readonly layout: number;
+  /** Values per row. */
+  readonly cols: number;
+  /** Rows it holds. */
+  readonly rows: number;
+  /** The converted rows. */
+  readonly data: Uint8Array;
+}
+
+/** The two RoPE settings of one attention layer's queries and keys (they differ only in `nHeads`). */
+export interface RopeQK {
+  /** Settings for the query rows. */
+  q: RopeParams;
+  /** Settings for the key rows. */
+  k: RopeParams;
+}
+
 export interface Backend {
   /** Short name for logs and benchmarks (`reference`, `native-avx2`, ...). */
   readonly name: string;
@@ -153,6 +178,55 @@ export interface Backend {
     blockTables: Int32Array,
     n: number,
     params: PagedAttentionParams,
+  ): void;
+
+  // ---- Optional fused steps. Each gives bit for bit what the unfused ops it replaces give. ----
+
+  /**
+   * Optional: the activation layout a {@link Backend.matmul} with `w` converts to, when the backend
+   * can take activations pre-converted to it ({@link Backend.matmulQuantized}); `-1` when it cannot
+   * (float formats, whose activations are not quantized).
+   */
+  activationLayout?(w: Tensor): number;
+
+  /** Optional: a buffer for `rows` rows of `cols` activations in `layout`, allocated once. */
+  createActivations?(layout: number, cols: number, rows: number): ActivationBuffer;
+
+  /**
+   * Optional: `act[n, dim] = convert(rmsNorm(x) · weight)`, i.e. {@link Backend.rmsNorm} then the
+   * conversion a matmul would make, in one pass; also writes the float result to `y` when given.
+   */
+  rmsNormQuantize?(
+    act: ActivationBuffer,
+    x: Float32Array,
+    weight: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+    y?: Float32Array,
+  ): void;
+
+  /** Optional: `act[n, act.cols] = convert(silu(gate) · up)`, i.e. {@link Backend.swiglu} then the conversion. */
+  swigluQuantize?(act: ActivationBuffer, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** Optional: {@link Backend.matmul} over activations already in `activationLayout(w)`. */
+  matmulQuantized?(y: Float32Array, w: Tensor, act: ActivationBuffer, n: number): void;
+
+  /**
+   * Optional: {@link Backend.rope} of `q` and of `k` (in place), then row `i` of `k` and `v`
+   * (`[n, nKvHeads*headDim]`) written to row `slots[i]` of the caches `keys` / `values` (F16 caches
+   * round to nearest even), in one pass over the tokens.
+   */
+  ropeStoreKV?(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    n: number,
+    positions: Int32Array,
+    rope: RopeQK,
+    keys: KVCacheArray,
+    values: KVCacheArray,
+    slots: Int32Array,
   ): void;
 
   /** Releases native resources. The backend must not be used afterwards. */

@@ -1,9 +1,11 @@
 export type {
+  ActivationBuffer,
   AttentionParams,
   Backend,
   KVCacheArray,
   PagedAttentionParams,
   RopeParams,
+  RopeQK,
   YarnParams,
 } from "./backend.js";
 export type { TypeInfo } from "./dtypes.js";

@@ -108,6 +108,8 @@ export function withAdapter(inner: Backend, weights: ModelWeights, adapter: Adap
   return new Proxy(inner, {
     get(target, prop) {
       if (prop === "matmul") return matmul;
+      // The fused matmuls over pre-converted activations would skip the adapter terms.
+      if (prop === "activationLayout" || prop === "matmulQuantized") return undefined;
       if (prop === "name") return `${target.name}+lora`;
       const v = Reflect.get(target, prop, target);
       return typeof v === "function" ? v.bind(target) : v;

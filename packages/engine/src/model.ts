@@ -1,4 +1,5 @@
 import {
+  type ActivationBuffer,
   type AttentionParams,
   type Backend,
   f32ToF16,
@@ -7,7 +8,7 @@ import {
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
 import type { ModelConfig } from "./config.js";
-import type { ModelWeights } from "./weights.js";
+import type { LayerWeights, ModelWeights } from "./weights.js";
 
 /** Element type of the KV cache: `f16` (default, as llama.cpp; half the memory) or `f32`. */
 export type KVCacheType = "f16" | "f32";
@@ -39,6 +40,8 @@ export class Context {
   readonly values: KVCacheArray[];
   /** Tokens whose K/V are in the cache (the next position to fill). */
   length = 0;
+  /** @internal activation buffers of the fused steps; made on first use. */
+  acts: FusedBuffers | undefined;
 
   /** @internal scratch buffers, shapes in {@link Model.forward}. */
   readonly buf: {
@@ -108,6 +111,146 @@ export class Context {
 /** Which rows of logits a forward call returns. */
 export type LogitsMode = "last" | "all";
 
+/** Options of {@link Model}. */
+export interface ModelOptions {
+  /**
+   * Run the fused steps where the backend has them and the weights' activations are quantized
+   * (RMSNorm + activation quantization for Q/K/V and gate/up, SwiGLU + quantization for the down
+   * projection, RoPE + KV-cache write); results are bit-identical either way. Default: true,
+   * unless the environment variable `RYZANSTEIN_FUSED` is `0` (for A/B measurements).
+   */
+  fused?: boolean;
+}
+
+/**
+ * Activation layouts of one layer's fused steps (`-1`: that step runs unfused): `attn` for the
+ * input of Q/K/V, `ffn` for the input of gate/up, `down` for the SwiGLU output feeding the down
+ * projection. A step fuses only when every matmul reading its input takes the same layout.
+ */
+interface FusedLayer {
+  attn: number;
+  ffn: number;
+  down: number;
+}
+
+/** The fused steps a model runs, decided once at load (see {@link ModelOptions.fused}). @internal */
+export interface FusedPlan {
+  layers: FusedLayer[];
+  /** Layout of the classifier's input, or -1. */
+  output: number;
+  /** RoPE and the KV-cache write in one step. */
+  ropeStore: boolean;
+}
+
+/**
+ * Which steps of `weights` can run fused on `backend`: none when `enabled` is false or the backend
+ * lacks the fused ops (a LoRA-wrapped backend hides them so its adapter terms are not skipped).
+ */
+export function planFusion(
+  config: ModelConfig,
+  weights: ModelWeights,
+  backend: Backend,
+  enabled: boolean,
+): FusedPlan | undefined {
+  const b = backend;
+  if (!enabled) return undefined;
+  const ropeStore = typeof b.ropeStoreKV === "function";
+  if (!b.activationLayout || !b.createActivations || !b.rmsNormQuantize || !b.matmulQuantized) {
+    return ropeStore ? { layers: [], output: -1, ropeStore } : undefined;
+  }
+  const layout = (w: ModelWeights["output"]) => b.activationLayout?.(w) ?? -1;
+  const shared = (...ws: ModelWeights["output"][]) => {
+    const l = layout(ws[0]);
+    return ws.every((w) => layout(w) === l) ? l : -1;
+  };
+  const swiglu = config.activation === "silu" && typeof b.swigluQuantize === "function";
+  return {
+    layers: weights.layers.map((l) => ({
+      attn: shared(l.wq, l.wk, l.wv),
+      ffn: shared(l.wGate, l.wUp),
+      down: swiglu ? layout(l.wDown) : -1,
+    })),
+    output: layout(weights.output),
+    ropeStore,
+  };
+}
+
+/** The activation buffers of a plan's fused steps, per layer (absent: that step runs unfused). @internal */
+export interface FusedBuffers {
+  layers: { attn?: ActivationBuffer; ffn?: ActivationBuffer; down?: ActivationBuffer }[];
+  output?: ActivationBuffer;
+}
+
+/**
+ * The gated feed-forward block of one layer over `n` rows: `xb = down(act(gate(norm x)) · up(norm x))`
+ * (SwiGLU, or GeGLU for Gemma). With fused buffers `fa`, the normed rows and the gated product go
+ * straight into the activation layout the next matmul reads. Shared by the single-sequence and
+ * the batched forward pass. `gate` and `up` are scratch of n × ffnDim.
+ */
+export function feedForward(
+  b: Backend,
+  c: ModelConfig,
+  layer: LayerWeights,
+  fa: FusedBuffers["layers"][number] | undefined,
+  x: Float32Array,
+  xb: Float32Array,
+  gate: Float32Array,
+  up: Float32Array,
+  n: number,
+): void {
+  if (fa?.ffn) {
+    const a = fa.ffn;
+    b.rmsNormQuantize?.(a, x, layer.ffnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
+    b.matmulQuantized?.(gate, layer.wGate, a, n); // gate [n, ffnDim]
+    b.matmulQuantized?.(up, layer.wUp, a, n); // up [n, ffnDim]
+  } else {
+    b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
+    b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
+    b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
+  }
+  if (fa?.down) {
+    const a = fa.down;
+    b.swigluQuantize?.(a, gate, up, n); // a = quantized silu(gate) * up
+    b.matmulQuantized?.(xb, layer.wDown, a, n); // xb [n, dim]
+  } else {
+    if (c.activation === "gelu")
+      b.geglu(gate, gate, up, n * c.ffnDim); // gate = gelu(gate) * up
+    else b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
+    b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+  }
+}
+
+/**
+ * Buffers of `rows` rows for a plan's fused steps, made once: one per (layout, width) in use,
+ * shared by the layers (the steps of a forward pass run one after another).
+ */
+export function fusedActivations(
+  plan: FusedPlan,
+  config: ModelConfig,
+  backend: Backend,
+  rows: number,
+): FusedBuffers {
+  const made = new Map<string, ActivationBuffer>();
+  const get = (layout: number, cols: number): ActivationBuffer | undefined => {
+    if (layout < 0 || !backend.createActivations) return undefined;
+    const key = `${layout}:${cols}`;
+    let a = made.get(key);
+    if (!a) {
+      a = backend.createActivations(layout, cols, rows);
+      made.set(key, a);
+    }
+    return a;
+  };
+  return {
+    layers: plan.layers.map((l) => ({
+      attn: get(l.attn, config.dim),
+      ffn: get(l.ffn, config.dim),
+      down: get(l.down, config.ffnDim),
+    })),
+    output: get(plan.output, config.dim),
+  };
+}
+
 /** A loaded Llama-family model bound to a backend. The forward pass reads top to bottom. */
 export class Model {
   /** Hyper-parameters. */
@@ -119,8 +262,10 @@ export class Model {
   private readonly ropeParams: { q: RopeParams; k: RopeParams };
   private readonly attnParams: AttentionParams;
   private readonly attnParamsF16: AttentionParams;
+  /** The fused steps in use (undefined: none). @internal */
+  readonly fusion: FusedPlan | undefined;
 
-  constructor(config: ModelConfig, weights: ModelWeights, backend: Backend) {
+  constructor(config: ModelConfig, weights: ModelWeights, backend: Backend, options: ModelOptions = {}) {
     this.config = config;
     this.weights = weights;
     this.backend = backend;
@@ -151,6 +296,7 @@ export class Model {
       }
       if (weights.output !== weights.tokenEmbd) backend.prepareWeight(weights.output, true);
     }
+    this.fusion = planFusion(config, weights, backend, options.fused ?? process.env.RYZANSTEIN_FUSED !== "0");
   }
 
   /** A fresh context (KV cache and scratch) for one sequence. */
@@ -291,6 +437,9 @@ export class Model {
     const ids = ctx.buf.ids.subarray(0, n);
     const positions = ctx.buf.positions.subarray(0, n);
     const kvDim = c.nKvHeads * c.headDim;
+    const fused = this.fusion;
+    if (fused && !ctx.acts) ctx.acts = fusedActivations(fused, c, b, ctx.maxBatch);
+    const acts = ctx.acts;
 
     // llama.cpp's CPU flash attention takes its F16-accumulating path for batches under 64 rows.
     const attn =
@@ -305,49 +454,59 @@ export class Model {
     for (let l = 0; l < c.nLayers; l++) {
       const layer = w.layers[l];
 
-      // Attention block.
-      b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
-      b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
-      b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
-      b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      // Attention block. Fused: the normed rows go straight into the activation layout Q/K/V read.
+      const fa = acts?.layers[l];
+      if (fa?.attn) {
+        const a = fa.attn;
+        b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
+        b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
+        b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
+        b.matmulQuantized?.(v, layer.wv, a, n); // v [n, nKvHeads*headDim]
+      } else {
+        b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
+        b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
+        b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
+        b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      }
       if (layer.bq && layer.bk && layer.bv) {
         this.addBias(q, layer.bq, n);
         this.addBias(k, layer.bk, n);
         this.addBias(v, layer.bv, n);
       }
-      b.rope(q, n, positions, this.ropeParams.q);
-      b.rope(k, n, positions, this.ropeParams.k);
       const keys = ctx.keys[l]; // [ctx, kvDim], positions are consecutive
       const values = ctx.values[l];
-      this.storeKV(keys, positions[0] * kvDim, k, n * kvDim);
-      this.storeKV(values, positions[0] * kvDim, v, n * kvDim);
+      if (fused?.ropeStore && b.ropeStoreKV) {
+        // Cache rows are the positions (consecutive from positions[0]).
+        b.ropeStoreKV(q, k, v, n, positions, this.ropeParams, keys, values, positions);
+      } else {
+        b.rope(q, n, positions, this.ropeParams.q);
+        b.rope(k, n, positions, this.ropeParams.k);
+        this.storeKV(keys, positions[0] * kvDim, k, n * kvDim);
+        this.storeKV(values, positions[0] * kvDim, v, n * kvDim);
+      }
       this.attend(l, att, q, keys, values, positions, n, attn); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       if (layer.postAttnNorm) b.rmsNorm(xb, xb, layer.postAttnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (gated: SwiGLU, or GeGLU for Gemma).
-      b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
-      b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
-      b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
-      if (c.activation === "gelu")
-        b.geglu(gate, gate, up, n * c.ffnDim); // gate = gelu(gate) * up
-      else b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
-      b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+      feedForward(b, c, layer, fa, x, xb, gate, up, n); // xb [n, dim]
       if (layer.postFfnNorm) b.rmsNorm(xb, xb, layer.postFfnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual
     }
 
     // Final norm and classifier, only for the rows whose logits are wanted.
-    if (mode === "all") {
-      b.rmsNorm(xb, x, w.outputNorm, n, c.dim, c.normEps);
-      b.matmul(logits, w.output, xb, n); // logits [n, vocab]
-      return this.softcap(logits.subarray(0, n * c.vocabSize));
+    const rows = mode === "all" ? n : 1;
+    const from = mode === "all" ? x : x.subarray((n - 1) * c.dim, n * c.dim);
+    if (acts?.output) {
+      const a = acts.output;
+      b.rmsNormQuantize?.(a, from, w.outputNorm, rows, c.dim, c.normEps);
+      b.matmulQuantized?.(logits, w.output, a, rows); // logits [rows, vocab]
+    } else {
+      b.rmsNorm(xb, from, w.outputNorm, rows, c.dim, c.normEps);
+      b.matmul(logits, w.output, xb, rows); // logits [rows, vocab]
     }
-    const last = x.subarray((n - 1) * c.dim, n * c.dim);
-    b.rmsNorm(xb, last, w.outputNorm, 1, c.dim, c.normEps);
-    b.matmul(logits, w.output, xb, 1); // logits [vocab]
-    return this.softcap(logits.subarray(0, c.vocabSize));
+    return this.softcap(logits.subarray(0, rows * c.vocabSize));
   }
 
   /** Gemma 2's final soft-capping, `c·tanh(logit/c)`, in place. */

@@ -5,7 +5,7 @@ import {
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
-import type { KVCacheType, Model } from "./model.js";
+import { type FusedBuffers, feedForward, fusedActivations, type KVCacheType, type Model } from "./model.js";
 
 /**
  * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
@@ -123,6 +123,8 @@ export class BatchRunner {
   readonly maxBlocksPerSeq: number;
   private readonly rope: { q: RopeParams; k: RopeParams };
   private readonly attn: PagedAttentionParams;
+  /** Activation buffers of the model's fused steps (`Model.fusion`), `maxTokens` rows each. */
+  private readonly acts: FusedBuffers | undefined;
   private readonly buf: {
     x: Float32Array; // [maxTokens, dim] residual stream
     xb: Float32Array; // [maxTokens, max(dim, qDim)]
@@ -166,6 +168,9 @@ export class BatchRunner {
       blockSize: cache.blockSize,
       maxBlocksPerSeq: this.maxBlocksPerSeq,
     };
+    this.acts = model.fusion
+      ? fusedActivations(model.fusion, c, model.backend, Math.max(maxTokens, maxSeqs))
+      : undefined;
     const n = maxTokens;
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
@@ -257,31 +262,43 @@ export class BatchRunner {
     const seqOfRow = this.buf.seqOfRow.subarray(0, n);
 
     b.getRows(x, w.tokenEmbd, ids); // x [n, dim]
+    const fused = this.model.fusion;
+    const acts = this.acts;
 
     for (let l = 0; l < c.nLayers; l++) {
       const layer = w.layers[l];
+      const fa = acts?.layers[l];
 
       // Attention block: the matmuls see all n rows; attention reads each row's own sequence.
-      b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
-      b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
-      b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
-      b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
-      b.rope(q, n, positions, this.rope.q);
-      b.rope(k, n, positions, this.rope.k);
+      // Fused (Model.fusion): the normed rows go straight into the layout Q/K/V read.
+      if (fa?.attn) {
+        const a = fa.attn;
+        b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
+        b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
+        b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
+        b.matmulQuantized?.(v, layer.wv, a, n); // v [n, nKvHeads*headDim]
+      } else {
+        b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
+        b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
+        b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
+        b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
+      }
       const keys = this.cache.keys[l]; // [numBlocks*blockSize, kvDim]
       const values = this.cache.values[l];
-      this.store(keys, k, n);
-      this.store(values, v, n);
+      if (fused?.ropeStore && b.ropeStoreKV) {
+        b.ropeStoreKV(q, k, v, n, positions, this.rope, keys, values, slots.subarray(0, n));
+      } else {
+        b.rope(q, n, positions, this.rope.q);
+        b.rope(k, n, positions, this.rope.k);
+        this.store(keys, k, n);
+        this.store(values, v, n);
+      }
       b.pagedAttention(att, q, keys, values, positions, seqOfRow, tables, n, this.attn); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       b.add(x, x, xb, n * c.dim); // residual
 
       // Feed-forward block (SwiGLU).
-      b.rmsNorm(xb, x, layer.ffnNorm, n, c.dim, c.normEps); // xb [n, dim]
-      b.matmul(gate, layer.wGate, xb, n); // gate [n, ffnDim]
-      b.matmul(up, layer.wUp, xb, n); // up [n, ffnDim]
-      b.swiglu(gate, gate, up, n * c.ffnDim); // gate = silu(gate) * up
-      b.matmul(xb, layer.wDown, gate, n); // xb [n, dim]
+      feedForward(b, c, layer, fa, x, xb, gate, up, n); // xb [n, dim]
       b.add(x, x, xb, n * c.dim); // residual
     }
 
@@ -301,7 +318,11 @@ export class BatchRunner {
     }
 
     // Final norm and classifier for the last row of each sequence that samples.
-    if (m > 0) {
+    if (m > 0 && acts?.output) {
+      const a = acts.output;
+      b.rmsNormQuantize?.(a, last, w.outputNorm, m, c.dim, c.normEps); // a [m, dim] quantized
+      b.matmulQuantized?.(logits, w.output, a, m); // logits [m, vocab]
+    } else if (m > 0) {
       b.rmsNorm(last, last, w.outputNorm, m, c.dim, c.normEps); // last [m, dim]
       b.matmul(logits, w.output, last, m); // logits [m, vocab]
     }

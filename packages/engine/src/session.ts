@@ -37,6 +37,8 @@ export interface SessionOptions {
   repack?: boolean;
   /** A LoRA adapter applied beside the frozen weights at every step (not merged into them). */
   lora?: AdapterWeights;
+  /** Run the fused steps (default true unless `RYZANSTEIN_FUSED=0`; results are identical, see ModelOptions). */
+  fused?: boolean;
 }
 
 /** Phases of loading, reported through the progress callback. */
@@ -125,6 +127,7 @@ export class ModelSession {
       this.config,
       weights,
       options.lora ? withAdapter(backend, weights, options.lora) : backend,
+      options.fused === undefined ? {} : { fused: options.fused },
     );
     this.ctx = this.model.createContext(
       contextSize,

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "fused.h"
 #include "kquants.h"
 #include "train_addon.h"
 #include "repack.h"
@@ -160,6 +162,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::AttentionF16>("attentionF16"),
                            InstanceMethod<&EngineWrap::ToF16>("toF16"),
                            InstanceMethod<&EngineWrap::MemoryBandwidth>("memoryBandwidth"),
+                           InstanceMethod<&EngineWrap::ActLayout>("actLayout"),
+                           InstanceMethod<&EngineWrap::ActRowBytes>("actRowBytes"),
+                           InstanceMethod<&EngineWrap::RmsNormQuantize>("rmsNormQuantize"),
+                           InstanceMethod<&EngineWrap::SwigluQuantize>("swigluQuantize"),
+                           InstanceMethod<&EngineWrap::MatmulQuantized>("matmulQuantized"),
+                           InstanceMethod<&EngineWrap::RopeStoreKV>("ropeStoreKV"),
                            InstanceMethod<&EngineWrap::Dispose>("dispose"),
                        });
   }
@@ -449,6 +457,146 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
   }
 
+  // ---- fused steps (fused.cpp) ----
+
+  // actLayout(type) -> layout id, or -1 for formats taking float activations
+  Napi::Value ActLayout(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Number::New(env, engine(env).act_layout(static_cast<int>(int_arg(info, 0, "type"))));
+  }
+
+  // actRowBytes(layout, cols) -> bytes of one row
+  Napi::Value ActRowBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    const int64_t layout = int_arg(info, 0, "layout");
+    const int64_t cols = int_arg(info, 1, "cols");
+    if (layout >= ryz::kActLayouts) throw Napi::RangeError::New(env, "unknown activation layout");
+    return Napi::Number::New(env, static_cast<double>(e.act_row_bytes(static_cast<int>(layout), cols)));
+  }
+
+  // An activation buffer of n rows in `layout`: long enough and 64-byte aligned (allocActivations).
+  View<uint8_t> act_arg(const Napi::CallbackInfo& info, size_t i, int64_t layout, int64_t cols, int64_t n) {
+    Napi::Env env = info.Env();
+    if (layout >= ryz::kActLayouts) throw Napi::RangeError::New(env, "unknown activation layout");
+    auto act = u8_arg(info, i, "act");
+    if (reinterpret_cast<uintptr_t>(act.data) % 64 != 0) {
+      throw Napi::Error::New(env, "act must be 64-byte aligned (made by allocActivations)");
+    }
+    const size_t row = engine(env).act_row_bytes(static_cast<int>(layout), cols);
+    need(env, act.length, static_cast<double>(row) * static_cast<double>(n), "act");
+    return act;
+  }
+
+  // rmsNormQuantize(act, layout, y | null, x, weight, n, dim, eps)
+  void RmsNormQuantize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    const int64_t layout = int_arg(info, 1, "layout");
+    const int64_t n = int_arg(info, 5, "n");
+    const int64_t dim = int_arg(info, 6, "dim");
+    const double eps = num_arg(info, 7, "eps");
+    auto act = act_arg(info, 0, layout, dim, n);
+    float* y = nullptr;
+    if (!info[2].IsNull() && !info[2].IsUndefined()) {
+      auto yv = f32_arg(info, 2, "y");
+      need(env, yv.length, static_cast<double>(n) * dim, "y");
+      y = yv.data;
+    }
+    auto x = f32_arg(info, 3, "x");
+    auto w = f32_arg(info, 4, "weight");
+    need(env, x.length, static_cast<double>(n) * dim, "x");
+    need(env, w.length, static_cast<double>(dim), "weight");
+    e.rms_norm_quantize(act.data, static_cast<int>(layout), y, x.data, w.data, n, dim, static_cast<float>(eps));
+  }
+
+  // swigluQuantize(act, layout, gate, up, n, cols)
+  void SwigluQuantize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    const int64_t layout = int_arg(info, 1, "layout");
+    const int64_t n = int_arg(info, 4, "n");
+    const int64_t cols = int_arg(info, 5, "cols");
+    auto act = act_arg(info, 0, layout, cols, n);
+    auto g = f32_arg(info, 2, "gate");
+    auto u = f32_arg(info, 3, "up");
+    need(env, g.length, static_cast<double>(n) * cols, "gate");
+    need(env, u.length, static_cast<double>(n) * cols, "up");
+    e.swiglu_quantize(act.data, static_cast<int>(layout), g.data, u.data, n, cols);
+  }
+
+  // matmulQuantized(y, type, w, packed, rows, cols, act, n): act in actLayout(type)
+  void MatmulQuantized(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto y = f32_arg(info, 0, "y");
+    const int64_t type = int_arg(info, 1, "type");
+    auto w = u8_arg(info, 2, "w");
+    const bool packed = info[3].ToBoolean().Value();
+    const int64_t rows = int_arg(info, 4, "rows");
+    const int64_t cols = int_arg(info, 5, "cols");
+    const int64_t n = int_arg(info, 7, "n");
+    const int layout = e.act_layout(static_cast<int>(type));
+    if (layout < 0) throw Napi::Error::New(env, "matmulQuantized: this format takes float activations");
+    if (cols % (layout == ryz::kActQ8_K ? ryz::kQKK : ryz::kQK) != 0) {
+      throw Napi::RangeError::New(env, "matmulQuantized: cols is not a multiple of the block size");
+    }
+    auto act = act_arg(info, 6, layout, cols, n);
+    need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
+    need(env, y.length, static_cast<double>(n) * rows, "y");
+    e.matmul_quantized(y.data, static_cast<int>(type), w.data, packed, rows, cols, act.data, n);
+  }
+
+  // ropeStoreKV(q, k, v, n, positions, nHeads, nKvHeads, headDim, nDims, freqBase, freqScale, neox,
+  //             keys, values, slots): keys/values both Float32Array or both Uint16Array (F16 bits)
+  void RopeStoreKV(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto q = f32_arg(info, 0, "q");
+    auto k = f32_arg(info, 1, "k");
+    auto v = f32_arg(info, 2, "v");
+    const int64_t n = int_arg(info, 3, "n");
+    auto pos = i32_arg(info, 4, "positions");
+    ryz::RopeArgs a{};
+    a.n_heads = int_arg(info, 5, "nHeads", 1);
+    const int64_t nkv = int_arg(info, 6, "nKvHeads", 1);
+    a.head_dim = int_arg(info, 7, "headDim", 1);
+    a.n_dims = int_arg(info, 8, "nDims", 1);
+    a.freq_base = num_arg(info, 9, "freqBase");
+    a.freq_scale = num_arg(info, 10, "freqScale");
+    a.neox = info[11].ToBoolean().Value();
+    const bool f16 = info[12].IsTypedArray() && info[12].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+    void* kc = nullptr;
+    void* vc = nullptr;
+    size_t cache_len = 0;
+    if (f16) {
+      auto kh = u16_arg(info, 12, "keys");
+      auto vh = u16_arg(info, 13, "values");
+      kc = kh.data;
+      vc = vh.data;
+      cache_len = std::min(kh.length, vh.length);
+    } else {
+      auto kf = f32_arg(info, 12, "keys");
+      auto vf = f32_arg(info, 13, "values");
+      kc = kf.data;
+      vc = vf.data;
+      cache_len = std::min(kf.length, vf.length);
+    }
+    auto slots = i32_arg(info, 14, "slots");
+    const double kv_row = static_cast<double>(nkv) * static_cast<double>(a.head_dim);
+    need(env, q.length, static_cast<double>(n) * a.n_heads * a.head_dim, "q");
+    need(env, k.length, static_cast<double>(n) * kv_row, "k");
+    need(env, v.length, static_cast<double>(n) * kv_row, "v");
+    need(env, pos.length, static_cast<double>(n), "positions");
+    need(env, slots.length, static_cast<double>(n), "slots");
+    for (int64_t t = 0; t < n; t++) {
+      if (slots.data[t] < 0 || (static_cast<double>(slots.data[t]) + 1) * kv_row > static_cast<double>(cache_len)) {
+        throw Napi::RangeError::New(env, "ropeStoreKV: slot " + std::to_string(slots.data[t]) + " is outside the cache");
+      }
+    }
+    e.rope_store_kv(q.data, k.data, v.data, n, pos.data, a, nkv, kc, vc, f16, slots.data);
+  }
+
   void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }
 
   std::unique_ptr<Engine> engine_;
@@ -502,6 +650,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod<&Addon::CpuIsas>("cpuIsas"),
                              InstanceMethod<&Addon::MapFile>("mapFile"),
                              InstanceMethod<&Addon::RepackWeights>("repackWeights"),
+                             InstanceMethod<&Addon::AllocActivations>("allocActivations"),
                              InstanceValue("NativeEngine", EngineWrap::Define(env), napi_enumerable),
                              InstanceValue("TrainEngine", ryz::define_train_engine(env), napi_enumerable),
                          });
@@ -547,6 +696,20 @@ class Addon : public Napi::Addon<Addon> {
     }
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, length, unmap, new size_t(length));
     return Napi::Uint8Array::New(env, length, ab, 0);
+  }
+
+  // allocActivations(bytes) -> zeroed Uint8Array, 64-byte aligned (the fused steps' activation
+  // buffers: the Q8 act layout is read with aligned loads), freed on GC.
+  Napi::Value AllocActivations(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t bytes = int_arg(info, 0, "bytes");
+    if (bytes == 0) return Napi::Uint8Array::New(env, 0);
+    const size_t size = (static_cast<size_t>(bytes) + 63) & ~size_t{63};
+    void* p = std::aligned_alloc(64, size);
+    if (p == nullptr) throw Napi::Error::New(env, "allocActivations: out of memory");
+    std::memset(p, 0, size);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* d) { std::free(d); });
+    return Napi::Uint8Array::New(env, static_cast<size_t>(bytes), ab, 0);
   }
 
   // repackWeights(type, w, rows, cols, release) -> Uint8Array in the layout of repack.h (or null when

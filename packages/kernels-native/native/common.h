@@ -17,6 +17,23 @@ namespace ryz {
 /** ggml type ids of the formats the kernels compute with. */
 enum Fmt : int { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kBF16 = 30 };
 
+/**
+ * Where row j of one sequence's K (or V) cache lives, in elements from the head's base pointer:
+ * contiguous rows `stride` apart, or (paged cache) through a block table of `block_size`-row blocks,
+ * so attention reads the pages in place instead of gathering them first.
+ */
+struct KvRows {
+  size_t stride;
+  const int32_t* table = nullptr;
+  int64_t block_size = 1;
+  size_t offset(int64_t j) const {
+    if (table == nullptr) return static_cast<size_t>(j) * stride;
+    return (static_cast<size_t>(table[j / block_size]) * static_cast<size_t>(block_size) +
+            static_cast<size_t>(j % block_size)) *
+           stride;
+  }
+};
+
 /** Instruction-set variants, in increasing order of capability. */
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
@@ -173,10 +190,10 @@ struct Kernels {
   /** Rotates one row of n_heads*head_dim values at position `pos`; `theta_scale` = base^(-2/nDims) in float. */
   void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, float theta_scale);
   /**
-   * One (token, head) of causal attention: q[head_dim] over k/v rows 0..len-1 (row stride
-   * `kv_stride` floats). `scores` has room for `len` floats, `acc` for head_dim floats.
+   * One (token, head) of causal attention: q[head_dim] over k/v rows 0..len-1 (located by `kv`).
+   * `scores` has room for `len` floats, `acc` for head_dim floats.
    */
-  void (*attention_head)(float* out, const float* q, const float* k, const float* v, size_t kv_stride,
+  void (*attention_head)(float* out, const float* q, const float* k, const float* v, const KvRows& kv,
                          int64_t len, int64_t head_dim, float scale, float* scores, float* acc);
   // Tiled Q4_0 / Q8_0 matmul (nullptr: the engine falls back to dot_q4_0 / dot_q8_0 per row).
   ConvFn conv_q8act;  // f32 -> Q8 act row (qs | f32 d | i32 sums), q8act_bytes(cols) bytes
@@ -187,7 +204,7 @@ struct Kernels {
   PackedGemmFn gemm_q8_0x8;
   /** Attention of the query heads sharing one KV head over an F16 KV cache (simd_ops.h). */
   void (*attention_group_f16)(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
-                              const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                              const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                               float* scratch);
   /** f32 -> f16 bits, round to nearest even. */
   void (*to_f16)(uint16_t* dst, const float* src, int64_t n);

@@ -79,38 +79,22 @@ Engine::Engine(int threads, Isa isa) : pool_(threads), isa_(isa), k_(kernels_for
   per_thread_.resize(static_cast<size_t>(pool_.size()));
 }
 
-// Splits [0, total) into chunks of `grain` handed out dynamically (an atomic counter), so a
-// thread slowed by another process does not hold the others up. f(begin, end, tid).
-template <class F>
-void Engine::parallel_for(int64_t total, int64_t grain, const F& f) {
-  if (total <= 0) return;
-  grain = std::max<int64_t>(grain, 1);
-  const int64_t chunks = (total + grain - 1) / grain;
-  if (pool_.size() == 1 || chunks == 1) {
-    f(int64_t{0}, total, 0);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  auto job = [&](int tid, int) {
-    for (;;) {
-      const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks) break;
-      const int64_t b = c * grain;
-      f(b, std::min(b + grain, total), tid);
-    }
-  };
-  pool_.run_dynamic_fn(job);
-}
-
 void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n) {
   check_format(fmt, cols, "matmul");
   check_nonneg(rows, "rows");
   check_nonneg(cols, "cols");
   check_nonneg(n, "n");
   if (rows == 0 || n == 0) return;
+  matmul_impl(y, fmt, w, rows, cols, x, nullptr, n);
+}
+
+// With `preq`, the activations are already converted (fused steps: same layout and stride as
+// step 1 below would make) and x is unused.
+void Engine::matmul_impl(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,
+                         const uint8_t* preq, int64_t n) {
   const int nth = pool_.size();
   if ((fmt == kQ4_0 || fmt == kQ8_0) && k_->conv_q8act != nullptr) {
-    matmul_q8act(y, fmt, w, rows, cols, x, n, false);
+    matmul_q8act(y, fmt, w, rows, cols, x, n, false, preq);
     return;
   }
 
@@ -159,7 +143,9 @@ void Engine::matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t c
       break;
     }
   }
-  if (conv != nullptr) {
+  if (preq != nullptr) {
+    act = preq;
+  } else if (conv != nullptr) {
     uint8_t* buf = act_.reserve(stride * static_cast<size_t>(n));
     parallel_for(n, std::max<int64_t>(1, n / (2 * nth)), [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; t++) conv(x + t * cols, buf + stride * static_cast<size_t>(t), cols);
@@ -243,15 +229,19 @@ void Engine::matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, 
 }
 
 void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,
-                          int64_t n, bool packed) {
+                          int64_t n, bool packed, const uint8_t* preq) {
   const int nth = pool_.size();
   const size_t stride = q8act_bytes(cols);
-  uint8_t* act = act_.reserve(stride * static_cast<size_t>(n));
-  const ConvFn conv = k_->conv_q8act;
-  const int64_t conv_grain = n * cols < 16384 ? n : std::max<int64_t>(1, n / (2 * nth));
-  parallel_for(n, conv_grain, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; t++) conv(x + t * cols, act + stride * static_cast<size_t>(t), cols);
-  });
+  const uint8_t* act = preq;
+  if (act == nullptr) {
+    uint8_t* buf = act_.reserve(stride * static_cast<size_t>(n));
+    const ConvFn conv = k_->conv_q8act;
+    const int64_t conv_grain = n * cols < 16384 ? n : std::max<int64_t>(1, n / (2 * nth));
+    parallel_for(n, conv_grain, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; t++) conv(x + t * cols, buf + stride * static_cast<size_t>(t), cols);
+    });
+    act = buf;
+  }
 
   const QGemmFn gemm = fmt == kQ4_0 ? k_->gemm_q4_0 : k_->gemm_q8_0;
   const size_t row_bytes = format_row_bytes(fmt, cols);
@@ -350,7 +340,7 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
       const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
       k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, k + g * head_dim,
-                              v + g * head_dim, kv_row, len, head_dim, scale, scratch);
+                              v + g * head_dim, KvRows{kv_row}, len, head_dim, scale, scratch);
     }
   });
 }
@@ -476,8 +466,8 @@ void Engine::attention(float* out, const float* q, const float* k, const float* 
       const int64_t kvh = h / group;
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
       const float* qh = q + t * q_row + h * head_dim;
-      k_->attention_head(out + t * q_row + h * head_dim, qh, k + kvh * head_dim, v + kvh * head_dim, kv_row, len,
-                         head_dim, scale, scores, acc);
+      k_->attention_head(out + t * q_row + h * head_dim, qh, k + kvh * head_dim, v + kvh * head_dim,
+                         KvRows{kv_row}, len, head_dim, scale, scores, acc);
     }
   });
 }

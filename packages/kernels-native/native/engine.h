@@ -4,6 +4,8 @@
 // bad shapes or formats.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -96,9 +98,42 @@ class Engine {
                            const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
                            int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
 
+  // ---- fused steps (fused.cpp): activations converted once, in the pass that produces them ----
+
+  /**
+   * Layout of the activations a matmul with weights of `fmt` reads (ActLayout in fused.h), or -1
+   * for the float formats (F32 / F16 / BF16), which take no pre-converted activations.
+   */
+  int act_layout(int fmt) const;
+  /** Bytes of one activation row of `cols` values in `layout` (a multiple of 64). */
+  size_t act_row_bytes(int layout, int64_t cols) const;
+  /**
+   * act[t] = convert(rms_norm(x[t]) * w) for n rows of `dim` values, in one pass over x: each row is
+   * normalized into an L1-sized scratch (or into y[t] when y is not null) and converted at once with
+   * the same kernels rms_norm and matmul run, so the bytes equal the unfused path's. `act` holds n
+   * rows of act_row_bytes(layout, dim), 64-byte aligned.
+   */
+  void rms_norm_quantize(uint8_t* act, int layout, float* y, const float* x, const float* w, int64_t n, int64_t dim,
+                         float eps);
+  /** act[t] = convert(silu(g[t]) * u[t]) for n rows of `cols` values (as swiglu then matmul's conversion). */
+  void swiglu_quantize(uint8_t* act, int layout, const float* g, const float* u, int64_t n, int64_t cols);
+  /** matmul (or matmul_packed when `packed`) over activations already in act_layout(fmt) (n rows). */
+  void matmul_quantized(float* y, int fmt, const uint8_t* w, bool packed, int64_t rows, int64_t cols,
+                        const uint8_t* act, int64_t n);
+  /**
+   * RoPE of q [n, q.n_heads*head_dim] and k [n, n_kv_heads*head_dim] in place (as rope twice), then
+   * row t of k and v written to cache row slots[t] of kc / vc (F16 bits when `f16`, else F32), as
+   * the engine's KV store does. One pass over the n tokens while their rows are in cache.
+   */
+  void rope_store_kv(float* q, float* k, const float* v, int64_t n, const int32_t* positions, const RopeArgs& qa,
+                     int64_t n_kv_heads, void* kc, void* vc, bool f16, const int32_t* slots);
+
  private:
+  void matmul_impl(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,
+                   const uint8_t* preq, int64_t n);
+  // With `preq`, the activations are already in the Q8 act layout (fused steps) and x is unused.
   void matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n,
-                    bool packed);
+                    bool packed, const uint8_t* preq = nullptr);
   void matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
   template <class F>
   void parallel_for(int64_t total, int64_t grain, const F& f);
@@ -110,5 +145,29 @@ class Engine {
   std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
   std::vector<int64_t> run_starts_;        // paged attention: first row of each run
 };
+
+// (Defined here so every file implementing Engine methods can use it.)
+// Splits [0, total) into chunks of `grain` handed out dynamically (an atomic counter), so a
+// thread slowed by another process does not hold the others up. f(begin, end, tid).
+template <class F>
+void Engine::parallel_for(int64_t total, int64_t grain, const F& f) {
+  if (total <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = (total + grain - 1) / grain;
+  if (pool_.size() == 1 || chunks == 1) {
+    f(int64_t{0}, total, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  auto job = [&](int tid, int) {
+    for (;;) {
+      const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) break;
+      const int64_t b = c * grain;
+      f(b, std::min(b + grain, total), tid);
+    }
+  };
+  pool_.run_dynamic_fn(job);
+}
 
 }  // namespace ryz

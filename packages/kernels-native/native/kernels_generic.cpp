@@ -189,9 +189,9 @@ void pgemm_ref(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int
 
 
 void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
-                         const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                         const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_group_f16_t<ScalarV>(out, q, q_stride, group, k, v, kv_stride, len, head_dim, scale, scratch, dequant_f16_ref);
+  attention_group_f16_t<ScalarV>(out, q, q_stride, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16_ref);
 }
 
 void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {

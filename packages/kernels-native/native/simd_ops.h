@@ -164,17 +164,17 @@ inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_
 }
 
 template <class V>
-void attention_head_t(float* out, const float* q, const float* k, const float* v, size_t kv_stride, int64_t len,
+void attention_head_t(float* out, const float* q, const float* k, const float* v, const KvRows& kv, int64_t len,
                       int64_t head_dim, float scale, float* scores, float* acc) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < len; j++) {
-    const float s = dot_f32<V>(q, k + j * kv_stride, head_dim) * scale;
+    const float s = dot_f32<V>(q, k + kv.offset(j), head_dim) * scale;
     scores[j] = s;
     mx = s > mx ? s : mx;
   }
   const float sum = exp_sub_sum<V>(scores, mx, len);
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(head_dim));
-  for (int64_t j = 0; j < len; j++) axpy_f32<V>(acc, scores[j], v + j * kv_stride, head_dim);
+  for (int64_t j = 0; j < len; j++) axpy_f32<V>(acc, scores[j], v + kv.offset(j), head_dim);
   scale_f32<V>(out, acc, 1.0f / sum, head_dim);
 }
 
@@ -243,11 +243,11 @@ inline size_t attention_f16_scratch_floats(int64_t group, int64_t head_dim) {
  * tiles of kAttnTile keys with an online softmax (flash-attention style): each K/V row is decoded
  * once per tile and used by every query head of the group, and no score buffer of the sequence
  * length is needed. q rows are `q_stride` floats apart, out rows likewise; K/V rows are
- * `kv_stride` halves apart.
+ * located by `kv` (contiguous, or through a paged block table).
  */
 template <class V>
 void attention_group_f16_t(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
-                           const uint16_t* v, size_t kv_stride, int64_t len, int64_t head_dim, float scale,
+                           const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                            float* scratch, DequantFn dequant_f16) {
   float* kt = scratch;
   float* vt = kt + kAttnTile * head_dim;
@@ -263,8 +263,9 @@ void attention_group_f16_t(float* out, const float* q, size_t q_stride, int64_t 
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
     for (int64_t j = 0; j < jn; j++) {
-      dequant_f16(k + (j0 + j) * kv_stride, kt + j * head_dim, head_dim);
-      dequant_f16(v + (j0 + j) * kv_stride, vt + j * head_dim, head_dim);
+      const size_t off = kv.offset(j0 + j);
+      dequant_f16(k + off, kt + j * head_dim, head_dim);
+      dequant_f16(v + off, vt + j * head_dim, head_dim);
     }
     for (int64_t h = 0; h < group; h++) {
       const float* qh = q + h * q_stride;

@@ -6,6 +6,7 @@
  */
 import os from "node:os";
 import {
+  type ActivationBuffer,
   type AttentionParams,
   type Backend,
   GGMLType,
@@ -15,6 +16,7 @@ import {
   type PagedAttentionParams,
   ReferenceBackend,
   type RopeParams,
+  type RopeQK,
   RyzansteinError,
   rowBytes,
   type Tensor,
@@ -678,6 +680,222 @@ export class NativeBackend implements Backend {
         scale,
         blockSize,
         maxBlocks,
+      );
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  // ---- fused steps: bit-identical to the unfused ops they replace (native/fused.cpp) ----
+
+  /**
+   * The activation layout a {@link matmul} with `w` converts to (Q8 for Q4_0 / Q8_0 / Q5_0 / Q4_1,
+   * Q8_K for the K-quants and ternary formats), or `-1` for F32 / F16 / BF16 weights, whose
+   * activations are not quantized, and for TQ1_0 / TQ2_0 weights repacked for the lookup-table
+   * kernel, which builds its tables from float activations: both stay on the unfused path.
+   */
+  activationLayout(w: Tensor): number {
+    const op = "activationLayout";
+    const e = this.#e(op);
+    const m = matrix(op, w);
+    // The ternary lookup-table kernel builds its tables from float activations.
+    if (this.#packed.has(w) && (m.type === GGMLType.TQ1_0 || m.type === GGMLType.TQ2_0)) return -1;
+    return e.actLayout(m.type);
+  }
+
+  /**
+   * A zeroed, 64-byte aligned buffer for `rows` rows of `cols` activations in `layout` (from
+   * {@link activationLayout}), made once per context and reused by every step.
+   */
+  createActivations(layout: number, cols: number, rows: number): ActivationBuffer {
+    const op = "createActivations";
+    const e = this.#e(op);
+    int(op, "layout", layout);
+    int(op, "cols", cols);
+    int(op, "rows", rows);
+    let rowBytes: number;
+    try {
+      rowBytes = e.actRowBytes(layout, cols);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+    return Object.freeze({ layout, cols, rows, data: loadAddon().allocActivations(rowBytes * rows) });
+  }
+
+  /** Checks an activation buffer against the `n` rows an op will touch. */
+  #act(op: string, act: ActivationBuffer, n: number): void {
+    if (act === null || typeof act !== "object" || !(act.data instanceof Uint8Array))
+      fail("INVALID_ARGUMENT", op, "act must be an ActivationBuffer from createActivations");
+    int(op, "act.layout", act.layout);
+    int(op, "act.cols", act.cols);
+    if (n > act.rows) fail("SHAPE_MISMATCH", op, `${n} rows do not fit the ${act.rows} rows of act`);
+  }
+
+  /**
+   * `act[n, dim] = convert(rmsNorm(x) · weight)`: {@link rmsNorm} and the activation conversion of
+   * the matmuls that read it, in one pass (the float rows go to `y` only when it is given). The
+   * bytes equal those the unfused {@link rmsNorm} + {@link matmul} would convert to.
+   */
+  rmsNormQuantize(
+    act: ActivationBuffer,
+    x: Float32Array,
+    weight: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+    y?: Float32Array,
+  ): void {
+    const op = "rmsNormQuantize";
+    const e = this.#e(op);
+    int(op, "n", n);
+    int(op, "dim", dim);
+    this.#act(op, act, n);
+    if (act.cols !== dim) fail("SHAPE_MISMATCH", op, `act rows have ${act.cols} values, dim is ${dim}`);
+    if (finite(op, "eps", eps) < 0) fail("INVALID_ARGUMENT", op, "eps must be >= 0");
+    f32(op, "x", x, n * dim);
+    f32(op, "weight", weight, dim);
+    if (y !== undefined) f32(op, "y", y, n * dim);
+    try {
+      e.rmsNormQuantize(act.data, act.layout, y ?? null, x, weight, n, dim, eps);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** `act[n, act.cols] = convert(silu(gate) · up)`: {@link swiglu} and the conversion in one pass. */
+  swigluQuantize(act: ActivationBuffer, gate: Float32Array, up: Float32Array, n: number): void {
+    const op = "swigluQuantize";
+    const e = this.#e(op);
+    int(op, "n", n);
+    this.#act(op, act, n);
+    f32(op, "gate", gate, n * act.cols);
+    f32(op, "up", up, n * act.cols);
+    try {
+      e.swigluQuantize(act.data, act.layout, gate, up, n, act.cols);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /** {@link matmul} over `n` rows of activations already in `activationLayout(w)` (repacked weights included). */
+  matmulQuantized(y: Float32Array, w: Tensor, act: ActivationBuffer, n: number): void {
+    const op = "matmulQuantized";
+    const e = this.#e(op);
+    const m = matrix(op, w);
+    int(op, "n", n);
+    this.#act(op, act, n);
+    const layout = e.actLayout(m.type);
+    if (layout < 0)
+      fail("INVALID_ARGUMENT", op, `${typeName(m.type)} weights take float activations, not converted ones`);
+    if (act.layout !== layout || act.cols !== m.cols)
+      fail(
+        "SHAPE_MISMATCH",
+        op,
+        `act (layout ${act.layout}, ${act.cols} columns) does not fit ${typeName(m.type)}[${m.rows}, ${m.cols}] (layout ${layout})`,
+      );
+    f32(op, "y", y, n * m.rows);
+    if (overlaps(y, m.data)) fail("INVALID_ARGUMENT", op, "y must not overlap the weights");
+    // A ternary lookup-table copy cannot take converted activations: read the file bytes instead
+    // (correct, and pages released at load fault back in; activationLayout steers callers away).
+    const lut = m.type === GGMLType.TQ1_0 || m.type === GGMLType.TQ2_0;
+    const packed = lut ? undefined : this.#packed.get(w);
+    try {
+      e.matmulQuantized(y, m.type, packed ?? m.data, packed !== undefined, m.rows, m.cols, act.data, n);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
+  /**
+   * {@link NativeBackend.rope} of `q` and `k` in place, then row `i` of `k` and `v` stored at cache row
+   * `slots[i]` of `keys` / `values` (F16 bits in `Uint16Array`s, or F32), in one pass over the
+   * tokens. Llama 3.1 frequency factors and YaRN take the unfused path (they run on the reference).
+   */
+  ropeStoreKV(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    n: number,
+    positions: Int32Array,
+    rope: RopeQK,
+    keys: KVCacheArray,
+    values: KVCacheArray,
+    slots: Int32Array,
+  ): void {
+    const op = "ropeStoreKV";
+    const e = this.#e(op);
+    if (rope === null || typeof rope !== "object") fail("INVALID_ARGUMENT", op, "rope must be an object");
+    const { q: rq, k: rk } = rope;
+    if (rq === null || typeof rq !== "object" || rk === null || typeof rk !== "object")
+      fail("INVALID_ARGUMENT", op, "rope.q and rope.k must be RopeParams");
+    int(op, "n", n);
+    const nHeads = int(op, "nHeads", rq.nHeads, 1);
+    const nKvHeads = int(op, "nKvHeads", rk.nHeads, 1);
+    const headDim = int(op, "headDim", rq.headDim, 1);
+    const nDims = int(op, "nDims", rq.nDims, 2);
+    if (nDims % 2 !== 0 || nDims > headDim)
+      fail("INVALID_ARGUMENT", op, `nDims ${nDims} must be even and <= headDim ${headDim}`);
+    if (!(finite(op, "freqBase", rq.freqBase) > 0)) fail("INVALID_ARGUMENT", op, "freqBase must be > 0");
+    finite(op, "freqScale", rq.freqScale);
+    const kvRow = nKvHeads * headDim;
+    f32(op, "q", q, n * nHeads * headDim);
+    f32(op, "k", k, n * kvRow);
+    f32(op, "v", v, n * kvRow);
+    i32(op, "positions", positions, n);
+    i32(op, "slots", slots, n);
+    const f16 = keys instanceof Uint16Array;
+    if (
+      f16
+        ? !(values instanceof Uint16Array)
+        : !(keys instanceof Float32Array && values instanceof Float32Array)
+    )
+      fail("INVALID_ARGUMENT", op, "keys and values must both be Float32Array or both Uint16Array (F16)");
+    const cacheRows = Math.floor(Math.min(keys.length, values.length) / kvRow);
+    for (let i = 0; i < n; i++) {
+      const s = slots[i];
+      if (s < 0 || s >= cacheRows)
+        fail("OUT_OF_BOUNDS", op, `slot ${s} of row ${i} is outside the KV cache of ${cacheRows} rows`);
+    }
+    const same =
+      rk.headDim === headDim &&
+      rk.nDims === nDims &&
+      rk.freqBase === rq.freqBase &&
+      rk.freqScale === rq.freqScale &&
+      Boolean(rk.neox) === Boolean(rq.neox);
+    if (!same || rq.freqFactors || rq.yarn || rk.freqFactors || rk.yarn) {
+      // Settings the fused kernel does not take: the unfused ops, same results.
+      this.rope(q, n, positions, rq);
+      this.rope(k, n, positions, rk);
+      for (let i = 0; i < n; i++) {
+        const src = k.subarray(i * kvRow, (i + 1) * kvRow);
+        const vsrc = v.subarray(i * kvRow, (i + 1) * kvRow);
+        if (keys instanceof Uint16Array) {
+          this.toF16(keys, slots[i] * kvRow, src, kvRow);
+          this.toF16(values as Uint16Array, slots[i] * kvRow, vsrc, kvRow);
+        } else {
+          keys.set(src, slots[i] * kvRow);
+          (values as Float32Array).set(vsrc, slots[i] * kvRow);
+        }
+      }
+      return;
+    }
+    try {
+      e.ropeStoreKV(
+        q,
+        k,
+        v,
+        n,
+        positions,
+        nHeads,
+        nKvHeads,
+        headDim,
+        nDims,
+        rq.freqBase,
+        rq.freqScale,
+        Boolean(rq.neox),
+        keys,
+        values,
+        slots,
       );
     } catch (cause) {
       throw nativeError(op, cause);

@@ -96,6 +96,54 @@ export interface NativeEngine {
     f16Accumulate: boolean,
   ): void;
   toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
+  /** Activation layout of a weight format, -1 for the float formats. */
+  actLayout(type: number): number;
+  actRowBytes(layout: number, cols: number): number;
+  rmsNormQuantize(
+    act: Uint8Array,
+    layout: number,
+    y: Float32Array | null,
+    x: Float32Array,
+    weight: Float32Array,
+    n: number,
+    dim: number,
+    eps: number,
+  ): void;
+  swigluQuantize(
+    act: Uint8Array,
+    layout: number,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    cols: number,
+  ): void;
+  matmulQuantized(
+    y: Float32Array,
+    type: number,
+    w: Uint8Array,
+    packed: boolean,
+    rows: number,
+    cols: number,
+    act: Uint8Array,
+    n: number,
+  ): void;
+  ropeStoreKV(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    n: number,
+    positions: Int32Array,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    nDims: number,
+    freqBase: number,
+    freqScale: number,
+    neox: boolean,
+    keys: Float32Array | Uint16Array,
+    values: Float32Array | Uint16Array,
+    slots: Int32Array,
+  ): void;
   dispose(): void;
 }
 
@@ -226,6 +274,8 @@ export interface NativeAddon {
     cols: number,
     release: boolean,
   ): (Uint8Array & { released: boolean }) | null;
+  /** Zeroed, 64-byte aligned bytes for activation buffers. */
+  allocActivations(bytes: number): Uint8Array;
 }
 
 const ADDON_FILE = "ryzanstein_kernels.node";

@@ -112,6 +112,29 @@ describe.each(availableIsas())("isa=%s: ternary lookup-table kernel", (isa: Isa)
     expect(relErr(got, want), ctx(`${isa} code 3`)).toBeLessThanOrEqual(TOL);
   });
 
+  it("keeps LUT-packed matrices off the fused path; matmulQuantized still reads them correctly", () => {
+    const g = gen(`${isa}/tl-fused`);
+    const rows = 64;
+    const cols = 512;
+    const n = 3;
+    const w = ternary(GGMLType.TQ2_0, rows, cols, g);
+    const layout = scalar.activationLayout(w);
+    expect(layout).toBeGreaterThanOrEqual(0);
+    expect(packed.prepareWeight(w, false)).toBe(true);
+    expect(packed.activationLayout(w)).toBe(-1);
+    const x = g.uniform(n * cols, 2);
+    const norm = Float32Array.from({ length: cols }, () => 1);
+    const act = packed.createActivations(layout, cols, n);
+    packed.rmsNormQuantize(act, x, norm, n, cols, 1e-5);
+    const xn = new Float32Array(n * cols);
+    packed.rmsNorm(xn, x, norm, n, cols, 1e-5);
+    const got = new Float32Array(n * rows);
+    const want = new Float32Array(n * rows);
+    packed.matmulQuantized(got, w, act, n);
+    packed.matmul(want, w, xn, n);
+    expect(firstMismatch(got, want), ctx(`${isa} matmulQuantized over a LUT-packed tensor`)).toBe(-1);
+  });
+
   it("leaves ternary matrices alone when repacking is off or they are small", () => {
     const g = gen(`${isa}/tl-skip`);
     expect(scalar.prepareWeight(ternary(GGMLType.TQ2_0, 64, 256, g), false)).toBe(false);

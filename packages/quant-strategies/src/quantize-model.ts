@@ -183,8 +183,16 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
   };
   options.onProgress?.({ phase: "preparing", fraction: 0 });
   let strategyName: string = strategy.name;
-  if (strategy.name === "auto") strategyName = `auto→${selectAuto(model, ctx, options)}`;
-  else strategy.prepare?.(ctx);
+  if (strategy.name === "auto") {
+    if (options.maxPerplexityIncrease !== undefined) return selectAutoByPerplexity(model, options);
+    if (options.targetBytes === undefined) {
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        "strategy auto needs a target size or a maximum perplexity increase",
+      );
+    }
+    strategyName = `auto→${selectAutoBySize(ctx)}`;
+  } else strategy.prepare?.(ctx);
   options.onProgress?.({ phase: "preparing", fraction: 1 });
 
   const report: TensorReport[] = [];
@@ -234,55 +242,82 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
 }
 
 /**
- * AutoSelector: with a size target, the mixed planner spends the budget (encoded with GPTQ);
- * with a perplexity bound, uniform formats are tried from the smallest up and the first whose
- * measured increase is within the bound wins. Throws TARGET_UNREACHABLE when no candidate meets
- * the goal. Sets `ctx.formats` and returns the strategy it chose.
+ * AutoSelector with a size target: the mixed planner spends the budget (encoded with GPTQ). Sets
+ * `ctx.formats` and returns the strategy that encodes it. (The perplexity-bound mode is
+ * {@link selectAutoByPerplexity}.)
  */
-function selectAuto(model: FloatModel, ctx: StrategyContext, options: QuantizeOptions): StrategyName {
-  if (options.targetBytes === undefined && options.maxPerplexityIncrease === undefined) {
-    throw new RyzansteinError(
-      "INVALID_ARGUMENT",
-      "strategy auto needs a target size or a maximum perplexity increase",
-    );
-  }
-  if (options.maxPerplexityIncrease === undefined) {
-    getStrategy("mixed").prepare?.(ctx);
-    ctx.notes.push("auto: size target → mixed formats, GPTQ encoding");
-    return "mixed";
-  }
+function selectAutoBySize(ctx: StrategyContext): StrategyName {
+  getStrategy("mixed").prepare?.(ctx);
+  ctx.notes.push("auto: size target → mixed formats, GPTQ encoding");
+  return "mixed";
+}
+
+/** The strategies auto compares at each size rung, in order of preference on ties. */
+const AUTO_CANDIDATES = ["mixed", "gptq", "awq"] as const;
+
+/**
+ * AutoSelector with a perplexity bound: walks the sizes of the uniform block formats from the
+ * smallest up. At each size it builds one candidate per strategy of `AUTO_CANDIDATES` — per-tensor
+ * formats from the mixed planner at exactly that size (GPTQ-encoded), uniform GPTQ and uniform AWQ
+ * — and scores each with `evaluate`. The first size where a candidate stays within the bound wins,
+ * and among that size's candidates the one with the smallest increase (earlier on ties). So auto
+ * picks both the strategy and the per-tensor formats, at the smallest size that meets the bound.
+ * Throws TARGET_UNREACHABLE with every score when no candidate does.
+ */
+function selectAutoByPerplexity(model: FloatModel, options: QuantizeOptions): QuantizedModel {
   const evaluate = options.evaluate;
+  const bound = options.maxPerplexityIncrease as number;
   if (!evaluate)
     throw new RyzansteinError(
       "INVALID_ARGUMENT",
       "auto with a perplexity bound needs held-out text to evaluate on",
     );
-  const candidates = quantTypes()
+  const rungs = quantTypes()
     .filter((t) => !typeName(t).toLowerCase().startsWith("tq"))
     .sort((a, b) => bitsPerWeight(a) - bitsPerWeight(b));
   const tried: string[] = [];
-  for (const type of candidates) {
-    const formats = new Map([...ctx.formats.keys()].map((n) => [n, type] as const));
-    const candidate = quantizeModel(model, {
-      type,
-      strategy: "gptq",
-      calibration: options.calibration,
-      formats,
-      gptq: options.gptq,
-      targetBytes: options.targetBytes,
-    });
-    const increase = evaluate(candidate);
-    tried.push(`${typeName(type)}: +${(increase * 100).toFixed(2)}%`);
-    if (increase <= options.maxPerplexityIncrease) {
-      for (const t of candidate.tensors)
-        if (ctx.formats.has(t.name)) ctx.formats.set(t.name, t.type as ComputeFormat);
-      ctx.notes.push(`auto: tried ${tried.join(", ")}; chose ${typeName(type)} with GPTQ`);
-      return "gptq";
+  for (const [i, type] of rungs.entries()) {
+    options.onProgress?.({ phase: "preparing", fraction: i / rungs.length });
+    let best: { q: QuantizedModel; increase: number; name: string } | undefined;
+    for (const name of AUTO_CANDIDATES) {
+      let q: QuantizedModel;
+      try {
+        q = quantizeModel(model, {
+          type,
+          strategy: name,
+          calibration: options.calibration,
+          formats: options.formats,
+          gptq: options.gptq,
+          awq: options.awq,
+          targetBytes: options.targetBytes,
+        });
+      } catch (e) {
+        // A strategy that cannot write this format (GPTQ without a column codec) or a candidate
+        // over the size target is skipped; anything else is a real error.
+        const code = (e as { code?: string }).code;
+        if (code === "INVALID_ARGUMENT" || code === "TARGET_UNREACHABLE") continue;
+        throw e;
+      }
+      const increase = evaluate(q);
+      tried.push(`${typeName(type)} ${name}: +${(increase * 100).toFixed(2)}%`);
+      if (increase <= bound && (!best || increase < best.increase)) best = { q, increase, name };
+    }
+    if (best) {
+      options.onProgress?.({ phase: "preparing", fraction: 1 });
+      const { q, name } = best;
+      return {
+        ...q,
+        strategy: `auto→${name}`,
+        notes: [
+          ...q.notes,
+          `auto: tried ${tried.join(", ")}; chose ${name} at the size of ${typeName(type)} (${q.fileBytes} bytes)`,
+        ],
+      };
     }
   }
   throw new RyzansteinError(
     "TARGET_UNREACHABLE",
-    `no format keeps the perplexity increase within ${(options.maxPerplexityIncrease * 100).toFixed(2)}% (${tried.join(", ")})`,
+    `no format keeps the perplexity increase within ${(bound * 100).toFixed(2)}% (${tried.join(", ")})`,
   );
 }
 

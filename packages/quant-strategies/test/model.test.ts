@@ -149,8 +149,11 @@ describe("mixed and auto", () => {
       maxPerplexityIncrease: 0.02,
       evaluate,
     });
-    expect(q.strategy).toBe("auto→gptq");
+    // Every candidate of the first passing size is all Q8_0; on a tie the mixed candidate wins.
+    expect(q.strategy).toBe("auto→mixed");
     expect(q.report.filter((r) => r.method !== "copy").every((r) => r.written === "q8_0")).toBe(true);
+    // This model's rows do not fit 256-wide blocks: the Q6_K rung already falls back to Q8_0.
+    expect(q.notes.at(-1)).toMatch(/chose mixed at the size of q6_K/);
     try {
       quantizeModel(float, {
         type: GGMLType.Q4_0,
@@ -164,6 +167,43 @@ describe("mixed and auto", () => {
       expect(isRyzansteinError(e, "TARGET_UNREACHABLE")).toBe(true);
       expect((e as Error).message).toMatch(/no format keeps the perplexity increase within 2\.00%/);
     }
+  });
+
+  it("auto picks the strategy and the per-tensor formats that meet the bound at the smallest size", () => {
+    // Only AWQ candidates pass: auto stops at the smallest size and returns the AWQ encoding.
+    const awq = quantizeModel(float, {
+      type: GGMLType.Q4_0,
+      strategy: "auto",
+      calibration,
+      maxPerplexityIncrease: 0.02,
+      evaluate: (c) => (c.strategy === "awq" ? 0.01 : 0.3),
+    });
+    expect(awq.strategy).toBe("auto→awq");
+    // Q2_K is the smallest size rung (ternary formats are not candidates).
+    expect(awq.fileBytes).toBe(uniformBytes(GGMLType.Q2_K));
+    // Only plans with more than one format pass: the mixed planner's per-tensor plan is chosen,
+    // at the first size where it differs from the uniform plan.
+    const perTensor = quantizeModel(float, {
+      type: GGMLType.Q4_0,
+      strategy: "auto",
+      calibration,
+      maxPerplexityIncrease: 0.02,
+      evaluate: (c) =>
+        new Set(c.report.filter((r) => r.method !== "copy").map((r) => r.written)).size > 1 ? 0.01 : 0.3,
+    });
+    expect(perTensor.strategy).toBe("auto→mixed");
+    expect(
+      new Set(perTensor.report.filter((r) => r.method !== "copy").map((r) => r.written)).size,
+    ).toBeGreaterThan(1);
+    // The lowest increase among one size's passing candidates wins.
+    const lowest = quantizeModel(float, {
+      type: GGMLType.Q4_0,
+      strategy: "auto",
+      calibration,
+      maxPerplexityIncrease: 0.02,
+      evaluate: (c) => ({ mixed: 0.015, gptq: 0.005, awq: 0.01 })[c.strategy] ?? 1,
+    });
+    expect(lowest.strategy).toBe("auto→gptq");
   });
 
   it("strategies that need calibration say so; unknown strategies list the choices", () => {

@@ -17,6 +17,7 @@
 #include "../common.h"
 #include "../dispatch.h"
 #include "../engine.h"
+#include "../fused.h"
 #include "../kquants.h"
 #include "../repack.h"
 #include "../ternary_lut.h"
@@ -604,6 +605,117 @@ void test_gemm_frozen(Isa isa) {
   }
 }
 
+// Fused steps (fused.cpp): each equals, bit for bit, the unfused ops it replaces.
+void test_fused(Isa isa) {
+  Engine e(2, isa);
+  const std::string p = std::string(isa_name(isa)) + " fused: ";
+  const int64_t cols = 512, rows = 75, n = 37;  // n * cols crosses the per-row parallel threshold
+  const auto x = uniform(static_cast<size_t>(n * cols), 2.0f);
+  const auto nw = uniform(static_cast<size_t>(cols), 1.5f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int fmt : {int{kQ8_0}, int{kQ4_0}, 12 /* Q4_K */, 6 /* Q5_0 */}) {
+    std::vector<uint8_t> w;
+    if (fmt == kQ8_0 || fmt == kQ4_0) {
+      w = make_weights(fmt, rows, cols);
+    } else {
+      w.resize(format_row_bytes(fmt, cols) * static_cast<size_t>(rows));
+      const size_t bs = fmt == 12 ? 144 : 22;
+      for (size_t b = 0; b < w.size(); b += bs) {
+        for (size_t j = 0; j < bs; j++) w[b + j] = static_cast<uint8_t>(byte(g_rng));
+        for (size_t o : {size_t{0}, size_t{2}}) {
+          if (fmt != 12 && o == 2) continue;
+          const uint16_t d = f32_to_f16(std::uniform_real_distribution<float>(-0.02f, 0.02f)(g_rng));
+          std::memcpy(w.data() + b + o, &d, 2);
+        }
+      }
+    }
+    const std::string f = p + "type " + std::to_string(fmt) + " ";
+    const int layout = e.act_layout(fmt);
+    check(layout >= 0, f + "has no activation layout");
+    ScratchBuffer act;
+    uint8_t* a = act.reserve(e.act_row_bytes(layout, cols) * static_cast<size_t>(n));
+
+    std::vector<float> xb(x.size()), want(static_cast<size_t>(n * rows)), got(want.size()), y(x.size());
+    e.rms_norm(xb.data(), x.data(), nw.data(), n, cols, 1e-5f);
+    e.matmul(want.data(), fmt, w.data(), rows, cols, xb.data(), n);
+    e.rms_norm_quantize(a, layout, y.data(), x.data(), nw.data(), n, cols, 1e-5f);
+    check(same_bits(y.data(), xb.data(), y.size() * 4), f + "rms_norm_quantize float output differs");
+    e.matmul_quantized(got.data(), fmt, w.data(), false, rows, cols, a, n);
+    check(same_bits(got.data(), want.data(), got.size() * 4), f + "rms_norm_quantize + matmul differs");
+    e.rms_norm_quantize(a, layout, nullptr, x.data(), nw.data(), n, cols, 1e-5f);
+    std::fill(got.begin(), got.end(), 0.0f);
+    e.matmul_quantized(got.data(), fmt, w.data(), false, rows, cols, a, n);
+    check(same_bits(got.data(), want.data(), got.size() * 4), f + "rms_norm_quantize (no float) + matmul differs");
+
+    if (repack_supported(fmt)) {
+      std::vector<uint8_t> wp(w.size());
+      repack_rows(fmt, w.data(), rows, cols, wp.data());
+      e.matmul_packed(want.data(), fmt, wp.data(), rows, cols, xb.data(), n);
+      e.matmul_quantized(got.data(), fmt, wp.data(), true, rows, cols, a, n);
+      check(same_bits(got.data(), want.data(), got.size() * 4), f + "packed matmul_quantized differs");
+    }
+
+    const auto g = uniform(x.size(), 4.0f);
+    const auto u = uniform(x.size(), 2.0f);
+    std::vector<float> h(x.size());
+    e.swiglu(h.data(), g.data(), u.data(), n * cols);
+    e.matmul(want.data(), fmt, w.data(), rows, cols, h.data(), n);
+    e.swiglu_quantize(a, layout, g.data(), u.data(), n, cols);
+    e.matmul_quantized(got.data(), fmt, w.data(), false, rows, cols, a, n);
+    check(same_bits(got.data(), want.data(), got.size() * 4), f + "swiglu_quantize + matmul differs");
+  }
+
+  // RoPE + KV-cache write, F16 and F32 caches, normal and NeoX, partial rotation, shuffled slots.
+  for (bool f16 : {true, false}) {
+    for (bool neox : {false, true}) {
+      RopeArgs ra{};
+      ra.n_heads = 6;
+      ra.head_dim = 38;
+      ra.n_dims = neox ? 38 : 34;
+      ra.freq_base = 10000.0 + static_cast<double>(byte(g_rng)) * 1000.0;
+      ra.freq_scale = 1.0;
+      ra.neox = neox;
+      const int64_t nkv = 2, kv_row = nkv * ra.head_dim, tokens = 41, cache_rows = 50;
+      auto q1 = uniform(static_cast<size_t>(tokens * ra.n_heads * ra.head_dim), 3.0f);
+      auto k1 = uniform(static_cast<size_t>(tokens * kv_row), 3.0f);
+      const auto v = uniform(k1.size(), 3.0f);
+      auto q2 = q1;
+      auto k2 = k1;
+      std::vector<int32_t> pos(static_cast<size_t>(tokens)), slots(pos.size());
+      for (int64_t t = 0; t < tokens; t++) {
+        pos[static_cast<size_t>(t)] = static_cast<int32_t>(byte(g_rng) * 16);
+        slots[static_cast<size_t>(t)] = static_cast<int32_t>((t * 7) % cache_rows);
+      }
+      const size_t cache_len = static_cast<size_t>(cache_rows * kv_row);
+      std::vector<uint16_t> kh1(cache_len), vh1(cache_len), kh2(cache_len), vh2(cache_len);
+      std::vector<float> kf1(cache_len), vf1(cache_len), kf2(cache_len), vf2(cache_len);
+      RopeArgs ka = ra;
+      ka.n_heads = nkv;
+      e.rope(q1.data(), tokens, pos.data(), ra);
+      e.rope(k1.data(), tokens, pos.data(), ka);
+      for (int64_t t = 0; t < tokens; t++) {
+        const size_t at = static_cast<size_t>(slots[static_cast<size_t>(t)] * kv_row);
+        if (f16) {
+          e.to_f16(kh1.data() + at, k1.data() + t * kv_row, kv_row);
+          e.to_f16(vh1.data() + at, v.data() + t * kv_row, kv_row);
+        } else {
+          std::memcpy(kf1.data() + at, k1.data() + t * kv_row, static_cast<size_t>(kv_row) * 4);
+          std::memcpy(vf1.data() + at, v.data() + t * kv_row, static_cast<size_t>(kv_row) * 4);
+        }
+      }
+      e.rope_store_kv(q2.data(), k2.data(), v.data(), tokens, pos.data(), ra, nkv,
+                      f16 ? static_cast<void*>(kh2.data()) : static_cast<void*>(kf2.data()),
+                      f16 ? static_cast<void*>(vh2.data()) : static_cast<void*>(vf2.data()), f16, slots.data());
+      const std::string r = p + (f16 ? "f16 " : "f32 ") + (neox ? "neox " : "normal ") + "rope_store_kv: ";
+      check(same_bits(q1.data(), q2.data(), q1.size() * 4), r + "q differs");
+      check(same_bits(k1.data(), k2.data(), k1.size() * 4), r + "k differs");
+      check(f16 ? same_bits(kh1.data(), kh2.data(), cache_len * 2) && same_bits(vh1.data(), vh2.data(), cache_len * 2)
+                : same_bits(kf1.data(), kf2.data(), cache_len * 4) && same_bits(vf1.data(), vf2.data(), cache_len * 4),
+            r + "cache differs");
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::stoull(argv[1]) : static_cast<uint64_t>(std::random_device{}());
   g_rng.seed(seed);
@@ -617,6 +729,7 @@ int main(int argc, char** argv) {
     test_packed_and_f16(isa);
     test_gemm_frozen(isa);
     test_kquants(isa);
+    test_fused(isa);
     test_ternary_lut(isa);
   }
   std::printf("testing thread pool\n");
