@@ -135,6 +135,12 @@ void check_kblock(Napi::Env env, const char* op, int type, int64_t cols) {
   }
 }
 
+// Row length check of a packed layout: 32 for Q4_0 / Q8_0, the format's block otherwise.
+void check_packed_cols(Napi::Env env, const char* op, int type, int64_t cols) {
+  if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, std::string(op) + ": cols must be a multiple of 32");
+  check_kblock(env, op, type, cols);
+}
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -230,8 +236,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!ryz::repack_supported(static_cast<int>(type))) {
       throw Napi::Error::New(env, "matmulPacked: no repacked layout for tensor type id " + std::to_string(type));
     }
-    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "matmulPacked: cols must be a multiple of 32");
-    need(env, w.length, static_cast<double>(ryz::format_row_bytes(static_cast<int>(type), cols)) * rows, "w");
+    check_packed_cols(env, "matmulPacked", static_cast<int>(type), cols);
+    need(env, w.length, static_cast<double>(ryz::repack_bytes(static_cast<int>(type), rows, cols)), "w");
     need(env, x.length, static_cast<double>(n) * cols, "x");
     need(env, y.length, static_cast<double>(n) * rows, "y");
     e.matmul_packed(y.data, static_cast<int>(type), w.data, rows, cols, x.data, n);
@@ -706,7 +712,8 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Uint8Array::New(env, static_cast<size_t>(bytes), ab, 0);
   }
 
-  // repackWeights(type, w, rows, cols, release) -> Uint8Array in the layout of repack.h, page
+  // repackWeights(type, w, rows, cols, release) -> Uint8Array in the layout of repack.h (or null when
+  // the matrix's values do not fit that layout), page
   // aligned (alloc_packed), unmapped on GC. With `release`, the whole pages of `w` are dropped from memory when `w`
   // lies in a file mapping made by mapFile (the copy replaces them in RSS); returns the copy with a
   // `released` flag set on it as a property.
@@ -720,11 +727,14 @@ class Addon : public Napi::Addon<Addon> {
     if (!ryz::repack_supported(static_cast<int>(type))) {
       throw Napi::Error::New(env, "repackWeights: no repacked layout for tensor type id " + std::to_string(type));
     }
-    if (cols % ryz::kQK != 0) throw Napi::RangeError::New(env, "repackWeights: cols must be a multiple of 32");
+    check_packed_cols(env, "repackWeights", static_cast<int>(type), cols);
     const size_t bytes = ryz::format_row_bytes(static_cast<int>(type), cols) * static_cast<size_t>(rows);
     need(env, w.length, static_cast<double>(bytes), "w");
-    if (bytes == 0) return Napi::Uint8Array::New(env, 0);
-    void* dst = alloc_packed(bytes);
+    // A matrix the packed layout cannot hold (TQ2_0 with weight +2) stays in the file layout.
+    if (!ryz::repack_accepts(static_cast<int>(type), w.data, rows, cols)) return env.Null();
+    const size_t packed_bytes = ryz::repack_bytes(static_cast<int>(type), rows, cols);
+    if (packed_bytes == 0) return Napi::Uint8Array::New(env, 0);
+    void* dst = alloc_packed(packed_bytes);
     if (dst == nullptr) throw Napi::Error::New(env, "repackWeights: out of memory");
     ryz::repack_rows(static_cast<int>(type), w.data, rows, cols, static_cast<uint8_t*>(dst));
     bool released = false;
@@ -734,8 +744,8 @@ class Addon : public Napi::Addon<Addon> {
       const uintptr_t b = (reinterpret_cast<uintptr_t>(w.data) + bytes) & ~(page - 1);
       if (b > a) released = ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) == 0;
     }
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, free_packed, new size_t(bytes));
-    Napi::Uint8Array out = Napi::Uint8Array::New(env, bytes, ab, 0);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, packed_bytes, free_packed, new size_t(packed_bytes));
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, packed_bytes, ab, 0);
     out.Set("released", Napi::Boolean::New(env, released));
     return out;
   }

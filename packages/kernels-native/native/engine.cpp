@@ -12,6 +12,7 @@
 #include "kquants.h"
 #include "repack.h"
 #include "simd_ops.h"
+#include "ternary_lut.h"
 
 namespace ryz {
 
@@ -186,7 +187,45 @@ void Engine::matmul_packed(float* y, int fmt, const uint8_t* wp, int64_t rows, i
   check_nonneg(rows, "rows");
   check_nonneg(n, "n");
   if (rows == 0 || n == 0) return;
-  matmul_q8act(y, fmt, wp, rows, cols, x, n, true);
+  if (fmt == kQ4_0 || fmt == kQ8_0) {
+    matmul_q8act(y, fmt, wp, rows, cols, x, n, true);
+  } else {
+    matmul_tl(y, wp, rows, cols, x, n);
+  }
+}
+
+// Ternary weights in the LUT layout (ternary_lut.h): each token's activations become tables once
+// (in parallel over tokens), then work items (token block, chunk of 32-row tiles) are handed out
+// token-block-major, so the tables of one token block (<= ~256 KiB) stay in L2 while the threads
+// pass the matrix over them (for decode: one token, the whole matrix streamed once).
+void Engine::matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n) {
+  const int nth = pool_.size();
+  const size_t stride = tl_act_bytes(cols);
+  uint8_t* act = act_.reserve(stride * static_cast<size_t>(n));
+  const ConvFn conv = k_->kq->conv_tl;
+  parallel_for(n, n * cols < 16384 ? n : std::max<int64_t>(1, n / (2 * nth)), [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) conv(x + t * cols, act + stride * static_cast<size_t>(t), cols);
+  });
+  const TlGemmFn gemm = k_->kq->gemm_tl;
+  const int64_t tiles = (rows + kTlRows - 1) / kTlRows;
+  const size_t tile_bytes = static_cast<size_t>(cols / kQKK) * kTlBlockBytes;
+  const int64_t tok_block = std::max<int64_t>(1, static_cast<int64_t>((256u << 10) / stride));
+  const int64_t tblocks = (n + tok_block - 1) / tok_block;
+  int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, tiles / (4 * nth)));
+  if (static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) < 32768.0) chunk = tiles;
+  const int64_t chunks = (tiles + chunk - 1) / chunk;
+  parallel_for(tblocks * chunks, 1, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t t0 = (i / chunks) * tok_block;
+      const int64_t nt = std::min<int64_t>(tok_block, n - t0);
+      const int64_t g1 = std::min<int64_t>(tiles, (i % chunks + 1) * chunk);
+      for (int64_t g = (i % chunks) * chunk; g < g1; g++) {
+        const int valid = static_cast<int>(std::min<int64_t>(kTlRows, rows - g * kTlRows));
+        gemm(cols, wp + tile_bytes * static_cast<size_t>(g), act + stride * static_cast<size_t>(t0), stride, nt,
+             y + t0 * rows + g * kTlRows, static_cast<size_t>(rows), valid);
+      }
+    }
+  });
 }
 
 void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,

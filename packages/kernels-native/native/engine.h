@@ -64,7 +64,7 @@ class Engine {
                      bool f16_accumulate = false);
   /** dst[i] = f16(src[i]) for `len` values (round to nearest even). */
   void to_f16(uint16_t* dst, const float* src, int64_t len);
-  /** matmul over weights in the repacked layout of repack.h (Q4_0 / Q8_0 only). */
+  /** matmul over weights in the repacked layout of repack.h (Q4_0 / Q8_0 interleaved, TQ1_0 / TQ2_0 LUT). */
   void matmul_packed(float* y, int fmt, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
   /**
    * Memory bandwidth over a `bytes` buffer, every thread streaming its own slice: `copy` false
@@ -134,6 +134,7 @@ class Engine {
   // With `preq`, the activations are already in the Q8 act layout (fused steps) and x is unused.
   void matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n,
                     bool packed, const uint8_t* preq = nullptr);
+  void matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
   template <class F>
   void parallel_for(int64_t total, int64_t grain, const F& f);
 

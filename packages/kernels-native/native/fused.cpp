@@ -124,7 +124,9 @@ void Engine::matmul_quantized(float* y, int fmt, const uint8_t* w, bool packed, 
   if (cols % layout_block(act_layout(fmt)) != 0) {
     throw std::invalid_argument("matmulQuantized: row length " + std::to_string(cols) + " is not a multiple of the block");
   }
-  if (packed && !repack_supported(fmt)) throw std::invalid_argument("matmulQuantized: format has no repacked layout");
+  if (packed && !(fmt == kQ4_0 || fmt == kQ8_0)) {
+    throw std::invalid_argument("matmulQuantized: only Q4_0 / Q8_0 repacked weights take converted activations");
+  }
   if (rows == 0 || n == 0) return;
   if (packed) {
     matmul_q8act(y, fmt, w, rows, cols, nullptr, n, true, act);

@@ -94,12 +94,21 @@ enum KFmt : int { kKQ4_1 = 0, kKQ5_0, kKQ2_K, kKQ3_K, kKQ4_K, kKQ5_K, kKQ6_K, kK
 /** Activation layout a format's dot kernel expects. */
 enum class Act : int { Q8_0, Q8_1, Q8_K };
 
+/**
+ * Lookup-table kernel over one tile of 32 ternary rows in the packed layout of ternary_lut.h:
+ * y[t*ys + r] for rows r < `valid` and `nt` tokens whose tables start at `x` (stride `xs` bytes).
+ */
+using TlGemmFn = void (*)(int64_t cols, const uint8_t* tile, const uint8_t* x, size_t xs, int64_t nt, float* y,
+                          size_t ys, int valid);
+
 /** The kernels of the formats above for one ISA. */
 struct KQuantKernels {
   ConvFn conv_q8_k;  // f32 -> block_q8_K[cols/256]
   ConvFn conv_q8_1;  // f32 -> block_q8_1[cols/32]
   DotFn dot[kKCount];
   DequantFn dequant[kKCount];
+  ConvFn conv_tl;    // f32 -> ternary LUT tables (ternary_lut.h), tl_act_bytes(cols)
+  TlGemmFn gemm_tl;  // packed ternary (TQ1_0 / TQ2_0 repacked) x tables
 };
 
 /** KFmt of a ggml type id, or -1. */

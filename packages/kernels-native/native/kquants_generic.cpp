@@ -1,5 +1,6 @@
 // Scalar reference kernels of the K-quant, ternary, Q4_1 and Q5_0 formats (kquants.h).
 #include "kquants.h"
+#include "ternary_lut.h"
 
 namespace ryz {
 namespace {
@@ -11,6 +12,8 @@ const KQuantKernels kTable = {
      dot_k_ref<ATQ1>, dot_k_ref<ATQ2>},
     {dequant_q4_1_ref, dequant_q5_0_ref, dequant_q2_k_ref, dequant_q3_k_ref, dequant_q4_k_ref, dequant_q5_k_ref,
      dequant_q6_k_ref, dequant_tq1_0_ref, dequant_tq2_0_ref},
+    conv_tl_ref,
+    gemm_tl_ref,
 };
 
 }  // namespace

@@ -427,7 +427,7 @@ class TrainEngineWrap : public Napi::ObjectWrap<TrainEngineWrap> {
     if (block && w.cols % kQK != 0) {
       throw Napi::RangeError::New(env, std::string(op) + ": cols must be a multiple of 32 for block formats");
     }
-    if (w.packed && !repack_supported(w.fmt)) {
+    if (w.packed && !(repack_supported(w.fmt) && block)) {  // the training kernels read Q4_0 / Q8_0 packings only
       throw Napi::Error::New(env, std::string(op) + ": no repacked layout for tensor type id " + std::to_string(w.fmt));
     }
     need(env, static_cast<double>(bytes.ByteLength()),

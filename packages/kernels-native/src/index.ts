@@ -41,15 +41,24 @@ export interface NativeBackendOptions {
    */
   isa?: Isa;
   /**
-   * Repack Q4_0 / Q8_0 weight matrices at load ({@link NativeBackend.prepareWeight}) into the
-   * 8-row interleaved layout the fast kernels read. Default: true, unless the environment variable
-   * `RYZANSTEIN_REPACK` is `0`.
+   * Repack weight matrices at load ({@link NativeBackend.prepareWeight}): Q4_0 / Q8_0 into the
+   * 8-row interleaved layout the tiled kernels read, TQ1_0 / TQ2_0 into the lookup-table layout
+   * (1.75 bits per weight) of the ternary LUT kernel. Default: true, unless the environment
+   * variable `RYZANSTEIN_REPACK` is `0`.
    */
   repack?: boolean;
 }
 
 /** Smallest row count for which a matrix is repacked (below it the tail handling dominates). */
 const REPACK_MIN_ROWS = 64;
+
+/** Formats with a repacked layout (Q4_0, Q8_0 interleaved; TQ1_0, TQ2_0 lookup-table). */
+const REPACKED_TYPES: ReadonlySet<number> = new Set([
+  GGMLType.Q4_0,
+  GGMLType.Q8_0,
+  GGMLType.TQ1_0,
+  GGMLType.TQ2_0,
+]);
 
 /** Result of {@link NativeBackend.memoryBandwidth}. */
 export interface MemoryBandwidth {
@@ -291,8 +300,10 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * Makes the 8-row interleaved copy of a Q4_0 / Q8_0 matrix with at least 64 rows (when
-   * {@link repack} is on), which later {@link matmul} calls with the same `Tensor` object read
+   * Makes the repacked copy of a matrix with at least 64 rows (when {@link repack} is on): the
+   * 8-row interleaved layout of a Q4_0 / Q8_0 matrix, or the lookup-table layout of a TQ1_0 /
+   * TQ2_0 matrix (a TQ2_0 matrix holding the code for +2, which ternary weights never use, stays
+   * in the file layout). Later {@link matmul} calls with the same `Tensor` object read the copy
    * instead of `w.data`. With `release`, the pages of `w.data` are dropped from memory when it lies
    * in a {@link mapFile} mapping, so the copy replaces them in RSS rather than sitting beside them.
    * Returns true when a copy was made. Other tensors are left alone.
@@ -301,10 +312,11 @@ export class NativeBackend implements Backend {
     const op = "prepareWeight";
     this.#e(op);
     const m = matrix(op, w);
-    if (!this.repack || (m.type !== 2 && m.type !== 8) || m.rows < REPACK_MIN_ROWS) return false;
+    if (!this.repack || !REPACKED_TYPES.has(m.type) || m.rows < REPACK_MIN_ROWS) return false;
     if (this.#packed.has(w)) return true;
     try {
       const packed = loadAddon().repackWeights(m.type, m.data, m.rows, m.cols, release);
+      if (packed === null) return false;
       this.#packed.set(w, packed);
       this.#packedBytes.made += packed.byteLength;
       if (packed.released) this.#packedBytes.released += packed.byteLength;
@@ -679,12 +691,15 @@ export class NativeBackend implements Backend {
   /**
    * The activation layout a {@link matmul} with `w` converts to (Q8 for Q4_0 / Q8_0 / Q5_0 / Q4_1,
    * Q8_K for the K-quants and ternary formats), or `-1` for F32 / F16 / BF16 weights, whose
-   * activations are not quantized and stay on the unfused path.
+   * activations are not quantized, and for TQ1_0 / TQ2_0 weights repacked for the lookup-table
+   * kernel, which builds its tables from float activations: both stay on the unfused path.
    */
   activationLayout(w: Tensor): number {
     const op = "activationLayout";
     const e = this.#e(op);
     const m = matrix(op, w);
+    // The ternary lookup-table kernel builds its tables from float activations.
+    if (this.#packed.has(w) && (m.type === GGMLType.TQ1_0 || m.type === GGMLType.TQ2_0)) return -1;
     return e.actLayout(m.type);
   }
 
@@ -780,7 +795,10 @@ export class NativeBackend implements Backend {
       );
     f32(op, "y", y, n * m.rows);
     if (overlaps(y, m.data)) fail("INVALID_ARGUMENT", op, "y must not overlap the weights");
-    const packed = this.#packed.get(w);
+    // A ternary lookup-table copy cannot take converted activations: read the file bytes instead
+    // (correct, and pages released at load fault back in; activationLayout steers callers away).
+    const lut = m.type === GGMLType.TQ1_0 || m.type === GGMLType.TQ2_0;
+    const packed = lut ? undefined : this.#packed.get(w);
     try {
       e.matmulQuantized(y, m.type, packed ?? m.data, packed !== undefined, m.rows, m.cols, act.data, n);
     } catch (cause) {

@@ -273,7 +273,7 @@ export interface NativeAddon {
     rows: number,
     cols: number,
     release: boolean,
-  ): Uint8Array & { released: boolean };
+  ): (Uint8Array & { released: boolean }) | null;
   /** Zeroed, 64-byte aligned bytes for activation buffers. */
   allocActivations(bytes: number): Uint8Array;
 }

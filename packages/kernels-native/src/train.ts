@@ -365,7 +365,7 @@ export class NativeTrainKernels {
   static repack(w: FrozenWeight, release: boolean): FrozenWeight {
     if (w.packed || (w.type !== 2 && w.type !== 8) || w.rows < REPACK_MIN_ROWS) return w;
     const data = loadAddon().repackWeights(w.type, w.data, w.rows, w.cols, release);
-    return { ...w, data, packed: true };
+    return data ? { ...w, data, packed: true } : w;
   }
 
   /** Stops the thread pool; later calls throw. */

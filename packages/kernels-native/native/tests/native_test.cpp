@@ -20,6 +20,7 @@
 #include "../fused.h"
 #include "../kquants.h"
 #include "../repack.h"
+#include "../ternary_lut.h"
 #include "../thread_pool.h"
 #include "../train_kernels.h"
 
@@ -485,6 +486,67 @@ void test_kquants(Isa isa) {
   }
 }
 
+// Ternary LUT kernel (ternary_lut.h): TQ1_0 / TQ2_0 rows with random codes repacked, tables from
+// random activations, the tile kernel equal bit for bit to the scalar dot of the file layout
+// (integer sums exact, same float operations per block), padded last tile included.
+void test_ternary_lut(Isa isa) {
+  const KQuantKernels& ref = *kernels_for(Isa::Scalar)->kq;
+  const KQuantKernels& k = *kernels_for(isa)->kq;
+  const std::string p = std::string(isa_name(isa)) + " ternary LUT: ";
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int fmt : {34, 35}) {
+    const int kf = kfmt_of(fmt);
+    const KFmtInfo info = kfmt_info(kf);
+    for (int64_t rows : {32, 45}) {
+      const int64_t cols = 768;
+      const size_t row_bytes = static_cast<size_t>(cols / info.block * info.bytes);
+      std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
+      for (auto& b : w) b = static_cast<uint8_t>(byte(g_rng));
+      for (size_t b = 0; b < w.size(); b += static_cast<size_t>(info.bytes)) {
+        if (fmt == 35) {
+          for (int j = 0; j < 64; j++) w[b + j] &= static_cast<uint8_t>(~((w[b + j] & (w[b + j] >> 1) & 0x55) << 1));
+        }
+        const uint16_t h = f32_to_f16(uniform(1, 0.05f)[0]);
+        std::memcpy(&w[b + static_cast<size_t>(info.bytes) - 2], &h, 2);
+      }
+      check(repack_accepts(fmt, w.data(), rows, cols), p + "ternary codes rejected");
+      std::vector<uint8_t> packed(repack_bytes(fmt, rows, cols));
+      repack_rows(fmt, w.data(), rows, cols, packed.data());
+      const int64_t n = 3;
+      const auto x = uniform(static_cast<size_t>(n * cols), 4.0f);
+      const size_t xs = tl_act_bytes(cols);
+      std::vector<uint8_t> tab_ref(xs * n + 64), tab(xs * n + 64);
+      uint8_t* tr = tab_ref.data() + (64 - reinterpret_cast<uintptr_t>(tab_ref.data()) % 64) % 64;
+      uint8_t* tk = tab.data() + (64 - reinterpret_cast<uintptr_t>(tab.data()) % 64) % 64;
+      for (int64_t t = 0; t < n; t++) {
+        ref.conv_tl(x.data() + t * cols, tr + xs * static_cast<size_t>(t), cols);
+        k.conv_tl(x.data() + t * cols, tk + xs * static_cast<size_t>(t), cols);
+      }
+      check(std::memcmp(tr, tk, xs * n) == 0, p + "tables differ");
+      std::vector<BlockQ8K> q(static_cast<size_t>(n * cols / kQKK));
+      for (int64_t t = 0; t < n; t++) ref.conv_q8_k(x.data() + t * cols, q.data() + t * cols / kQKK, cols);
+      std::vector<float> want(static_cast<size_t>(n * rows)), got(static_cast<size_t>(n * rows), NAN);
+      for (int64_t t = 0; t < n; t++) {
+        for (int64_t r = 0; r < rows; r++) {
+          ref.dot[kf](cols, w.data() + row_bytes * static_cast<size_t>(r), q.data() + t * cols / kQKK, 0, 1,
+                      &want[static_cast<size_t>(t * rows + r)]);
+        }
+      }
+      const size_t tile_bytes = static_cast<size_t>(cols / kQKK) * kTlBlockBytes;
+      for (int64_t g = 0; g * kTlRows < rows; g++) {
+        const int valid = static_cast<int>(std::min<int64_t>(kTlRows, rows - g * kTlRows));
+        k.gemm_tl(cols, packed.data() + tile_bytes * static_cast<size_t>(g), tk, xs, n, got.data() + g * kTlRows,
+                  static_cast<size_t>(rows), valid);
+      }
+      check(same_bits(got.data(), want.data(), got.size() * 4),
+            p + "fmt " + std::to_string(fmt) + " rows " + std::to_string(rows) + " differs from the scalar dot");
+    }
+  }
+  std::vector<uint8_t> bad(66, 0);
+  bad[3] = 0x30;  // one code 3
+  check(!repack_accepts(35, bad.data(), 1, 256), p + "code 3 accepted");
+}
+
 }  // namespace
 
 // dx (+)= dy·W through a frozen weight (train_kernels.h gemm_frozen), file and repacked layouts,
@@ -668,6 +730,7 @@ int main(int argc, char** argv) {
     test_gemm_frozen(isa);
     test_kquants(isa);
     test_fused(isa);
+    test_ternary_lut(isa);
   }
   std::printf("testing thread pool\n");
   test_thread_pool();
