@@ -117,15 +117,25 @@ void swiglu_t(float* y, const float* g, const float* u, int64_t len) {
   constexpr int W = V::W;
   const R one = V::set1(1.0f);
   const R zero = V::zero();
-  int64_t i = 0;
-  for (; i + W <= len; i += W) {
-    const R gv = V::load(g + i);
+  auto block = [&](float* yb, const float* gb, const float* ub) {
+    const R gv = V::load(gb);
     const R silu = V::div(gv, V::add(one, V::exp(V::sub(zero, gv))));
-    V::store(y + i, V::mul(silu, V::load(u + i)));
-  }
-  for (; i < len; i++) {
-    const float gv = g[i];
-    y[i] = gv / (1.0f + std::exp(-gv)) * u[i];
+    V::store(yb, V::mul(silu, V::load(ub)));
+  };
+  int64_t i = 0;
+  for (; i + W <= len; i += W) block(y + i, g + i, u + i);
+  if (i < len) {
+    // The tail goes through the same vector code (zero-padded), never a scalar exp: an element's
+    // result must not depend on where it falls in the buffer, since a batch's rows start anywhere
+    // (a last-bit difference here reaches the F16 KV cache and breaks batched == alone).
+    alignas(64) float gt[W] = {};
+    alignas(64) float ut[W] = {};
+    alignas(64) float yt[W];
+    const size_t rest = static_cast<size_t>(len - i) * sizeof(float);
+    std::memcpy(gt, g + i, rest);
+    std::memcpy(ut, u + i, rest);
+    block(yt, gt, ut);
+    std::memcpy(y + i, yt, rest);
   }
 }
 
