@@ -372,16 +372,38 @@ export async function disposeLlamaCpp(): Promise<void> {
   llamaPromise = undefined;
   for (const promise of models) {
     try {
-      await (await promise).dispose();
+      await bounded((await promise).dispose(), "a llama.cpp model");
     } catch {
       // a model that failed to load has nothing to free
     }
   }
   if (llama !== undefined) {
     try {
-      await (await llama).dispose();
+      await bounded((await llama).dispose(), "the llama.cpp instance");
     } catch {
       // a Llama that failed to initialise has nothing to free
     }
+  }
+}
+
+/** How long a teardown dispose may take before it is abandoned. */
+const DISPOSE_TIMEOUT_MS = 20_000;
+
+/**
+ * Waits for a node-llama-cpp dispose, at most DISPOSE_TIMEOUT_MS: once, on a loaded CI machine, a
+ * dispose never settled and the suite's `afterAll` timed out after every test had passed. The
+ * memory goes with the test process anyway, so a hung teardown is reported, not waited for.
+ */
+async function bounded(dispose: Promise<void>, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), DISPOSE_TIMEOUT_MS);
+    timer.unref();
+  });
+  try {
+    if ((await Promise.race([dispose, timeout])) === "timeout")
+      process.stderr.write(`disposeLlamaCpp: ${what} did not finish disposing in ${DISPOSE_TIMEOUT_MS} ms\n`);
+  } finally {
+    clearTimeout(timer);
   }
 }
