@@ -182,6 +182,37 @@ export interface FusedBuffers {
 }
 
 /**
+ * The attention block's input projections over `n` rows: `q, k, v = W{q,k,v} · norm(x)`. With fused
+ * buffers `fa`, the normed rows go straight into the activation layout the three matmuls read
+ * (converted once). Shared by the single-sequence and the batched forward pass; `xb` is scratch.
+ */
+export function projectQKV(
+  b: Backend,
+  c: ModelConfig,
+  layer: LayerWeights,
+  fa: FusedBuffers["layers"][number] | undefined,
+  x: Float32Array,
+  xb: Float32Array,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  n: number,
+): void {
+  if (fa?.attn) {
+    const a = fa.attn;
+    b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
+    b.matmulQuantized?.(q, layer.wq, a, n);
+    b.matmulQuantized?.(k, layer.wk, a, n);
+    b.matmulQuantized?.(v, layer.wv, a, n);
+  } else {
+    b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
+    b.matmul(q, layer.wq, xb, n);
+    b.matmul(k, layer.wk, xb, n);
+    b.matmul(v, layer.wv, xb, n);
+  }
+}
+
+/**
  * The gated feed-forward block of one layer over `n` rows: `xb = down(act(gate(norm x)) · up(norm x))`
  * (SwiGLU, or GeGLU for Gemma). With fused buffers `fa`, the normed rows and the gated product go
  * straight into the activation layout the next matmul reads. Shared by the single-sequence and
@@ -456,18 +487,7 @@ export class Model {
 
       // Attention block. Fused: the normed rows go straight into the activation layout Q/K/V read.
       const fa = acts?.layers[l];
-      if (fa?.attn) {
-        const a = fa.attn;
-        b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
-        b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
-        b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
-        b.matmulQuantized?.(v, layer.wv, a, n); // v [n, nKvHeads*headDim]
-      } else {
-        b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
-        b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
-        b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
-        b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
-      }
+      projectQKV(b, c, layer, fa, x, xb, q, k, v, n); // q [n, nHeads*headDim], k/v [n, nKvHeads*headDim]
       if (layer.bq && layer.bk && layer.bv) {
         this.addBias(q, layer.bq, n);
         this.addBias(k, layer.bk, n);

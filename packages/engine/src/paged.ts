@@ -5,7 +5,14 @@ import {
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
-import { type FusedBuffers, feedForward, fusedActivations, type KVCacheType, type Model } from "./model.js";
+import {
+  type FusedBuffers,
+  feedForward,
+  fusedActivations,
+  type KVCacheType,
+  type Model,
+  projectQKV,
+} from "./model.js";
 
 /**
  * The KV cache of continuous batching: per layer, `numBlocks` blocks of `blockSize` positions,
@@ -271,18 +278,7 @@ export class BatchRunner {
 
       // Attention block: the matmuls see all n rows; attention reads each row's own sequence.
       // Fused (Model.fusion): the normed rows go straight into the layout Q/K/V read.
-      if (fa?.attn) {
-        const a = fa.attn;
-        b.rmsNormQuantize?.(a, x, layer.attnNorm, n, c.dim, c.normEps); // a [n, dim] quantized
-        b.matmulQuantized?.(q, layer.wq, a, n); // q [n, nHeads*headDim]
-        b.matmulQuantized?.(k, layer.wk, a, n); // k [n, nKvHeads*headDim]
-        b.matmulQuantized?.(v, layer.wv, a, n); // v [n, nKvHeads*headDim]
-      } else {
-        b.rmsNorm(xb, x, layer.attnNorm, n, c.dim, c.normEps); // xb [n, dim]
-        b.matmul(q, layer.wq, xb, n); // q [n, nHeads*headDim]
-        b.matmul(k, layer.wk, xb, n); // k [n, nKvHeads*headDim]
-        b.matmul(v, layer.wv, xb, n); // v [n, nKvHeads*headDim]
-      }
+      projectQKV(b, c, layer, fa, x, xb, q, k, v, n); // q [n, nHeads*headDim], k/v [n, nKvHeads*headDim]
       const keys = this.cache.keys[l]; // [numBlocks*blockSize, kvDim]
       const values = this.cache.values[l];
       if (fused?.ropeStore && b.ropeStoreKV) {
