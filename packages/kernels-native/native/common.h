@@ -7,6 +7,7 @@
 // them by the linker, letting AVX-512 code run on a CPU without it.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,16 @@ struct KvRows {
            stride;
   }
 };
+
+/**
+ * How many ranges to split the KV heads into when `units` (tokens, or runs of one sequence's
+ * tokens) share `threads`: whole rows while there are enough units to keep every thread busy
+ * (attention reads a row's heads together; see attention_heads_f16_t), else smaller ranges.
+ */
+inline int64_t attention_head_ranges(int64_t units, int threads, int64_t n_kv_heads) {
+  const int64_t want = (2 * static_cast<int64_t>(threads) + units - 1) / std::max<int64_t>(1, units);
+  return threads <= 1 ? 1 : std::min<int64_t>(n_kv_heads, std::max<int64_t>(1, want));
+}
 
 /** Instruction-set variants, in increasing order of capability. */
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
@@ -202,8 +213,8 @@ struct Kernels {
   // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
   PackedGemmFn gemm_q4_0x8;
   PackedGemmFn gemm_q8_0x8;
-  /** Attention of the query heads sharing one KV head over an F16 KV cache (simd_ops.h). */
-  void (*attention_group_f16)(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+  /** One token's attention over `kv_heads` consecutive KV heads of an F16 KV cache (simd_ops.h). */
+  void (*attention_heads_f16)(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                               const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                               float* scratch);
   /** f32 -> f16 bits, round to nearest even. */

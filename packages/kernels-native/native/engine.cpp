@@ -328,19 +328,22 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
     });
     return;
   }
-  const size_t need = round_up64(attention_f16_scratch_floats(group, head_dim) * 4);
+  const int64_t ranges = attention_head_ranges(n, pool_.size(), n_kv_heads);
+  const int64_t per_range = (n_kv_heads + ranges - 1) / ranges;
+  const size_t need = round_up64(attention_f16_scratch_floats(per_range, group, head_dim) * 4);
   for (auto& s : per_thread_) s.reserve(need);
-  const int64_t tasks = n * n_kv_heads;
+  const int64_t tasks = n * ranges;
   const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
   parallel_for(tasks, grain, [&](int64_t i0, int64_t i1, int tid) {
     float* scratch = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
     for (int64_t i = i0; i < i1; i++) {
-      const int64_t t = i / n_kv_heads;
-      const int64_t g = i % n_kv_heads;
+      const int64_t t = i / ranges;
+      const int64_t g0 = (i % ranges) * n_kv_heads / ranges;
+      const int64_t g1 = (i % ranges + 1) * n_kv_heads / ranges;
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
-      const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
-      k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group, k + g * head_dim,
-                              v + g * head_dim, KvRows{kv_row}, len, head_dim, scale, scratch);
+      const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
+      k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim, v + g0 * head_dim,
+                              KvRows{kv_row}, len, head_dim, scale, scratch);
     }
   });
 }

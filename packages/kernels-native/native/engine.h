@@ -55,7 +55,8 @@ class Engine {
   void matmul(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n);
   /**
    * Causal GQA attention over an F16 KV cache (IEEE half bits; rows of n_kv_heads*head_dim), one
-   * task per (token, KV head) with all the query heads of its group (see attention_group_f16_t).
+   * task per (token, range of KV heads; see attention_head_ranges) with all their query heads (see
+   * attention_heads_f16_t).
    * With `f16_accumulate`, llama.cpp's numerics instead (attention_head_f16acc), one task per
    * (token, head).
    */

@@ -314,10 +314,10 @@ void dequant_quant(const void* src, float* dst, int64_t cols) {
 }
 
 
-void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_group_f16_t<Avx2V>(out, q, q_stride, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
+  attention_heads_f16_t<Avx2V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
 }
 
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
@@ -356,7 +356,7 @@ const Kernels kTable = {
     qgemm<DotAvx2, false>,
     pgemm_q4<DotAvx2>,
     pgemm_q8<DotAvx2>,
-    attention_group_f16,
+    attention_heads_f16,
     to_f16_avx,
     kquants_avx2(),
 };

@@ -188,10 +188,10 @@ void pgemm_ref(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int
 }
 
 
-void attention_group_f16(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_group_f16_t<ScalarV>(out, q, q_stride, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16_ref);
+  attention_heads_f16_t<ScalarV>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16_ref);
 }
 
 void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {
@@ -225,7 +225,7 @@ const Kernels kTable = {
     qgemm_ref<false>,
     pgemm_ref<true>,
     pgemm_ref<false>,
-    attention_group_f16,
+    attention_heads_f16,
     to_f16_ref,
     kquants_generic(),
 };

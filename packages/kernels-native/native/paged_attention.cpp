@@ -1,6 +1,6 @@
 // Paged attention for continuous batching: each query row reads its sequence's K/V in place through
 // its block table (KvRows), with the same kernels as the contiguous attention ops (attention_head
-// per query head for an F32 cache, attention_group_f16 for the whole group over an F16 cache), so
+// per query head for an F32 cache, attention_heads_f16 for a range of KV heads over an F16 cache), so
 // results equal those ops bit for bit. Gathering the pages into contiguous scratch first cost a
 // second pass over the whole cache, as much as the attention itself at 16 decode streams.
 #include <algorithm>
@@ -40,22 +40,22 @@ void find_runs(const int32_t* seq_of_row, int64_t n, std::vector<int64_t>& runs)
   runs.push_back(n);
 }
 
-// Every (run of consecutive rows of one sequence, KV head) is one task. Threads claim tasks from a
-// shared counter, so a worker descheduled by another process is not waited for (run_dynamic).
-// `task(tid, t0, t1, g, table)` attends rows t0..t1-1 for KV head g through the block table `table`
-// of their sequence.
+// Every (run of consecutive rows of one sequence, part of the KV heads) is one task. Threads claim
+// tasks from a shared counter, so a worker descheduled by another process is not waited for
+// (run_dynamic). `task(tid, t0, t1, part, table)` attends rows t0..t1-1 for part `part` of `parts`
+// through the block table `table` of their sequence.
 template <class Task>
-void run_paged_tasks(ThreadPool& pool, const std::vector<int64_t>& runs, const int32_t* seq_of_row, const int32_t* block_tables, int64_t max_blocks, int64_t n_kv_heads,
+void run_paged_tasks(ThreadPool& pool, const std::vector<int64_t>& runs, const int32_t* seq_of_row, const int32_t* block_tables, int64_t max_blocks, int64_t parts,
                      Task&& task) {
-  const int64_t tasks = (static_cast<int64_t>(runs.size()) - 1) * n_kv_heads;
+  const int64_t tasks = (static_cast<int64_t>(runs.size()) - 1) * parts;
   std::atomic<int64_t> next{0};
   auto job = [&](int tid, int) {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= tasks) break;
-      const size_t r = static_cast<size_t>(i / n_kv_heads);
+      const size_t r = static_cast<size_t>(i / parts);
       const int64_t t0 = runs[r];
-      task(tid, t0, runs[r + 1], i % n_kv_heads, block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks);
+      task(tid, t0, runs[r + 1], i % parts, block_tables + static_cast<int64_t>(seq_of_row[t0]) * max_blocks);
     }
   };
   if (pool.size() == 1 || tasks == 1) {
@@ -107,21 +107,24 @@ void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, 
   check_paged_shape(n, n_heads, n_kv_heads, head_dim, block_size, max_blocks);
   if (n == 0) return;
   const int64_t group = n_heads / n_kv_heads;
-  const size_t attn_bytes = round64(attention_f16_scratch_floats(group, head_dim) * 4);
-  for (auto& s : per_thread_) s.reserve(attn_bytes);
-
   const int64_t q_row = n_heads * head_dim;
   const int64_t kv_row = n_kv_heads * head_dim;
   find_runs(seq_of_row, n, run_starts_);
-  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, n_kv_heads,
-                  [&](int tid, int64_t t0, int64_t t1, int64_t g, const int32_t* table) {
+  const int64_t ranges = attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
+  const int64_t per_range = (n_kv_heads + ranges - 1) / ranges;
+  const size_t attn_bytes = round64(attention_f16_scratch_floats(per_range, group, head_dim) * 4);
+  for (auto& s : per_thread_) s.reserve(attn_bytes);
+  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, ranges,
+                  [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
                     float* attn = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
                     const KvRows rows{static_cast<size_t>(kv_row), table, block_size};
+                    const int64_t g0 = part * n_kv_heads / ranges;
+                    const int64_t g1 = (part + 1) * n_kv_heads / ranges;
                     for (int64_t t = t0; t < t1; t++) {
-                      const size_t off = static_cast<size_t>(t * q_row + g * group * head_dim);
-                      k_->attention_group_f16(out + off, q + off, static_cast<size_t>(head_dim), group,
-                                              k + g * head_dim, v + g * head_dim, rows,
-                                              static_cast<int64_t>(positions[t]) + 1, head_dim, scale, attn);
+                      const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
+                      k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim,
+                                              v + g0 * head_dim, rows, static_cast<int64_t>(positions[t]) + 1,
+                                              head_dim, scale, attn);
                     }
                   });
 }

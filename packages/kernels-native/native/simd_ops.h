@@ -243,48 +243,57 @@ inline void attention_head_f16acc(float* out, const float* q, const uint16_t* k,
 constexpr int64_t kAttnTile = 32;
 
 /**
- * Scratch floats attention_group_f16_t needs: K and V tiles, scores, and per query head an
- * accumulator, running max and running sum.
+ * Scratch floats attention_heads_f16_t needs for `kv_heads` KV heads of `group` query heads each:
+ * the K and V rows of one tile, scores, and per query head an accumulator, running max and sum.
  */
-inline size_t attention_f16_scratch_floats(int64_t group, int64_t head_dim) {
-  return static_cast<size_t>(2 * kAttnTile * head_dim + kAttnTile + group * (head_dim + 2));
+inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int64_t head_dim) {
+  return static_cast<size_t>(2 * kAttnTile * kv_heads * head_dim + kAttnTile + kv_heads * group * (head_dim + 2));
 }
 
 /**
- * Causal attention of the `group` query heads that share one KV head, over an F16 KV cache, in
- * tiles of kAttnTile keys with an online softmax (flash-attention style): each K/V row is decoded
- * once per tile and used by every query head of the group, and no score buffer of the sequence
- * length is needed. q rows are `q_stride` floats apart, out rows likewise; K/V rows are
- * located by `kv` (contiguous, or through a paged block table).
+ * Causal attention of one token's query heads over `kv_heads` consecutive KV heads of an F16 KV
+ * cache (`group` query heads per KV head), in tiles of kAttnTile keys with an online softmax
+ * (flash-attention style), so no score buffer of the sequence length is needed. q and out hold the
+ * `kv_heads * group` heads one after another (head_dim floats each); k and v point at the first KV
+ * head's slice of row 0, and K/V rows are located by `kv` (contiguous, or through a paged table).
+ *
+ * A tile's rows are converted whole, all the given heads at once: that reads the cache as the
+ * contiguous runs it is stored in (a block of the paged cache is blockSize consecutive rows), which
+ * the hardware prefetchers follow. Going head by head instead read a few cache lines a row stride
+ * apart and stalled on memory for most of the attention time at 16 decode streams. Each head's
+ * arithmetic is the same either way.
  */
 template <class V>
-void attention_group_f16_t(float* out, const float* q, size_t q_stride, int64_t group, const uint16_t* k,
+void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                            const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                            float* scratch, DequantFn dequant_f16) {
+  const int64_t span = kv_heads * head_dim;  // converted values per row
+  const int64_t heads = kv_heads * group;
   float* kt = scratch;
-  float* vt = kt + kAttnTile * head_dim;
-  float* sc = vt + kAttnTile * head_dim;
+  float* vt = kt + kAttnTile * span;
+  float* sc = vt + kAttnTile * span;
   float* acc = sc + kAttnTile;
-  float* mx = acc + group * head_dim;
-  float* sum = mx + group;
-  for (int64_t h = 0; h < group; h++) {
+  float* mx = acc + heads * head_dim;
+  float* sum = mx + heads;
+  for (int64_t h = 0; h < heads; h++) {
     mx[h] = -std::numeric_limits<float>::infinity();
     sum[h] = 0.0f;
   }
-  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(group * head_dim));
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(heads * head_dim));
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
     for (int64_t j = 0; j < jn; j++) {
       const size_t off = kv.offset(j0 + j);
-      dequant_f16(k + off, kt + j * head_dim, head_dim);
-      dequant_f16(v + off, vt + j * head_dim, head_dim);
+      dequant_f16(k + off, kt + j * span, span);
+      dequant_f16(v + off, vt + j * span, span);
     }
-    for (int64_t h = 0; h < group; h++) {
-      const float* qh = q + h * q_stride;
+    for (int64_t h = 0; h < heads; h++) {
+      const int64_t g = h / group;
+      const float* qh = q + h * head_dim;
       float* ah = acc + h * head_dim;
       float tile_max = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < jn; j++) {
-        const float s = dot_f32<V>(qh, kt + j * head_dim, head_dim) * scale;
+        const float s = dot_f32<V>(qh, kt + j * span + g * head_dim, head_dim) * scale;
         sc[j] = s;
         tile_max = s > tile_max ? s : tile_max;
       }
@@ -296,10 +305,10 @@ void attention_group_f16_t(float* out, const float* q, size_t q_stride, int64_t 
       }
       mx[h] = m_new;
       sum[h] += exp_sub_sum<V>(sc, m_new, jn);
-      for (int64_t j = 0; j < jn; j++) axpy_f32<V>(ah, sc[j], vt + j * head_dim, head_dim);
+      for (int64_t j = 0; j < jn; j++) axpy_f32<V>(ah, sc[j], vt + j * span + g * head_dim, head_dim);
     }
   }
-  for (int64_t h = 0; h < group; h++) scale_f32<V>(out + h * q_stride, acc + h * head_dim, 1.0f / sum[h], head_dim);
+  for (int64_t h = 0; h < heads; h++) scale_f32<V>(out + h * head_dim, acc + h * head_dim, 1.0f / sum[h], head_dim);
 }
 
 // ---- scalar conversions and dequantization shared by all variants ----

@@ -1,4 +1,4 @@
-// Attention over an F16 KV cache (tiled, online softmax, one task per KV head group) against
+// Attention over an F16 KV cache (tiled, online softmax, one task per token and range of KV heads) against
 // ReferenceBackend decoding the same half bits, on every ISA variant; and toF16 bit-exactness.
 import { f32ToF16, ReferenceBackend } from "@ryzanstein/core-tensor";
 import { afterAll, describe, expect, it } from "vitest";
@@ -47,6 +47,36 @@ describe.each(availableIsas())("isa=%s: F16 KV cache", (isa: Isa) => {
       }
     });
   }
+
+  it("a token's result does not depend on how its KV heads are split across tasks", () => {
+    // One decode row splits its KV heads into ranges to use every thread; among many rows each task
+    // takes whole rows. Each head's arithmetic is the same, so the bits must be too.
+    const g = gen(`${isa}/attn16/split`);
+    const p = { nHeads: 12, nKvHeads: 6, headDim: 64, scale: 0.125 };
+    const ctxLen = 70;
+    const k = toHalf(g.uniform(ctxLen * 6 * 64, 4));
+    const v = toHalf(g.uniform(ctxLen * 6 * 64, 2));
+    const n = 16;
+    const row = 12 * 64;
+    const q = g.uniform(n * row, 3);
+    const positions = Int32Array.from({ length: n }, () => g.int(ctxLen));
+    const many = new Float32Array(n * row);
+    nb.attention(many, q, k, v, positions, n, p);
+    for (const threads of [1, 2, 5]) {
+      const other = new NativeBackend({ isa, threads });
+      try {
+        for (let t = 0; t < n; t += 5) {
+          const one = new Float32Array(row);
+          other.attention(one, q.subarray(t * row, (t + 1) * row), k, v, positions.subarray(t, t + 1), 1, p);
+          expect(Array.from(one), ctx(`${isa} threads=${threads} row ${t}`)).toEqual(
+            Array.from(many.subarray(t * row, (t + 1) * row)),
+          );
+        }
+      } finally {
+        other.dispose();
+      }
+    }
+  });
 
   for (const c of CASES) {
     it(`llama.cpp numerics (F16 accumulation) heads=${c.nHeads}/${c.nKvHeads} headDim=${c.headDim} ctx=${c.ctxLen} equal the reference emulation`, () => {
