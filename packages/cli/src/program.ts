@@ -132,6 +132,11 @@ function buildProgram(): Command {
     )
     .option("-c, --ctx <n>", "tokens per calibration/evaluation window", intOption(8, 1 << 16), 256)
     .option("--act-order", "GPTQ: quantize columns by decreasing activation energy")
+    .option(
+      "--group-size <n>",
+      "GPTQ: columns whose block scales are fixed together (32, 64, 128; default: the format's block)",
+      intOption(32, 1 << 16),
+    )
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .action((input: string, output: string, o: QuantizeCommandOptions) => quantizeCommand(input, output, o));
 

@@ -62,6 +62,8 @@ describe("ryzanstein quantize", () => {
       calibrationFile,
       "--ctx",
       "128",
+      "--group-size",
+      "64",
     ]);
     expect(r.stderr).toMatch(/via gptq/);
     expect(r.code).toBe(0);
@@ -131,6 +133,26 @@ describe("ryzanstein quantize", () => {
       [
         ["quantize", stories, join(dir, "e6.gguf"), "--type", "q4_0", "--target-size", "1MB"],
         /apply to --strategy mixed or auto/,
+      ],
+      [
+        [
+          "quantize",
+          stories,
+          join(dir, "e7.gguf"),
+          "--type",
+          "q4_0",
+          "--strategy",
+          "gptq",
+          "--calibration",
+          calibrationFile,
+          "--group-size",
+          "48",
+        ],
+        /GPTQ group size must be 32, 64, 128 or a larger power of two, got 48 \[INVALID_ARGUMENT\]/,
+      ],
+      [
+        ["quantize", stories, join(dir, "e8.gguf"), "--type", "q4_0", "--group-size", "64"],
+        /--group-size applies to strategies that run GPTQ/,
       ],
     ];
     for (const [args, message] of cases) {

@@ -1,6 +1,7 @@
 // Perplexity on held-out text: F32 vs RTN vs GPTQ vs AWQ at Q4_0, Q4_K and Q3_K, on stories260K
 // and on the default model. Not part of `npm test`. Run after `npm run build`:
-//   flock /tmp/ryz-heavy.lock node packages/quant-strategies/bench/perplexity-table.mjs [stories|default ...]
+//   flock /tmp/ryz-heavy.lock node packages/quant-strategies/bench/perplexity-table.mjs [--groups] [stories|default ...]
+// With --groups: Q4_0 only, RTN and GPTQ with group sizes 32, 64 and 128 (perplexity-groups.json).
 // Held-out text is disjoint from the calibration text:
 //   stories260K: both are sampled from the F32 model itself (temperature 1), with disjoint seeds;
 //   default model: calibration = the first tokens of the KJV text (training part), held-out = the
@@ -91,7 +92,8 @@ function defaultData() {
   };
 }
 
-const which = process.argv.slice(2);
+const groupsOnly = process.argv.includes("--groups");
+const which = process.argv.slice(2).filter((a) => a !== "--groups");
 const datasets = (which.length ? which : ["stories", "default"]).map((w) =>
   (w === "stories" ? storiesData : defaultData)(),
 );
@@ -130,32 +132,38 @@ for (const data of datasets) {
       fallbacks: "",
     });
   }
-  for (const type of [GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q3_K]) {
-    for (const strategy of ["rtn", "gptq", "awq"]) {
-      const start = performance.now();
-      const q = quantizeModel(float, { type, strategy, calibration });
-      const seconds = (performance.now() - start) / 1000;
-      const r = validator.validate(decodedModelSource(q));
-      const native =
-        type === GGMLType.Q4_0 ? validator.validate(quantizedModelSource(q)).perplexity : undefined;
-      const counts = new Map();
-      for (const t of q.report)
-        if (t.method !== "copy") counts.set(t.written, (counts.get(t.written) ?? 0) + 1);
-      rows.push({
-        format: typeName(type).toUpperCase(),
-        strategy,
-        bytes: q.fileBytes,
-        ppl: r.perplexity,
-        native,
-        top1: r.top1Agreement,
-        seconds,
-        fallbacks: [...counts].map(([t, c]) => `${c}×${t}`).join(", "),
-        notes: q.notes.join("; "),
-      });
-      console.error(
-        `${data.name} ${typeName(type)} ${strategy}: ppl ${r.perplexity.toFixed(4)} (${seconds.toFixed(1)} s)`,
+  const runs = groupsOnly
+    ? [
+        { type: GGMLType.Q4_0, strategy: "rtn" },
+        ...[32, 64, 128].map((groupSize) => ({ type: GGMLType.Q4_0, strategy: "gptq", groupSize })),
+      ]
+    : [GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q3_K].flatMap((type) =>
+        ["rtn", "gptq", "awq"].map((strategy) => ({ type, strategy })),
       );
-    }
+  for (const { type, strategy, groupSize } of runs) {
+    const start = performance.now();
+    const q = quantizeModel(float, { type, strategy, calibration, gptq: { groupSize } });
+    const seconds = (performance.now() - start) / 1000;
+    const r = validator.validate(decodedModelSource(q));
+    const native =
+      type === GGMLType.Q4_0 ? validator.validate(quantizedModelSource(q)).perplexity : undefined;
+    const counts = new Map();
+    for (const t of q.report)
+      if (t.method !== "copy") counts.set(t.written, (counts.get(t.written) ?? 0) + 1);
+    rows.push({
+      format: typeName(type).toUpperCase(),
+      strategy: groupSize ? `${strategy} (group ${groupSize})` : strategy,
+      bytes: q.fileBytes,
+      ppl: r.perplexity,
+      native,
+      top1: r.top1Agreement,
+      seconds,
+      fallbacks: [...counts].map(([t, c]) => `${c}×${t}`).join(", "),
+      notes: q.notes.join("; "),
+    });
+    console.error(
+      `${data.name} ${typeName(type)} ${strategy}: ppl ${r.perplexity.toFixed(4)} (${seconds.toFixed(1)} s)`,
+    );
   }
   results.push({
     model: data.name,
@@ -168,7 +176,10 @@ for (const data of datasets) {
   });
 }
 
-writeFileSync(join(outDir, "perplexity-table.json"), `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(
+  join(outDir, groupsOnly ? "perplexity-groups.json" : "perplexity-table.json"),
+  `${JSON.stringify(results, null, 2)}\n`,
+);
 for (const r of results) {
   console.log(`\n### ${r.model}\n\n${r.text}; ctx ${r.ctx}, ${r.heldOutTokens} held-out tokens.\n`);
   console.log(

@@ -205,7 +205,9 @@ export function collectCalibration(
     if (group && n > skip) collector.add(group, x.subarray(skip * w.cols), n - skip, w.cols);
   });
   try {
-    const model = new Model(config, weights, backend);
+    // Unfused: the fused steps hand the matmuls quantized activations (matmulQuantized), which
+    // the observer would never see.
+    const model = new Model(config, weights, backend, { fused: false });
     const ctxLen = Math.min(options.ctx ?? 256, config.contextLength);
     const ctx = model.createContext(ctxLen, ctxLen, "f32");
     for (let start = 0; start < tokens.length; start += ctxLen) {

@@ -36,7 +36,7 @@ export { relativeRoundingError } from "./sensitivity.js";
 export type { AwqGroup, AwqGroupResult, AwqOptions } from "./strategies/awq.js";
 export { applyAwq, awqGroups, clipBlocks } from "./strategies/awq.js";
 export type { GptqOptions } from "./strategies/gptq.js";
-export { gptqQuantize, gptqSupports } from "./strategies/gptq.js";
+export { checkGptqGroupSize, gptqQuantize, gptqSupports } from "./strategies/gptq.js";
 export type { MixedPlan, MixedPlanOptions } from "./strategies/mixed.js";
 export { describePlan, mixedCandidates, planMixedFormats } from "./strategies/mixed.js";
 export type {

@@ -26,7 +26,7 @@ import {
 } from "./float-model.js";
 import { bitsPerWeight, fitFormat, matrixBytes, quantTypes } from "./format-choice.js";
 import type { AwqOptions } from "./strategies/awq.js";
-import type { GptqOptions } from "./strategies/gptq.js";
+import { checkGptqGroupSize, type GptqOptions } from "./strategies/gptq.js";
 import { mixedCandidates } from "./strategies/mixed.js";
 import {
   type EncodingMethod,
@@ -153,6 +153,7 @@ export function quantizeModel(source: ModelSource | FloatModel, options: Quantiz
   }
   if (!TYPE_INFO[options.type] || llamaFileType(options.type) === undefined)
     throw new RyzansteinError("INVALID_ARGUMENT", `${typeName(options.type)} is not a weight format`);
+  if (options.gptq?.groupSize !== undefined) checkGptqGroupSize(options.gptq.groupSize);
   const model = "byName" in source ? cloneFloatModel(source) : readFloatModel(source);
   const formats = new Map<string, ComputeFormat>();
   for (const t of model.tensors) {

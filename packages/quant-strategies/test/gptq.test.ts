@@ -39,6 +39,31 @@ describe("GPTQ", () => {
     }
   }
 
+  it("group sizes 32/64/128: scales fixed per group, every one beats RTN, 32 is the per-block default", () => {
+    const type = GGMLType.Q4_0;
+    const rtn = dequantizeMatrix(rtnQuantize(w, rows, cols, type), rows, cols, type);
+    const eRtn = outputError(w, rtn, held, rows, cols, 128);
+    const byGroup = new Map<number, Uint8Array>();
+    for (const groupSize of [32, 64, 128]) {
+      const data = gptqQuantize(w, rows, cols, type, stats, { groupSize, batchSize: 64 });
+      byGroup.set(groupSize, data);
+      const err = outputError(w, dequantizeMatrix(data, rows, cols, type), held, rows, cols, 128);
+      expect(err, `group ${groupSize}`).toBeLessThan(0.5 * eRtn);
+    }
+    expect(byGroup.get(32)).toEqual(gptqQuantize(w, rows, cols, type, stats, { batchSize: 64 }));
+    // A larger group fixes later blocks' scales before their columns receive the error of earlier
+    // ones, so the bytes differ.
+    expect(byGroup.get(128)).not.toEqual(byGroup.get(32));
+    // A K-quant's 256-column block is the smallest group it can have: 64 means the block.
+    expect(gptqQuantize(w, rows, cols, GGMLType.Q4_K, stats, { groupSize: 64 })).toEqual(
+      gptqQuantize(w, rows, cols, GGMLType.Q4_K, stats),
+    );
+    for (const bad of [0, 48, 100, 16])
+      expect(() => gptqQuantize(w, rows, cols, type, stats, { groupSize: bad })).toThrow(
+        /group size must be 32, 64, 128/,
+      );
+  });
+
   it("AWQ block clipping lowers the Hessian-weighted output error of RTN", () => {
     for (const type of [GGMLType.Q4_0, GGMLType.Q4_K] as const) {
       const clipped = w.slice();

@@ -68,6 +68,27 @@ describe("calibration", () => {
     expect(calibration.inputs.get("blk.0.ffn_act")?.cols).toBe(128);
   });
 
+  it("sees every input group of a quantized model too (its forward pass fuses norm and quantization)", () => {
+    // With Q8_0 weights the engine's fused steps hand the matmuls quantized activations; the
+    // calibration must still see the float inputs of every matrix, or GPTQ/AWQ silently fall back.
+    const q8 = join(dir, "rand-q8.gguf");
+    writeRandomLlamaGGUF(q8, {
+      nLayers: 2,
+      dim: 64,
+      nHeads: 4,
+      nKvHeads: 4,
+      ffnDim: 128,
+      vocabSize: 300,
+      type: GGMLType.Q8_0,
+      seed: 5,
+    });
+    const u = uniform(3);
+    const tokens = [1, ...Array.from({ length: 127 }, () => 3 + Math.floor(u() * 296))];
+    const c = collectCalibration(openModelFile(q8), tokens, { ctx: 128, threads: 1 });
+    const groups = ["attn_in", "attn_out", "ffn_in", "ffn_act"].flatMap((p) => [`blk.0.${p}`, `blk.1.${p}`]);
+    for (const g of [...groups, "output_in"]) expect(c.inputs.get(g)?.count, g).toBe(128);
+  });
+
   it("refuses calibration text that is too short", () => {
     try {
       collectCalibration(openModelFile(path), [1, 2, 3], {});

@@ -4,6 +4,7 @@ import { type ComputeFormat, RyzansteinError, typeName } from "@ryzanstein/core-
 import { openModelFile } from "@ryzanstein/engine";
 import {
   type CalibrationData,
+  checkGptqGroupSize,
   collectCalibration,
   decodedModelSource,
   getStrategy,
@@ -26,6 +27,7 @@ export interface QuantizeCommandOptions {
   maxPplIncrease?: number;
   ctx: number;
   actOrder?: boolean;
+  groupSize?: number;
   threads?: number;
 }
 
@@ -70,6 +72,14 @@ export function quantizeCommand(
     );
   if (o.maxPplIncrease !== undefined && strategy.name !== "auto")
     throw new RyzansteinError("INVALID_ARGUMENT", "--max-ppl-increase applies to --strategy auto");
+  if (o.groupSize !== undefined) {
+    if (!["gptq", "mixed", "auto"].includes(strategy.name))
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        "--group-size applies to strategies that run GPTQ (gptq, mixed, auto)",
+      );
+    checkGptqGroupSize(o.groupSize);
+  }
   if (strategy.needsCalibration && !o.calibration)
     throw new RyzansteinError(
       "INVALID_ARGUMENT",
@@ -132,7 +142,7 @@ export function quantizeCommand(
       // Candidates are scored with their matrices decoded to F32 (the file's exact values), so every
       // format can be scored whether or not the native kernels compute with it.
       evaluate: validator ? (c) => validator.validate(decodedModelSource(c)).increase : undefined,
-      gptq: { actOrder: o.actOrder ?? false },
+      gptq: { actOrder: o.actOrder ?? false, groupSize: o.groupSize },
       onProgress: (p) => bar.update(p.phase === "preparing" ? 0.5 * p.fraction : 0.5 + 0.5 * p.fraction),
     });
   } finally {

@@ -12,6 +12,23 @@ export interface GptqOptions {
   batchSize?: number;
   /** Quantize columns in order of decreasing Hessian diagonal (default false); block scales are then fixed up front from the unmodified weights. */
   actOrder?: boolean;
+  /**
+   * Columns per GPTQ group: 32, 64, 128 or a larger power of two (default: the format's block).
+   * When a group starts, the scales of every block in it are fixed from the error-compensated
+   * weights at that point, as GPTQ fits a group's quantizer; the file keeps its per-block scales.
+   * A group smaller than the format's block (e.g. 64 for a 256-column K-quant) is the block.
+   */
+  groupSize?: number;
+}
+
+/** Validates a GPTQ group size (a power of two, at least 32), with a typed error. */
+export function checkGptqGroupSize(groupSize: number): void {
+  if (!Number.isInteger(groupSize) || groupSize < 32 || (groupSize & (groupSize - 1)) !== 0) {
+    throw new RyzansteinError(
+      "INVALID_ARGUMENT",
+      `GPTQ group size must be 32, 64, 128 or a larger power of two, got ${groupSize}`,
+    );
+  }
 }
 
 /** True when GPTQ can write `type` column by column. */
@@ -77,6 +94,9 @@ export function gptqQuantize(
   const bs = traits.blockSize;
   const rowBytes = (cols / bs) * traits.typeSize;
   const actOrder = options.actOrder ?? false;
+  if (options.groupSize !== undefined) checkGptqGroupSize(options.groupSize);
+  // Powers of two at least 32, and blocks of 32 or 256: the larger is a multiple of the block.
+  const group = Math.max(bs, options.groupSize ?? bs);
   const batch = Math.ceil((options.batchSize ?? 128) / bs) * bs;
 
   // Column order: identity, or by decreasing Hessian diagonal (act-order).
@@ -104,11 +124,14 @@ export function gptqQuantize(
     const count = i2 - i1;
     for (let i = i1; i < i2; i++) {
       const col = perm[i];
-      if (!actOrder && col % bs === 0) {
-        // Block start: fix its scales from the current (error-compensated) weights of its columns.
+      if (!actOrder && col % group === 0) {
+        // Group start: fix the scales of its blocks from the current (error-compensated) weights.
+        const end = Math.min(cols, col + group);
         for (let r = 0; r < rows; r++) {
-          for (let j = 0; j < bs; j++) blockValues[j] = w[r * cols + i + j];
-          encodeBlock(r, col / bs, blockValues, 0);
+          for (let b0 = col; b0 < end; b0 += bs) {
+            for (let j = 0; j < bs; j++) blockValues[j] = w[r * cols + b0 + j];
+            encodeBlock(r, b0 / bs, blockValues, 0);
+          }
         }
       }
       const d = u[i * cols + i];
