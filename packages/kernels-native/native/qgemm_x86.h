@@ -23,7 +23,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <cstdlib>
 
 #include "common.h"
 
@@ -334,10 +333,7 @@ void pgemm_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int6
   int64_t t = 0;
   const auto at = [&](int64_t k) { return x + xs * static_cast<size_t>(k); };
   const auto yt = [&](int64_t k) { return y + ys * static_cast<size_t>(k); };
-  static const bool kOldQ4 = std::getenv("RYZ_Q4_OLD") != nullptr;  // TEMP: A/B measurement only
-  if (kOldQ4) {
-    for (; t + 4 <= nt; t += 4) ptile_q4<D, 4>(cols, wp, at(t), xs, yt(t), ys);
-  } else if constexpr (!D::kVnni) {
+  if constexpr (!D::kVnni) {
     for (; t + 8 <= nt; t += 8) ptile_q4x<8>(cols, wp, at(t), xs, yt(t), ys);
     switch (nt - t) {
       case 7: ptile_q4x<7>(cols, wp, at(t), xs, yt(t), ys); return;

@@ -102,7 +102,9 @@ describe.each(availableIsas())("isa=%s: repacked Q4_0 / Q8_0", (isa: Isa) => {
         );
         for (let t = 0; t < n; t++) {
           packed.matmul(alone, w, x.slice(t * cols, (t + 1) * cols), 1);
-          expect(Array.from(got.subarray(t * rows, (t + 1) * rows)), `n=${n} token ${t}`).toEqual(Array.from(alone));
+          expect(Array.from(got.subarray(t * rows, (t + 1) * rows)), `n=${n} token ${t}`).toEqual(
+            Array.from(alone),
+          );
         }
       }
     });
