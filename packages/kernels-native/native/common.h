@@ -207,7 +207,7 @@ struct Kernels {
   void (*attention_head)(float* out, const float* q, const float* k, const float* v, const KvRows& kv,
                          int64_t len, int64_t head_dim, float scale, float* scores, float* acc);
   // Tiled Q4_0 / Q8_0 matmul (nullptr: the engine falls back to dot_q4_0 / dot_q8_0 per row).
-  ConvFn conv_q8act;  // f32 -> Q8 act row (qs | f32 d | i32 sums), q8act_bytes(cols) bytes
+  ConvFn conv_q8act;  // f32 -> Q8 act row (qs | f32 d | i32 sums | i32 Q4_0 corrections), q8act_bytes(cols) bytes
   QGemmFn gemm_q4_0;
   QGemmFn gemm_q8_0;
   // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
@@ -226,7 +226,17 @@ struct Kernels {
 /** Bytes of one Q8 act row (see qgemm_x86.h), a multiple of 64. */
 static inline size_t q8act_bytes(int64_t cols) {
   const size_t nb = static_cast<size_t>(cols / kQK);
-  return (static_cast<size_t>(cols) + nb * 8 + 63) & ~size_t{63};
+  return (static_cast<size_t>(cols) + nb * 12 + 63) & ~size_t{63};
+}
+
+/**
+ * The Q8 act row's Q4_0 correction word (qgemm_x86.h): -8 times the sums of a block's quants j with
+ * j % 4 in {0, 1} (low int16) and in {2, 3} (high int16).
+ */
+static inline int32_t q4_corr_pair(int32_t lo_sum, int32_t hi_sum) {
+  const uint32_t lo = static_cast<uint16_t>(static_cast<int16_t>(-8 * lo_sum));
+  const uint32_t hi = static_cast<uint16_t>(static_cast<int16_t>(-8 * hi_sum));
+  return static_cast<int32_t>(lo | (hi << 16));
 }
 
 const Kernels* kernels_generic();

@@ -103,22 +103,24 @@ void dot_q4_0(int64_t cols, const void* w, const void* x, size_t xs, int nx, flo
   }
 }
 
-// Q8 act layout (qgemm_x86.h): qs[cols] | f32 d[nb] | i32 sums[nb].
+// Q8 act layout (qgemm_x86.h): qs[cols] | f32 d[nb] | i32 sums[nb] | i32 Q4_0 corrections[nb].
 void conv_q8act_ref(const float* x, void* dst, int64_t cols) {
   const int64_t nb = cols / kQK;
   int8_t* qs = static_cast<int8_t*>(dst);
   float* ds = reinterpret_cast<float*>(qs + cols);
   int32_t* ss = reinterpret_cast<int32_t*>(ds + nb);
+  int32_t* cs = ss + nb;
   for (int64_t b = 0; b < nb; b++) {
     BlockQ8_0 blk;
     quantize_block_q8_0_act(x + b * kQK, &blk);
     ds[b] = f16_to_f32(blk.d);
-    int32_t sum = 0;
+    int32_t half[2] = {0, 0};  // j % 4 in {0, 1} and in {2, 3}
     for (int j = 0; j < kQK; j++) {
       qs[b * kQK + j] = blk.qs[j];
-      sum += blk.qs[j];
+      half[(j % 4) / 2] += blk.qs[j];
     }
-    ss[b] = sum;
+    ss[b] = half[0] + half[1];
+    cs[b] = q4_corr_pair(half[0], half[1]);
   }
 }
 

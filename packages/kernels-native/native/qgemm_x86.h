@@ -7,6 +7,9 @@
 //   int8  qs[cols]      quants, 32-byte aligned so a block is one aligned load
 //   float d[cols/32]    block scales, already rounded through f16 exactly as block_q8_0 stores them
 //   int32 s[cols/32]    sum of the block's quants (Q4_0: w = nibble - 8, so Σ w·y = Σ nibble·y - 8·Σ y)
+//   int32 c[cols/32]    the same correction as two int16: low half -8·Σ y[j] over j % 4 in {0, 1}, high half
+//                       over j % 4 in {2, 3}; the int16 pair sums of the repacked Q4_0 kernel (ptile_q4x)
+//                       start from it (each half is at most 8·16·128 in magnitude: fits int16)
 // The values are bit-identical to ggml's quantize_row_q8_0 (same d, same rounding), so the result
 // differs from the reference only by the float summation order.
 //
@@ -42,6 +45,7 @@ void conv_q8act(const float* x, void* dst, int64_t cols) {
   int8_t* qs = static_cast<int8_t*>(dst);
   float* ds = reinterpret_cast<float*>(qs + cols);
   int32_t* ss = reinterpret_cast<int32_t*>(ds + nb);
+  int32_t* cs = ss + nb;
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t b = 0; b < nb; b++) {
@@ -62,10 +66,13 @@ void conv_q8act(const float* x, void* dst, int64_t cols) {
     __m256i i2 = _mm256_cvtps_epi32(q8act_round(_mm256_mul_ps(v2, idv)));
     __m256i i3 = _mm256_cvtps_epi32(q8act_round(_mm256_mul_ps(v3, idv)));
     const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    // Lane l of `sum` holds the elements j with j % 8 == l; lanes 0,1 (+4,5) are j % 4 in {0, 1}.
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-    ss[b] = _mm_cvtsi128_si32(s4);
+    s4 = _mm_hadd_epi32(s4, s4);
+    const int32_t lo_sum = _mm_cvtsi128_si32(s4);
+    const int32_t hi_sum = _mm_extract_epi32(s4, 1);
+    ss[b] = lo_sum + hi_sum;
+    cs[b] = q4_corr_pair(lo_sum, hi_sum);
     i0 = _mm256_packs_epi32(i0, i1);
     i2 = _mm256_packs_epi32(i2, i3);
     i0 = _mm256_packs_epi16(i0, i2);
@@ -250,17 +257,97 @@ void ptile_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, floa
   for (int t = 0; t < T; t++) _mm256_storeu_ps(y + ys * static_cast<size_t>(t), acc[t]);
 }
 
-/** The PackedGemmFn of common.h for Q4_0: one group of 8 repacked rows × `nt` tokens (tiles of 4, then 1). */
+/**
+ * AVX2 Q4_0: 8 rows × T tokens (T up to 8) over one group of repacked blocks, ordered for the FP/vector
+ * pipes rather than memory (a 16-token step is bound by them): per block and token, one int16
+ * accumulator starts from the row's correction word c[b] (see the layout comment: the -8·Σ y term
+ * split per int16 lane) and takes the 8 vpmaddubsw products unpacked chunk by chunk (the int16 sums
+ * wrap but end in range: each lane is Σ (nibble - 8)·y over 16 elements, |·| <= 16384); one vpmaddwd
+ * makes the 8 row dots. That drops the per-token int32 correction (scalar multiply, transfer,
+ * broadcast, subtract) of ptile_q4 and, with T = 8, amortises the weight unpacking over twice the
+ * tokens. Each token has one pointer into its Q8 act row and the quants / scales / corrections are
+ * addressed by offsets shared by all tokens, so the pointers stay in registers. The float side is
+ * ptile_q4's exactly (per block: fma(dw·dx, float(dot), acc)), so the outputs are bit-identical.
+ */
+template <int T>
+void ptile_q4x(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, float* y, size_t ys) {
+  const int64_t nb = cols / kQK;
+  constexpr size_t kBlk = 144;
+  constexpr size_t kPrefetch = 2048;
+  const uint8_t* xt[T];
+  __m256 acc[T];
+  _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+    xt[t] = x + xs * static_cast<size_t>(t);
+    acc[t] = _mm256_setzero_ps();
+  }
+  const size_t d_off = static_cast<size_t>(cols);                                 // f32 d[nb]
+  const size_t c_off = static_cast<size_t>(cols) + 8 * static_cast<size_t>(nb);  // i32 c[nb]
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = wp + kBlk * static_cast<size_t>(b);
+    for (size_t o = 0; o < kBlk; o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + o), _MM_HINT_T0);
+    const __m256i* q = reinterpret_cast<const __m256i*>(blk + 16);
+    const size_t qo = kQK * static_cast<size_t>(b);
+    const size_t so = 4 * static_cast<size_t>(b);
+    __m256i s16[T];
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+      int32_t c;
+      std::memcpy(&c, xt[t] + c_off + so, 4);
+      s16[t] = _mm256_set1_epi32(c);
+    }
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+      const __m256i v = _mm256_loadu_si256(q + c);
+      const __m256i lo = _mm256_and_si256(v, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        int32_t a, h;
+        std::memcpy(&a, xt[t] + qo + 4 * c, 4);
+        std::memcpy(&h, xt[t] + qo + 16 + 4 * c, 4);
+        // The empty asm pins each add in place: left alone, GCC reassociates the int16 sums into a
+        // tree over all T·8 products and spills most of them.
+        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a)));
+        __asm__("" : "+x"(s16[t]));
+        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(h)));
+        __asm__("" : "+x"(s16[t]));
+      }
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+      float dx;
+      std::memcpy(&dx, xt[t] + d_off + so, 4);
+      const __m256i p = _mm256_madd_epi16(s16[t], ones16);
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(p), acc[t]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) _mm256_storeu_ps(y + ys * static_cast<size_t>(t), acc[t]);
+}
+
+/**
+ * The PackedGemmFn of common.h for Q4_0: one group of 8 repacked rows × `nt` tokens. AVX2: tiles of
+ * 8 tokens (ptile_q4x), one tile for the 2..7 left, and a single token (decode) through ptile_q4,
+ * which streams the weights; VNNI: tiles of 4, then 1 (ptile_q4).
+ */
 template <class D>
 void pgemm_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y, size_t ys) {
-  constexpr int TT = 4;
   int64_t t = 0;
-  for (; t + TT <= nt; t += TT) {
-    ptile_q4<D, TT>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
+  const auto at = [&](int64_t k) { return x + xs * static_cast<size_t>(k); };
+  const auto yt = [&](int64_t k) { return y + ys * static_cast<size_t>(k); };
+  if constexpr (!D::kVnni) {
+    for (; t + 8 <= nt; t += 8) ptile_q4x<8>(cols, wp, at(t), xs, yt(t), ys);
+    switch (nt - t) {
+      case 7: ptile_q4x<7>(cols, wp, at(t), xs, yt(t), ys); return;
+      case 6: ptile_q4x<6>(cols, wp, at(t), xs, yt(t), ys); return;
+      case 5: ptile_q4x<5>(cols, wp, at(t), xs, yt(t), ys); return;
+      case 4: ptile_q4x<4>(cols, wp, at(t), xs, yt(t), ys); return;
+      case 3: ptile_q4x<3>(cols, wp, at(t), xs, yt(t), ys); return;
+      case 2: ptile_q4x<2>(cols, wp, at(t), xs, yt(t), ys); return;
+      default: break;
+    }
+  } else {
+    for (; t + 4 <= nt; t += 4) ptile_q4<D, 4>(cols, wp, at(t), xs, yt(t), ys);
   }
-  for (; t < nt; t++) {
-    ptile_q4<D, 1>(cols, wp, x + xs * static_cast<size_t>(t), xs, y + ys * static_cast<size_t>(t), ys);
-  }
+  for (; t < nt; t++) ptile_q4<D, 1>(cols, wp, at(t), xs, yt(t), ys);
 }
 
 /**

@@ -79,6 +79,37 @@ describe.each(availableIsas())("isa=%s: repacked Q4_0 / Q8_0", (isa: Isa) => {
     });
   }
 
+  // The multi-token Q4_0 kernel runs tiles of up to 8 tokens (one more tile for the 2..7 left) and a
+  // lone token through the decode kernel; every count must agree with the reference and give each
+  // token's row bit for bit as that token alone (the float order is the same per output).
+  for (const [rows, cols] of [
+    [64, 96],
+    [75, 1056],
+  ] as const) {
+    it(`q4_0 [${rows}x${cols}], n = 1..17: tiles = reference, each row = the token alone`, () => {
+      const g = gen(`${isa}/packed-tiles/${rows}x${cols}`);
+      const w = Tensor.fromF32([rows, cols], g.uniform(rows * cols), GGMLType.Q4_0);
+      expect(packed.prepareWeight(w, false)).toBe(true);
+      const alone = new Float32Array(rows);
+      for (let n = 1; n <= 17; n++) {
+        const x = g.uniform(n * cols, 3);
+        const want = new Float32Array(n * rows);
+        const got = new Float32Array(n * rows).fill(Number.NaN);
+        ref.matmul(want, w, x, n);
+        packed.matmul(got, w, x, n);
+        expect(relErr(got, want), ctx(`${isa} q4_0 tiles [${rows}x${cols}] n=${n}`)).toBeLessThanOrEqual(
+          MATMUL_TOL.q4_0,
+        );
+        for (let t = 0; t < n; t++) {
+          packed.matmul(alone, w, x.slice(t * cols, (t + 1) * cols), 1);
+          expect(Array.from(got.subarray(t * rows, (t + 1) * rows)), `n=${n} token ${t}`).toEqual(
+            Array.from(alone),
+          );
+        }
+      }
+    });
+  }
+
   it("leaves small matrices and other formats in the file layout", () => {
     const g = gen(`${isa}/packed-skip`);
     expect(packed.prepareWeight(Tensor.fromF32([63, 64], g.uniform(63 * 64), GGMLType.Q4_0), false)).toBe(
