@@ -328,11 +328,11 @@ const fmaBits = new Float32Array(1);
 const fmaUint = new Uint32Array(fmaBits.buffer);
 
 /**
- * Float `fma(a, b, c)` with one rounding: the product of two floats is exact in a double; the sum's
+ * Float `fma(a, b, c)` (C's `fmaf`) with one rounding: the product of two floats is exact in a double; the sum's
  * double rounding is undone where it matters, when the double lands exactly halfway between two
  * floats (its rounding error, from TwoSum, then says which way the exact sum lies).
  */
-function fmaF32(a: number, b: number, c: number): number {
+export function fmaF32(a: number, b: number, c: number): number {
   const p = a * b;
   const s = p + c;
   const r = Math.fround(s);

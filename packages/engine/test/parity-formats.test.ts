@@ -57,16 +57,9 @@ describe("random-weight Llama (GQA, 3 layers, d 256) in every new format: native
       const trace = await llamaCppGreedy(path, prompt, STEPS, { topK: 5, threads: 1 });
       const sequence = [...prompt, ...trace.steps.map((s) => s.token)];
 
-      // Ternary matrices compared with llama.cpp in their file layout: the lookup-table copy made at
-      // load sums each block's integers exactly but adds the blocks in one float accumulator, not
-      // in llama.cpp's 8 lanes, so on this chaotic model it can flip an activation rounding (the
-      // LUT kernel equals our scalar file-layout dot bit for bit: kernels-native tests).
-      const ternary = type === GGMLType.TQ1_0 || type === GGMLType.TQ2_0;
-      const native = await loadModel(path, {
-        threads: 2,
-        attentionNumerics: "llama.cpp",
-        ...(ternary ? { repack: false } : {}),
-      });
+      // Default load options: ternary matrices go through the lookup-table copy made at load,
+      // whose float order is llama.cpp's (kernels-native tests: bit for bit with the file-layout dot).
+      const native = await loadModel(path, { threads: 2, attentionNumerics: "llama.cpp" });
       const native32 = await loadModel(path, { threads: 2, kvCache: "f32" });
       const reference = await loadModel(path, { backend: "reference", worker: false, kvCache: "f32" });
       const ours = await native.logits(sequence.slice(0, -1));

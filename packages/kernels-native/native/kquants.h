@@ -493,6 +493,28 @@ static inline void fma_lanes(float* acc, float d, const int32_t* lanes) {
   for (int m = 0; m < 8; m++) acc[m] = std::fma(d, static_cast<float>(lanes[m]), acc[m]);
 }
 
+/**
+ * TQ1_0 / TQ2_0 x Q8_K as ggml_vec_dot_tq1_0_q8_K / ggml_vec_dot_tq2_0_q8_K (AVX2): lane m holds
+ * Σ code·y (codes 0..2) over elements 4m..4m+3 of each 32-element chunk, minus the activation sum
+ * of elements 32m..32m+31 (bsums[2m] + bsums[2m+1], subtracted in the same int16 lanes).
+ */
+template <class A>
+static inline void dot_tq_ggml(int64_t cols, const void* w, const void* x, size_t xs, int nx, float* out) {
+  using B = typename A::B;
+  const B* b = static_cast<const B*>(w);
+  for (int k = 0; k < nx; k++) {
+    const BlockQ8K* y = act_row<BlockQ8K>(x, xs, k);
+    float acc[8] = {};
+    for (int64_t i = 0; i < cols / kQKK; i++) {
+      int32_t lanes[8];
+      for (int m = 0; m < 8; m++) lanes[m] = -(y[i].bsums[2 * m] + y[i].bsums[2 * m + 1]);
+      for (int e = 0; e < kQKK; e++) lanes[(e >> 2) & 7] += (A::code(b[i], e) + 1) * y[i].qs[e];
+      fma_lanes(acc, y[i].d * f16_to_f32(b[i].d), lanes);
+    }
+    out[k] = hsum8_ggml(acc);
+  }
+}
+
 /** Integer lanes of one 256-value K block: lane m = Σ_chunks scale(sub-block) · Σ_{4 elements} code·y. */
 template <class A>
 static inline void k_block_lanes(const typename A::B& b, const int8_t* q8, int32_t* lanes) {

@@ -10,7 +10,7 @@
 //     Q8_0: 8 chunks c, each 8 rows x 4 bytes: quants 4c..4c+3 of row i             = 272 bytes
 //   then the last rows % 8 rows in the file layout.
 //
-// TQ1_0 / TQ2_0: the lookup-table layout of ternary_lut.h (tiles of 32 rows, 1.75 bits per weight),
+// TQ1_0 / TQ2_0: the lookup-table layout of ternary_lut.h (tiles of 32 rows, 1.8125 bits per weight),
 // read by the LUT kernel instead of the file layout.
 #pragma once
 

@@ -3,27 +3,43 @@
 // the activations, and the kernel gathers from that table (vpshufb) instead of decoding weights
 // and multiplying them.
 //
-// Groups of 3 columns: 3 trits (t0, t1, t2) are the balanced-ternary number v = 9·t0 + 3·t1 + t2
-// in [-13, 13], stored as |v| (a 4-bit index 0..13) plus the sign of v (1 bit): 5 bits for 3
-// weights. A 256-column block (one scale per row, as in the file formats and in the Q8_K
-// activations) is 85 groups plus one group of column 255 padded with two zero trits: 86 groups.
+// Float order of llama.cpp. Its AVX2 ggml_vec_dot_tq1_0_q8_K / ggml_vec_dot_tq2_0_q8_K keep 8
+// float lanes per row: per 256-column block, lane L gets the integer
+//   Σ_{e ∈ S_L} c_e·y_e − (bsums[2L] + bsums[2L+1]),  S_L = {e : (e mod 32) div 4 = L}
+// (c = t + 1 ∈ {0, 1, 2} the file's code, y the Q8_K quants; `madd(ones)` over int16 lanes in both
+// formats), then acc_L = fma(float(lane), d·yd, acc_L), and hsum_float_8 at the end. Every lane
+// sum here is that integer exactly, built as Σ_{S_L} t·y (the lookups) + corr_L with the
+// activation-only corr_L = Σ_{S_L} y − bsums[2L] − bsums[2L+1], then the same FMA per lane and the
+// same final reduction, so the result equals llama.cpp's (and our file-layout dot's) bit for bit.
+//
+// Groups within a lane: lane L's 32 columns in the order i = 0..31 (column 32·(i>>2) + 4L + (i&3))
+// form 10 groups of 3 and one group of 2 (group 10: i = 30, 31): 11 groups per lane, 88 per block.
+// 3 trits (t0, t1, t2) are the balanced-ternary number v = 9·t0 + 3·t1 + t2 in [-13, 13], stored as
+// |v| (a 4-bit index 0..13) plus the sign of v; group 10's 2 trits are the unsigned index
+// 1 + 3·(t0 + 1) + (t1 + 1) in 1..9, no sign.
 //
 // Per activation group (a0, a1, a2) the table holds T[m] = Σ digit_i(m)·a_i for m = 0..13, where
-// digit(m) is m in balanced ternary. T needs 10 bits, so each int8 activation is split exactly into
-// a = 16·ah + al (al = a & 15 in [0, 15], ah = a >> 4 in [-8, 7]) and there are two int8 tables,
-// TL (|TL| <= 45) and TH (|TH| <= 24); the kernel combines 16·TH + TL into int16. Every sum is an
-// integer sum of int8 activations times trits, so a block's integer dot is exact and the result
-// equals the scalar dot of the file layout bit for bit (same float operations per block).
+// digit(m) is m in balanced ternary (group 10: T[m] = t0(m)·a0 + t1(m)·a1 for m = 1..9). T needs 10
+// bits, so each int8 activation is split exactly into a = 16·ah + al with al in [-8, 7] (the low
+// nibble, sign-extended) and ah in [-8, 8], and there are two int8 tables TL and TH (each
+// |T| <= 24, so 5 groups add up in int8); the kernel combines TL + 16·TH in int16. All of it is
+// integer arithmetic, exact.
 //
 // Packed layout of a rows x cols ternary matrix: tiles of 32 rows (the last one padded with zero
-// rows), each tile a sequence of cols/256 blocks of kTlBlockBytes:
-//   uint16 d[32]              f16 scale of each row
-//   uint8  idx[43][32]        pair p, byte r: index of group 2p of row r (low nibble), 2p+1 (high)
-//   uint8  sgn[11][32]        set s, byte r: bit k = sign of group 8s+k of row r (1: negative)
-// 1792 bytes per 32 x 256 weights: 1.75 bits per weight (TQ2_0: 2.0625, TQ1_0: 1.6875).
+// rows), each tile a sequence of cols/256 blocks of kTlBlockBytes: 32 f16 scales (uint16 d[32]),
+// then per lane L a record of 7 vectors of 32 bytes (byte r: row r):
+//   vectors 0..4   index of group 2p (low nibble) and 2p+1 (high nibble) of lane L
+//   vector  5      bit 0 set, bit g+1: sign of group g = 0..6 (1: negative)
+//   vector  6      group 10's index (bits 0-3), signs of groups 7, 8, 9 (bits 4, 5, 6), bit 7 zero
+// vpsignb takes the sign from bit 7 and zeroes where its operand byte is 0: shifting the wanted
+// sign bit to bit 7 leaves a set bit below it (bit 0 of vector 5, group 10's index >= 1 in vector
+// 6), so one shift per group makes its sign operand; vpshufb reads bits 0-3 and 7 of an index, so
+// vector 6 is group 10's index as it is. 1856 bytes per 32 x 256 weights: 1.8125 bits per weight
+// (TQ2_0: 2.0625, TQ1_0: 1.6875).
 //
-// Activations: per token, float d[cols/256] (the Q8_K scales, padded to 64 bytes), then for each
-// block 86 groups x 32 bytes: TL[16] then TH[16] (entries 14, 15 zero).
+// Activations: per token, float d[cols/256] (the Q8_K scales, padded to 64 bytes), then per block
+// int16 corr_L broadcast to 32 bytes for L = 0..7, then 88 groups (lane-major) x 32 bytes:
+// TL[16] then TH[16] (unused entries zero).
 //
 // Internal linkage only (see common.h).
 #pragma once
@@ -35,17 +51,20 @@
 
 namespace ryz {
 
-constexpr int kTlRows = 32;              // rows per tile (bytes of a 256-bit vector)
-constexpr int kTlGroups = 86;            // groups of 3 columns per 256-column block
-constexpr int kTlPairs = kTlGroups / 2;  // index bytes per row and block
-constexpr int kTlSets = 11;              // sign bytes per row and block
-constexpr size_t kTlIdxOff = 2 * kTlRows;
-constexpr size_t kTlSgnOff = kTlIdxOff + static_cast<size_t>(kTlPairs) * kTlRows;
-constexpr size_t kTlBlockBytes = kTlSgnOff + static_cast<size_t>(kTlSets) * kTlRows;
-constexpr size_t kTlTableBytes = 32;  // TL + TH of one group
-constexpr size_t kTlActBlockBytes = kTlGroups * kTlTableBytes;
-static_assert(kTlBlockBytes == 1792, "ternary LUT block");
-static_assert(kTlActBlockBytes % 64 == 0, "tables stay 64-byte aligned");
+constexpr int kTlRows = 32;                            // rows per tile (bytes of a 256-bit vector)
+constexpr int kTlLanes = 8;                            // llama.cpp's float lanes
+constexpr int kTlLaneGroups = 11;                      // groups of 3 columns per lane and block
+constexpr int kTlGroups = kTlLanes * kTlLaneGroups;    // 88 groups per 256-column block
+constexpr size_t kTlLaneOff = 2 * kTlRows;             // first lane record (after the scales)
+constexpr size_t kTlLaneBytes = 7 * kTlRows;           // one lane record
+constexpr size_t kTlSgnVec = 5;                        // vector of the signs of groups 0..6
+constexpr size_t kTlExtVec = 6;                        // vector of group 10's index and signs 7..9
+constexpr size_t kTlBlockBytes = kTlLaneOff + kTlLanes * kTlLaneBytes;
+constexpr size_t kTlTableBytes = 32;                   // TL + TH of one group
+constexpr size_t kTlCorrBytes = kTlLanes * 32;         // corr_L as 16 x int16 per lane
+constexpr size_t kTlActBlockBytes = kTlCorrBytes + kTlGroups * kTlTableBytes;
+static_assert(kTlBlockBytes == 1856, "ternary LUT block");
+static_assert(kTlBlockBytes % 64 == 0 && kTlActBlockBytes % 64 == 0, "blocks and tables stay 64-byte aligned");
 
 /** Bytes of the packed layout of a rows x cols ternary matrix (cols a multiple of 256). */
 static inline size_t tl_packed_bytes(int64_t rows, int64_t cols) {
@@ -59,6 +78,27 @@ static inline size_t tl_act_bytes(int64_t cols) {
   return ((nb * 4 + 63) & ~size_t{63}) + nb * kTlActBlockBytes;
 }
 static inline size_t tl_act_tables_off(int64_t cols) { return (static_cast<size_t>(cols / kQKK) * 4 + 63) & ~size_t{63}; }
+
+/** Column of a block held at position i (0..31) of lane L. */
+static inline int tl_col(int lane, int i) { return 32 * (i >> 2) + 4 * lane + (i & 3); }
+
+/** Byte offset in a block of the index vector of group g (0..10) of lane L, and its bit shift. */
+static inline size_t tl_idx_pos(int lane, int g, int* shift) {
+  *shift = g < 10 ? 4 * (g % 2) : 0;
+  return kTlLaneOff + kTlLaneBytes * static_cast<size_t>(lane) + 32 * static_cast<size_t>(g < 10 ? g / 2 : kTlExtVec);
+}
+
+/** Byte offset in a block of the sign vector of group g (0..9) of lane L, and its bit. */
+static inline size_t tl_sgn_pos(int lane, int g, int* bit) {
+  *bit = g < 7 ? g + 1 : g - 3;
+  return kTlLaneOff + kTlLaneBytes * static_cast<size_t>(lane) + 32 * (g < 7 ? kTlSgnVec : kTlExtVec);
+}
+
+/** Trits (t0, t1) of group 10's table index m (1..9), or (0, 0) for the unused entries. */
+static inline int tl_pair_trit(int m, int i) {
+  if (m < 1 || m > 9) return 0;
+  return i == 0 ? (m - 1) / 3 - 1 : (m - 1) % 3 - 1;
+}
 
 /** Balanced-ternary digit i (0: the 9s, 1: the 3s, 2: the 1s) of m in 0..13. */
 static inline int tl_digit(int m, int i) {
@@ -76,9 +116,8 @@ static inline int tl_digit(int m, int i) {
   return d[i];
 }
 
-/** Trit (-1, 0, 1) of column e of one block of a ternary file format, or 0 for e >= 256. */
+/** Trit (-1, 0, 1) of column e of one block of a ternary file format. */
 static inline int tl_trit(int fmt, const uint8_t* blk, int e) {
-  if (e >= kQKK) return 0;
   return fmt == 34 ? code_tq1(*reinterpret_cast<const BlockTQ1*>(blk), e)
                    : code_tq2(*reinterpret_cast<const BlockTQ2*>(blk), e);
 }
@@ -108,39 +147,62 @@ static inline void tl_repack(int fmt, const uint8_t* src, int64_t rows, int64_t 
       uint8_t* out = dst + (static_cast<size_t>(t * nb + b)) * kTlBlockBytes;
       for (int r = 0; r < kTlRows; r++) {
         const int64_t row = t * kTlRows + r;
-        if (row >= rows) break;  // padding rows: d = 0, index 0 (T[0] = 0)
+        if (row >= rows) break;  // padding rows: d = 0, every table entry read is 0
         const uint8_t* blk = src + (static_cast<size_t>(row) * static_cast<size_t>(nb) + static_cast<size_t>(b)) * bb;
         std::memcpy(out + 2 * r, blk + bb - 2, 2);  // d is the last field of both block types
-        for (int g = 0; g < kTlGroups; g++) {
-          const int v = 9 * tl_trit(fmt, blk, 3 * g) + 3 * tl_trit(fmt, blk, 3 * g + 1) + tl_trit(fmt, blk, 3 * g + 2);
-          const int m = v < 0 ? -v : v;
-          out[kTlIdxOff + 32 * static_cast<size_t>(g / 2) + r] |= static_cast<uint8_t>(m << (4 * (g % 2)));
-          if (v < 0) out[kTlSgnOff + 32 * static_cast<size_t>(g / 8) + r] |= static_cast<uint8_t>(1 << (g % 8));
+        for (int lane = 0; lane < kTlLanes; lane++) {
+          int shift, bit;
+          out[tl_sgn_pos(lane, 0, &bit) + r] |= 1;  // bit 0 of the sign vector
+          for (int g = 0; g < kTlLaneGroups - 1; g++) {
+            const int v = 9 * tl_trit(fmt, blk, tl_col(lane, 3 * g)) + 3 * tl_trit(fmt, blk, tl_col(lane, 3 * g + 1)) +
+                          tl_trit(fmt, blk, tl_col(lane, 3 * g + 2));
+            const size_t io = tl_idx_pos(lane, g, &shift);
+            out[io + r] |= static_cast<uint8_t>((v < 0 ? -v : v) << shift);
+            const size_t so = tl_sgn_pos(lane, g, &bit);
+            if (v < 0) out[so + r] |= static_cast<uint8_t>(1 << bit);
+          }
+          const int u = 1 + 3 * (tl_trit(fmt, blk, tl_col(lane, 30)) + 1) + tl_trit(fmt, blk, tl_col(lane, 31)) + 1;
+          out[tl_idx_pos(lane, 10, &shift) + r] |= static_cast<uint8_t>(u);
         }
       }
     }
   }
 }
 
-/** One block's tables from its Q8_K quants: 86 x (TL[16], TH[16]) (scalar reference). */
-static inline void tl_tables_ref(const int8_t* qs, uint8_t* dst) {
-  int8_t al[kQKK + 2] = {}, ah[kQKK + 2] = {};
-  for (int j = 0; j < kQKK; j++) {
-    al[j] = static_cast<int8_t>(qs[j] & 15);
-    ah[j] = static_cast<int8_t>((qs[j] - al[j]) / 16);  // exact: floor(q / 16)
+/** a = 16·ah + al with al in [-8, 7] (low nibble, sign-extended) and ah in [-8, 8]. */
+static inline void tl_split(int a, int* al, int* ah) {
+  *al = ((a + 8) & 15) - 8;
+  *ah = (a - *al) / 16;  // exact
+}
+
+/** corr_L of one Q8_K block: Σ_{S_L} y − bsums[2L] − bsums[2L+1] (see the top of this file). */
+static inline int tl_corr(const BlockQ8K& q, int lane) {
+  int s = -q.bsums[2 * lane] - q.bsums[2 * lane + 1];
+  for (int i = 0; i < 32; i++) s += q.qs[tl_col(lane, i)];
+  return s;
+}
+
+/** One block's corrections and tables from its Q8_K block (scalar reference; kTlActBlockBytes). */
+static inline void tl_tables_ref(const BlockQ8K& q, uint8_t* dst) {
+  for (int lane = 0; lane < kTlLanes; lane++) {
+    const int16_t c = static_cast<int16_t>(tl_corr(q, lane));
+    for (int j = 0; j < 16; j++) std::memcpy(dst + 32 * lane + 2 * j, &c, 2);
   }
-  for (int g = 0; g < kTlGroups; g++) {
-    int8_t* tl = reinterpret_cast<int8_t*>(dst + kTlTableBytes * static_cast<size_t>(g));
-    for (int m = 0; m < 16; m++) {
-      int sl = 0, sh = 0;
-      if (m < 14) {
+  for (int lane = 0; lane < kTlLanes; lane++) {
+    int al[33] = {}, ah[33] = {};  // position 32: group 10's third digit (always 0)
+    for (int i = 0; i < 32; i++) tl_split(q.qs[tl_col(lane, i)], &al[i], &ah[i]);
+    for (int g = 0; g < kTlLaneGroups; g++) {
+      int8_t* tl = reinterpret_cast<int8_t*>(dst + kTlCorrBytes + kTlTableBytes * static_cast<size_t>(kTlLaneGroups * lane + g));
+      for (int m = 0; m < 16; m++) {
+        int sl = 0, sh = 0;
         for (int i = 0; i < 3; i++) {
-          sl += tl_digit(m, i) * al[3 * g + i];
-          sh += tl_digit(m, i) * ah[3 * g + i];
+          const int digit = g < 10 ? (m < 14 ? tl_digit(m, i) : 0) : (i < 2 ? tl_pair_trit(m, i) : 0);
+          sl += digit * al[3 * g + i];
+          sh += digit * ah[3 * g + i];
         }
+        tl[m] = static_cast<int8_t>(sl);
+        tl[16 + m] = static_cast<int8_t>(sh);
       }
-      tl[m] = static_cast<int8_t>(sl);
-      tl[16 + m] = static_cast<int8_t>(sh);
     }
   }
 }
@@ -154,13 +216,14 @@ static inline void conv_tl_ref(const float* x, void* dst, int64_t cols) {
   for (int64_t b = 0; b < cols / kQKK; b++) {
     conv_q8_k_ref(x + b * kQKK, &q, kQKK);
     d[b] = q.d;
-    tl_tables_ref(q.qs, tab + static_cast<size_t>(b) * kTlActBlockBytes);
+    tl_tables_ref(q, tab + static_cast<size_t>(b) * kTlActBlockBytes);
   }
 }
 
 /**
  * One tile of 32 packed rows times `nt` tokens (tables `x`, stride `xs` bytes): y[t*ys + r] for
- * rows r < `valid` (scalar reference; sums per block exact, then acc += (d·yd)·isum as dot_k_ref).
+ * rows r < `valid` (scalar reference, llama.cpp's order: per block and lane the exact integer,
+ * acc_L = fma(d·yd, lane, acc_L), then hsum_float_8).
  */
 static inline void gemm_tl_ref(int64_t cols, const uint8_t* tile, const uint8_t* x, size_t xs, int64_t nt, float* y,
                                size_t ys, int valid) {
@@ -170,22 +233,33 @@ static inline void gemm_tl_ref(int64_t cols, const uint8_t* tile, const uint8_t*
     const uint8_t* xt = x + xs * static_cast<size_t>(t);
     const float* yd = reinterpret_cast<const float*>(xt);
     for (int r = 0; r < valid; r++) {
-      float s = 0.0f;
+      float acc[kTlLanes] = {};
       for (int64_t b = 0; b < nb; b++) {
         const uint8_t* blk = tile + static_cast<size_t>(b) * kTlBlockBytes;
-        const int8_t* tab = reinterpret_cast<const int8_t*>(xt + toff + static_cast<size_t>(b) * kTlActBlockBytes);
-        int32_t isum = 0;
-        for (int g = 0; g < kTlGroups; g++) {
-          const int m = (blk[kTlIdxOff + 32 * static_cast<size_t>(g / 2) + r] >> (4 * (g % 2))) & 15;
-          const int neg = (blk[kTlSgnOff + 32 * static_cast<size_t>(g / 8) + r] >> (g % 8)) & 1;
-          const int v = 16 * tab[kTlTableBytes * static_cast<size_t>(g) + 16 + m] + tab[kTlTableBytes * static_cast<size_t>(g) + m];
-          isum += neg ? -v : v;
+        const uint8_t* act = xt + toff + static_cast<size_t>(b) * kTlActBlockBytes;
+        const int8_t* tab = reinterpret_cast<const int8_t*>(act + kTlCorrBytes);
+        int32_t lanes[kTlLanes];
+        for (int lane = 0; lane < kTlLanes; lane++) {
+          int16_t corr;
+          std::memcpy(&corr, act + 32 * lane, 2);
+          int32_t isum = corr;
+          for (int g = 0; g < kTlLaneGroups; g++) {
+            int shift, bit = 0;
+            const size_t io = tl_idx_pos(lane, g, &shift);
+            const size_t so = g < 10 ? tl_sgn_pos(lane, g, &bit) : 0;
+            const int m = (blk[io + r] >> shift) & 15;
+            const int neg = g < 10 ? (blk[so + r] >> bit) & 1 : 0;
+            const size_t o = kTlTableBytes * static_cast<size_t>(kTlLaneGroups * lane + g);
+            const int v = 16 * tab[o + 16 + m] + tab[o + m];
+            isum += neg ? -v : v;
+          }
+          lanes[lane] = isum;
         }
         uint16_t dh;
         std::memcpy(&dh, blk + 2 * r, 2);
-        s += f16_to_f32(dh) * yd[b] * static_cast<float>(isum);
+        fma_lanes(acc, f16_to_f32(dh) * yd[b], lanes);
       }
-      y[static_cast<size_t>(t) * ys + static_cast<size_t>(r)] = s;
+      y[static_cast<size_t>(t) * ys + static_cast<size_t>(r)] = hsum8_ggml(acc);
     }
   }
 }

@@ -43,7 +43,7 @@ export interface NativeBackendOptions {
   /**
    * Repack weight matrices at load ({@link NativeBackend.prepareWeight}): Q4_0 / Q8_0 into the
    * 8-row interleaved layout the tiled kernels read, TQ1_0 / TQ2_0 into the lookup-table layout
-   * (1.75 bits per weight) of the ternary LUT kernel. Default: true, unless the environment
+   * (1.8125 bits per weight) of the ternary LUT kernel. Default: true, unless the environment
    * variable `RYZANSTEIN_REPACK` is `0`.
    */
   repack?: boolean;

@@ -479,6 +479,10 @@ void test_kquants(Isa isa) {
       want.resize(static_cast<size_t>(nx));
       got.resize(static_cast<size_t>(nx));
       check_close(got, want, 1e-4, p + "format " + std::to_string(f) + " nx=" + std::to_string(nx));
+      // ternary: llama.cpp's lane order in every variant, so equal bit for bit
+      if (f == kKTQ1_0 || f == kKTQ2_0) {
+        check(same_bits(got.data(), want.data(), got.size() * 4), p + "format " + std::to_string(f) + " not exact");
+      }
     }
     std::vector<float> da(static_cast<size_t>(cols)), db(static_cast<size_t>(cols));
     ref.dequant[f](w.data(), da.data(), cols);
