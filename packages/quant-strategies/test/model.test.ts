@@ -22,18 +22,11 @@ const path = join(dir, "rand.gguf");
 let float: FloatModel;
 let calibration: CalibrationData;
 
+// Multi-head attention (no GQA) so the V → O folding is exercised too; untied output.
+const SHAPE = { nLayers: 2, dim: 64, nHeads: 4, nKvHeads: 4, ffnDim: 128, vocabSize: 300, seed: 5 };
+
 beforeAll(() => {
-  // Multi-head attention (no GQA) so the V → O folding is exercised too; untied output.
-  writeRandomLlamaGGUF(path, {
-    nLayers: 2,
-    dim: 64,
-    nHeads: 4,
-    nKvHeads: 4,
-    ffnDim: 128,
-    vocabSize: 300,
-    type: GGMLType.F32,
-    seed: 5,
-  });
+  writeRandomLlamaGGUF(path, { ...SHAPE, type: GGMLType.F32 });
   float = readFloatModel(openModelFile(path));
   const u = uniform(9);
   const tokens = [1, ...Array.from({ length: 383 }, () => 3 + Math.floor(u() * 296))];
@@ -72,16 +65,7 @@ describe("calibration", () => {
     // With Q8_0 weights the engine's fused steps hand the matmuls quantized activations; the
     // calibration must still see the float inputs of every matrix, or GPTQ/AWQ silently fall back.
     const q8 = join(dir, "rand-q8.gguf");
-    writeRandomLlamaGGUF(q8, {
-      nLayers: 2,
-      dim: 64,
-      nHeads: 4,
-      nKvHeads: 4,
-      ffnDim: 128,
-      vocabSize: 300,
-      type: GGMLType.Q8_0,
-      seed: 5,
-    });
+    writeRandomLlamaGGUF(q8, { ...SHAPE, type: GGMLType.Q8_0 });
     const u = uniform(3);
     const tokens = [1, ...Array.from({ length: 127 }, () => 3 + Math.floor(u() * 296))];
     const c = collectCalibration(openModelFile(q8), tokens, { ctx: 128, threads: 1 });
