@@ -34,6 +34,20 @@ writeFileSync(calibrationFile, Array.from({ length: 40 }, (_, i) => story(i)).jo
 const shortFile = join(dir, "short.txt");
 writeFileSync(shortFile, "Hi.");
 
+/** `quantize stories260K OUT --type q4_0 --strategy gptq --calibration FILE` (+ more). */
+const gptqQ4 = (out: string, ...more: string[]) => [
+  "quantize",
+  stories,
+  out,
+  "--type",
+  "q4_0",
+  "--strategy",
+  "gptq",
+  "--calibration",
+  calibrationFile,
+  ...more,
+];
+
 /** Files in `dir` whose names start with `prefix` (the final file or its temporary siblings). */
 const leftovers = (prefix: string) => readdirSync(dir).filter((f) => f.startsWith(prefix));
 
@@ -50,21 +64,7 @@ describe("ryzanstein quantize", () => {
 
   it("gptq q4_0 with calibration text, then perplexity of the result", () => {
     const out = join(dir, "gptq.gguf");
-    const r = cli([
-      "quantize",
-      stories,
-      out,
-      "--type",
-      "q4_0",
-      "--strategy",
-      "gptq",
-      "--calibration",
-      calibrationFile,
-      "--ctx",
-      "128",
-      "--group-size",
-      "64",
-    ]);
+    const r = cli(gptqQ4(out, "--ctx", "128", "--group-size", "64"));
     expect(r.stderr).toMatch(/via gptq/);
     expect(r.code).toBe(0);
     const p = cli(["perplexity", "--model", out, "--file", calibrationFile, "--ctx", "128", "--json"]);
@@ -135,19 +135,7 @@ describe("ryzanstein quantize", () => {
         /apply to --strategy mixed or auto/,
       ],
       [
-        [
-          "quantize",
-          stories,
-          join(dir, "e7.gguf"),
-          "--type",
-          "q4_0",
-          "--strategy",
-          "gptq",
-          "--calibration",
-          calibrationFile,
-          "--group-size",
-          "48",
-        ],
+        gptqQ4(join(dir, "e7.gguf"), "--group-size", "48"),
         /GPTQ group size must be 32, 64, 128 or a larger power of two, got 48 \[INVALID_ARGUMENT\]/,
       ],
       [

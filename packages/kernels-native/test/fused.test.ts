@@ -248,7 +248,7 @@ describe("fused steps: bad input", () => {
     expect(code(() => nb.matmulQuantized(y, q8, fake, 1))).toBe("NATIVE_ERROR");
     const rope: RopeParams = { nHeads: 2, headDim: 4, nDims: 4, freqBase: 10000, freqScale: 1, neox: false };
     const keys = new Uint16Array(3 * 4);
-    expect(
+    const store = (values: Uint16Array | Float32Array, slot: number) =>
       code(() =>
         nb.ropeStoreKV(
           new Float32Array(8),
@@ -258,25 +258,11 @@ describe("fused steps: bad input", () => {
           Int32Array.of(0),
           { q: rope, k: { ...rope, nHeads: 1 } },
           keys,
-          new Uint16Array(12),
-          Int32Array.of(3),
+          values,
+          Int32Array.of(slot),
         ),
-      ),
-    ).toBe("OUT_OF_BOUNDS");
-    expect(
-      code(() =>
-        nb.ropeStoreKV(
-          new Float32Array(8),
-          new Float32Array(4),
-          new Float32Array(4),
-          1,
-          Int32Array.of(0),
-          { q: rope, k: { ...rope, nHeads: 1 } },
-          keys,
-          new Float32Array(12),
-          Int32Array.of(0),
-        ),
-      ),
-    ).toBe("INVALID_ARGUMENT");
+      );
+    expect(store(new Uint16Array(12), 3)).toBe("OUT_OF_BOUNDS"); // slot past the cache's 3 rows
+    expect(store(new Float32Array(12), 0)).toBe("INVALID_ARGUMENT"); // F16 keys with F32 values
   });
 });
