@@ -136,6 +136,13 @@ export interface Backend {
   /** Softmax of each row of `x[n, dim]`, in place. */
   softmax(x: Float32Array, n: number, dim: number): void;
 
+  /**
+   * Optional: `ids[t]` = index of the largest value of row `t` of `x[n, dim]` (the first of equal
+   * maxima; NaN never chosen; 0 when no value exceeds -Infinity). Greedy sampling of many rows of
+   * logits at once; callers without it scan the rows themselves with the same rule.
+   */
+  argmax?(ids: Int32Array, x: Float32Array, n: number, dim: number): void;
+
   /** `y[i] = silu(gate[i]) * up[i]` for `len` elements. `y` may alias either input. */
   swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
 

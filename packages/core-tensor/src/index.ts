@@ -25,5 +25,5 @@ export { dequantizeRow, FORMAT_TRAITS, isComputeFormat, quantizeRow } from "./fo
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from "./half.js";
 export { QK_K } from "./quants-k.js";
 export { absmeanScale, quantizeRowTernary } from "./quants-ternary.js";
-export { fmaF32, geluTanh, ReferenceBackend, yarnCorrDims } from "./reference.js";
+export { argmaxRow, fmaF32, geluTanh, ReferenceBackend, yarnCorrDims } from "./reference.js";
 export { Tensor } from "./tensor.js";

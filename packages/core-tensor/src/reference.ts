@@ -114,6 +114,10 @@ export class ReferenceBackend implements Backend {
     for (let t = 0; t < n; t++) softmaxRow(x, t * dim, dim);
   }
 
+  argmax(ids: Int32Array, x: Float32Array, n: number, dim: number): void {
+    for (let t = 0; t < n; t++) ids[t] = argmaxRow(x, t * dim, dim);
+  }
+
   swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {
     for (let i = 0; i < len; i++) {
       const g = gate[i];
@@ -354,6 +358,20 @@ export function fmaF32(a: number, b: number, c: number): number {
 /** GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`). */
 export function geluTanh(x: number): number {
   return 0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+
+/** Index (from `o`) of the largest of `x[o..o+dim)`: first of equal maxima, NaN skipped, 0 if none > -Infinity. */
+export function argmaxRow(x: ArrayLike<number>, o: number, dim: number): number {
+  let best = 0;
+  let value = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < dim; i++) {
+    const v = x[o + i];
+    if (v > value) {
+      value = v;
+      best = i;
+    }
+  }
+  return best;
 }
 
 function softmaxRow(x: Float32Array, o: number, dim: number): void {

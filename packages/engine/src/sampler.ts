@@ -1,4 +1,4 @@
-import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { argmaxRow, RyzansteinError } from "@ryzanstein/core-tensor";
 
 /** Sampling settings, with llama.cpp's meanings. */
 export interface SamplingOptions {
@@ -112,9 +112,9 @@ export class Sampler {
   sample(logits: Float32Array): number {
     const o = this.options;
     const n = logits.length;
-    if (o.temperature <= 0 && !this.penalizes()) {
+    if (this.greedy) {
       // Greedy without penalties needs no scratch: a request never allocates vocabulary-sized arrays.
-      const token = argmax(logits, n);
+      const token = argmaxRow(logits, 0, n);
       this.history.push(token);
       return token;
     }
@@ -129,7 +129,7 @@ export class Sampler {
 
     let token: number;
     if (o.temperature <= 0) {
-      token = argmax(scores, n);
+      token = argmaxRow(scores, 0, n);
     } else {
       // Candidates sorted by score, cut by top-k.
       const ids = this.ids;
@@ -177,6 +177,15 @@ export class Sampler {
     return token;
   }
 
+  /**
+   * True when sample() is the argmax of the logits (temperature <= 0, no penalties): a caller may
+   * then pick the token itself (e.g. `Backend.argmax` over many rows at once) and record it with
+   * accept().
+   */
+  get greedy(): boolean {
+    return this.options.temperature <= 0 && !this.penalizes();
+  }
+
   private penalizes(): boolean {
     const o = this.options;
     return o.repeatPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0;
@@ -200,12 +209,6 @@ export class Sampler {
       scores[t] = s;
     }
   }
-}
-
-function argmax(x: ArrayLike<number>, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (x[i] > x[best]) best = i;
-  return best;
 }
 
 /** Writes the ids of the `k` largest scores into `ids[0..k)`, sorted descending; returns k. */

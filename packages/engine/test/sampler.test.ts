@@ -8,6 +8,13 @@ describe("Sampler", () => {
     expect(new Sampler({ temperature: 0 }).sample(logits)).toBe(1);
   });
 
+  it("says when it is plain greedy (argmax, no penalties), and greedy skips NaN and keeps the first tie", () => {
+    expect(new Sampler({ temperature: 0 }).greedy).toBe(true);
+    expect(new Sampler({ temperature: 0, repeatPenalty: 1.1 }).greedy).toBe(false);
+    expect(new Sampler({ temperature: 0.7 }).greedy).toBe(false);
+    expect(new Sampler({ temperature: 0 }).sample(Float32Array.from([Number.NaN, 1, 4, 4]))).toBe(2);
+  });
+
   it("top-k 1 is greedy at any temperature", () => {
     const s = new Sampler({ temperature: 5, topK: 1, seed: 3 });
     for (let i = 0; i < 20; i++) expect(s.sample(logits)).toBe(1);

@@ -154,6 +154,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::RmsNorm>("rmsNorm"),
                            InstanceMethod<&EngineWrap::Rope>("rope"),
                            InstanceMethod<&EngineWrap::Softmax>("softmax"),
+                           InstanceMethod<&EngineWrap::Argmax>("argmax"),
                            InstanceMethod<&EngineWrap::Swiglu>("swiglu"),
                            InstanceMethod<&EngineWrap::Add>("add"),
                            InstanceMethod<&EngineWrap::Attention>("attention"),
@@ -359,6 +360,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const int64_t dim = int_arg(info, 2, "dim");
     need(env, x.length, static_cast<double>(n) * dim, "x");
     e.softmax(x.data, n, dim);
+  }
+
+  // argmax(ids, x, n, dim)
+  void Argmax(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto ids = i32_arg(info, 0, "ids");
+    auto x = f32_arg(info, 1, "x");
+    const int64_t n = int_arg(info, 2, "n");
+    const int64_t dim = int_arg(info, 3, "dim");
+    need(env, ids.length, static_cast<double>(n), "ids");
+    need(env, x.length, static_cast<double>(n) * dim, "x");
+    e.argmax(ids.data, x.data, n, dim);
   }
 
   // swiglu(y, gate, up, len)

@@ -196,6 +196,8 @@ struct Kernels {
   DequantFn dequant_q4_0;
   void (*rms_norm_row)(float* y, const float* x, const float* w, int64_t dim, float eps);
   void (*softmax_row)(float* x, int64_t dim);
+  /** Index of the largest value (first of equal maxima, NaN never chosen; 0 if none exceeds -inf). */
+  int64_t (*argmax_row)(const float* x, int64_t dim);
   void (*swiglu)(float* y, const float* g, const float* u, int64_t len);
   void (*add)(float* y, const float* a, const float* b, int64_t len);
   /** Rotates one row of n_heads*head_dim values at position `pos`; `theta_scale` = base^(-2/nDims) in float. */

@@ -80,6 +80,8 @@ class Engine {
   void rms_norm(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps);
   void rope(float* x, int64_t n, const int32_t* positions, const RopeArgs& args);
   void softmax(float* x, int64_t n, int64_t dim);
+  /** ids[t] = index of the largest value of row t of x[n, dim] (Kernels::argmax_row). */
+  void argmax(int32_t* ids, const float* x, int64_t n, int64_t dim);
   void swiglu(float* y, const float* g, const float* u, int64_t len);
   void add(float* y, const float* a, const float* b, int64_t len);
   /** Causal GQA attention; k/v have rows of n_kv_heads*head_dim floats, at least max(pos)+1 rows. */

@@ -347,6 +347,7 @@ const Kernels kTable = {
     dequant_quant<QxQ4_0>,
     rms_norm_row_t<Avx2V>,
     softmax_row_t<Avx2V>,
+    argmax_row_t<Avx2V>,
     swiglu_t<Avx2V>,
     add_t<Avx2V>,
     rope_row_impl,

@@ -335,6 +335,7 @@ const Kernels kTable = {
     dequant_q4_0_ref,
     rms_norm_row_t<Avx512V>,
     softmax_row_t<Avx512V>,
+    argmax_row_t<Avx512V>,
     swiglu_t<Avx512V>,
     add_t<Avx512V>,
     rope_row_impl,

@@ -218,6 +218,7 @@ const Kernels kTable = {
     dequant_q4_0_ref,
     rms_norm_row_t<ScalarV>,
     softmax_row_t<ScalarV>,
+    argmax_row_t<ScalarV>,
     swiglu_t<ScalarV>,
     add_t<ScalarV>,
     rope_row_impl,

@@ -103,6 +103,27 @@ inline void scale_f32(float* y, const float* x, float s, int64_t n) {
   for (; i < n; i++) y[i] = x[i] * s;
 }
 
+/**
+ * Index of the largest of x[0..dim): the first of equal maxima; NaN never wins (V::max(x, m) keeps
+ * m where x is NaN); 0 when nothing exceeds -inf. The same rule as greedy sampling's scalar loop
+ * `if (x[i] > best) ...`, so either gives the same token.
+ */
+template <class V>
+int64_t argmax_row_t(const float* x, int64_t dim) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R m = V::set1(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + W <= dim; i += W) m = V::max(V::load(x + i), m);
+  float mx = V::hmax(m);
+  for (; i < dim; i++) mx = x[i] > mx ? x[i] : mx;
+  if (!(mx > -std::numeric_limits<float>::infinity())) return 0;
+  for (i = 0; i < dim; i++) {
+    if (x[i] == mx) return i;
+  }
+  return 0;
+}
+
 template <class V>
 void softmax_row_t(float* x, int64_t dim) {
   if (dim <= 0) return;

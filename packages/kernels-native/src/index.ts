@@ -490,6 +490,25 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /**
+   * `ids[t]` = index of the largest value of row `t` of `x[n, dim]`: the first of equal maxima, NaN
+   * never chosen, 0 when no value exceeds -Infinity (greedy sampling over logits).
+   */
+  argmax(ids: Int32Array, x: Float32Array, n: number, dim: number): void {
+    const op = "argmax";
+    const e = this.#e(op);
+    int(op, "n", n);
+    int(op, "dim", dim);
+    if (!(ids instanceof Int32Array) || ids.length < n)
+      throw new RyzansteinError("INVALID_ARGUMENT", `${op}: ids must be an Int32Array of at least ${n} elements`);
+    f32(op, "x", x, n * dim);
+    try {
+      e.argmax(ids, x, n, dim);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
   /** `y[i] = silu(gate[i]) * up[i]` for `len` elements; `y` may alias either input. */
   /** GeGLU. Runs in TypeScript for now (it is a small share of a Gemma step); the C++ kernel is a follow-up. */
   geglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void {

@@ -41,6 +41,7 @@ export interface NativeEngine {
     neox: boolean,
   ): void;
   softmax(x: Float32Array, n: number, dim: number): void;
+  argmax(ids: Int32Array, x: Float32Array, n: number, dim: number): void;
   swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, len: number): void;
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void;
   attention(

@@ -163,6 +163,38 @@ describe.each(ISA_LIST)("isa=%s", (isa: Isa) => {
     });
   }
 
+  for (const dim of [1, 7, 33, 1000, 32003]) {
+    it(`argmax dim=${dim} n=1,3,7: random rows, ties, NaN and -Infinity`, () => {
+      const g = gen(`${isa}/argmax/${dim}`);
+      for (const n of [1, 3, 7]) {
+        const x = g.uniform(n * dim, 30);
+        for (let t = 0; t < n; t++) {
+          const o = t * dim;
+          if (t === 1) x[o + g.int(dim)] = Number.NaN; // never the answer
+          if (t === 2) x.fill(Number.NEGATIVE_INFINITY, o, o + dim); // nothing above -Infinity: 0
+          if (t === 3 && dim > 2) x[o + dim - 1] = x[o + 1] = 1000; // a tie: the first wins
+          if (t === 4) x.fill(Number.NaN, o, o + dim);
+          if (t === 5) x[o + dim - 1] = 1000; // in the scalar tail of the vector loop
+        }
+        const want = new Int32Array(n);
+        const got = new Int32Array(n).fill(-1);
+        ref.argmax(want, x, n, dim);
+        nb.argmax(got, x, n, dim);
+        expect(Array.from(got), ctx(`${isa} argmax dim=${dim} n=${n}`)).toEqual(Array.from(want));
+        if (n === 7 && dim > 2) {
+          expect(want[2]).toBe(0);
+          expect(want[3]).toBe(1);
+          expect(want[4]).toBe(0);
+          expect(want[5]).toBe(dim - 1);
+        }
+      }
+    });
+  }
+
+  it("argmax refuses an ids array shorter than n", () => {
+    expect(() => nb.argmax(new Int32Array(1), new Float32Array(8), 2, 4)).toThrow(/ids/);
+  });
+
   for (const len of [1, 13, 1000, 100003]) {
     it(`swiglu len=${len} (and aliased outputs)`, () => {
       const g = gen(`${isa}/swiglu/${len}`);

@@ -145,6 +145,25 @@ function pendingStopPrefix(text: string, stops: string[]): number {
   return best;
 }
 
+let greedyIds = new Int32Array(0);
+
+/**
+ * The argmax of every logits row in one backend call when some sampled request is greedy (its
+ * sampler would scan a vocabulary-sized row in JS per token), else undefined.
+ */
+function greedyTokens(
+  backend: Backend,
+  logits: Float32Array,
+  vocab: number,
+  seqs: readonly { id: string }[],
+): Int32Array | undefined {
+  const rows = logits.length / vocab;
+  if (!backend.argmax || rows === 0 || !seqs.some((s) => live.get(s.id)?.sampler.greedy)) return undefined;
+  if (greedyIds.length < rows) greedyIds = new Int32Array(rows);
+  backend.argmax(greedyIds, logits, rows, vocab);
+  return greedyIds;
+}
+
 let stepsRun = 0;
 
 function stats(scheduler: Scheduler, steps: number): EngineStats {
@@ -209,6 +228,7 @@ function step(): void {
   }
 
   const sampled: { id: string; token: number; row: Float32Array }[] = [];
+  const greedy = greedyTokens(model.backend, out.logits, vocab, plan.seqs);
   let row = 0;
   let hid = 0;
   for (const s of plan.seqs) {
@@ -222,7 +242,14 @@ function step(): void {
     const logits = out.logits.subarray(row * vocab, (row + 1) * vocab);
     row++;
     if (!r) continue;
-    sampled.push({ id: s.id, token: r.sampler.sample(logits), row: logits });
+    let token: number;
+    if (greedy && r.sampler.greedy) {
+      token = greedy[row - 1];
+      r.sampler.accept(token);
+    } else {
+      token = r.sampler.sample(logits);
+    }
+    sampled.push({ id: s.id, token, row: logits });
   }
   const logprobRows = new Map<string, { lp: number; top?: TokenEvent["top"] }>();
   for (const s of sampled) {
