@@ -500,7 +500,10 @@ export class NativeBackend implements Backend {
     int(op, "n", n);
     int(op, "dim", dim);
     if (!(ids instanceof Int32Array) || ids.length < n)
-      throw new RyzansteinError("INVALID_ARGUMENT", `${op}: ids must be an Int32Array of at least ${n} elements`);
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `${op}: ids must be an Int32Array of at least ${n} elements`,
+      );
     f32(op, "x", x, n * dim);
     try {
       e.argmax(ids, x, n, dim);
