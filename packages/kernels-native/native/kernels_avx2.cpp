@@ -71,6 +71,7 @@ struct Avx2V {
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(float f) { return _mm256_set1_ps(f); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg load_h(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static void store(float* p, reg r) { _mm256_storeu_ps(p, r); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
@@ -317,7 +318,7 @@ void dequant_quant(const void* src, float* dst, int64_t cols) {
 void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_heads_f16_t<Avx2V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
+  attention_heads_f16_t<Avx2V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {

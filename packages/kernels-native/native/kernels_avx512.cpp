@@ -51,6 +51,9 @@ struct Avx512V {
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float f) { return _mm512_set1_ps(f); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg load_h(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static void store(float* p, reg r) { _mm512_storeu_ps(p, r); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
@@ -305,7 +308,7 @@ struct DotVnni {
 void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_heads_f16_t<Avx512V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
+  attention_heads_f16_t<Avx512V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
