@@ -346,7 +346,7 @@ const Kernels kTable = {
     dequant_bf16,
     dequant_quant<QxQ8_0>,
     dequant_quant<QxQ4_0>,
-    rms_norm_row_t<Avx2V>,
+    rms_norm_rows_t<Avx2V>,
     softmax_row_t<Avx2V>,
     swiglu_t<Avx2V>,
     add_t<Avx2V>,

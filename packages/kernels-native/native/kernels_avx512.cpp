@@ -336,7 +336,7 @@ const Kernels kTable = {
     dequant_bf16_ref,
     dequant_q8_0_ref,
     dequant_q4_0_ref,
-    rms_norm_row_t<Avx512V>,
+    rms_norm_rows_t<Avx512V>,
     softmax_row_t<Avx512V>,
     swiglu_t<Avx512V>,
     add_t<Avx512V>,

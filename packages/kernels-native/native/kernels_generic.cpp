@@ -217,7 +217,7 @@ const Kernels kTable = {
     dequant_bf16_ref,
     dequant_q8_0_ref,
     dequant_q4_0_ref,
-    rms_norm_row_t<ScalarV>,
+    rms_norm_rows_t<ScalarV>,
     softmax_row_t<ScalarV>,
     swiglu_t<ScalarV>,
     add_t<ScalarV>,

@@ -45,20 +45,47 @@ inline void axpy_f32(float* y, float p, const float* x, int64_t n) {
   for (; i < n; i++) y[i] += p * x[i];
 }
 
+/**
+ * The sums of squares of `r` (<= kRmsRows) consecutive rows of `dim` floats, each as ggml computes
+ * it: float squares added in double, in order. A row's sum is one chain of dependent double adds;
+ * running several rows' chains side by side keeps the adder busy without changing any row's sum.
+ */
+inline void sum_squares_rows(double* ss, const float* x, int64_t r, int64_t dim) {
+  double s[kRmsRows] = {};
+  if (r == kRmsRows) {
+    for (int64_t i = 0; i < dim; i++) {
+      for (int64_t k = 0; k < kRmsRows; k++) s[k] += static_cast<double>(x[k * dim + i] * x[k * dim + i]);
+    }
+  } else {
+    for (int64_t k = 0; k < r; k++) {
+      for (int64_t i = 0; i < dim; i++) s[k] += static_cast<double>(x[k * dim + i] * x[k * dim + i]);
+    }
+  }
+  for (int64_t k = 0; k < r; k++) ss[k] = s[k];
+}
+
+/** RMS norm of n consecutive rows of `dim` floats (y rows `dim` apart too), each row as ggml's. */
 template <class V>
-void rms_norm_row_t(float* y, const float* x, const float* w, int64_t dim, float eps) {
+void rms_norm_rows_t(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps) {
   using R = typename V::reg;
   constexpr int W = V::W;
-  // As ggml: float squares summed in double, in order; the mean and the scale in float. A last-bit
-  // difference in the scale moves every output of the row, and so the Q8_0 roundings after it.
-  double ss = 0.0;
-  for (int64_t i = 0; i < dim; i++) ss += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(ss / static_cast<double>(dim));
-  const float scale = 1.0f / std::sqrt(mean + eps);
-  const R sc = V::set1(scale);
-  int64_t i = 0;
-  for (; i + W <= dim; i += W) V::store(y + i, V::mul(V::mul(V::load(x + i), sc), V::load(w + i)));
-  for (; i < dim; i++) y[i] = x[i] * scale * w[i];
+  for (int64_t t0 = 0; t0 < n; t0 += kRmsRows) {
+    const int64_t r = std::min<int64_t>(kRmsRows, n - t0);
+    double ss[kRmsRows];
+    sum_squares_rows(ss, x + t0 * dim, r, dim);
+    for (int64_t k = 0; k < r; k++) {
+      const float* xr = x + (t0 + k) * dim;
+      float* yr = y + (t0 + k) * dim;
+      // As ggml: the mean and the scale in float. A last-bit difference in the scale moves every
+      // output of the row, and so the Q8_0 roundings after it.
+      const float mean = static_cast<float>(ss[k] / static_cast<double>(dim));
+      const float scale = 1.0f / std::sqrt(mean + eps);
+      const R sc = V::set1(scale);
+      int64_t i = 0;
+      for (; i + W <= dim; i += W) V::store(yr + i, V::mul(V::mul(V::load(xr + i), sc), V::load(w + i)));
+      for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+    }
+  }
 }
 
 template <class V>
@@ -152,7 +179,10 @@ void add_t(float* y, const float* a, const float* b, int64_t len) {
 // cos/sin. A 1e-6 difference in an angle flips Q8_0 activation roundings downstream, which shows
 // in the logits, so matching llama.cpp beats extra precision here. (The float recurrence drifts by
 // ~1e-3 rad at position 4096; HF transformers' float32 angles are of the same order.)
-inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_scale) {
+//
+// `x2` (may be null) holds `heads2` more heads rotated with the same angles: a token's K heads go
+// with its Q heads, so each cos/sin (most of the cost) is computed once for both.
+inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_scale, float* x2, int64_t heads2) {
   const int64_t half = a.n_dims / 2;
   const float freq_scale = static_cast<float>(a.freq_scale);
   float theta = static_cast<float>(pos);
@@ -163,15 +193,16 @@ inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_
     theta *= theta_scale;
     const int64_t ia = a.neox ? i : 2 * i;
     const int64_t ib = a.neox ? i + half : 2 * i + 1;
-    for (int64_t h = 0; h < a.n_heads; h++) {
-      float* row = x + h * a.head_dim;
+    // ggml's rotate_pairs as its compiler contracts it (x0·c - x1·s and x0·s + x1·c, one FMA
+    // each): the last bit decides F16 roundings of Q and K in the attention.
+    const auto rotate = [&](float* row) {
       const float x0 = row[ia];
       const float x1 = row[ib];
-      // ggml's rotate_pairs as its compiler contracts it (x0·c - x1·s and x0·s + x1·c, one FMA
-      // each): the last bit decides F16 roundings of Q and K in the attention.
       row[ia] = std::fma(x0, c, -(x1 * s));
       row[ib] = std::fma(x0, s, x1 * c);
-    }
+    };
+    for (int64_t h = 0; h < a.n_heads; h++) rotate(x + h * a.head_dim);
+    for (int64_t h = 0; h < heads2; h++) rotate(x2 + h * a.head_dim);
   }
 }
 
