@@ -81,6 +81,11 @@ struct Avx2V {
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg exp(reg a) { return exp256(a); }
   static float hsum(reg a) { return hsum256(a); }
+  // The sums of a[0..3] at once: lanes paired by two hadds, then the 128-bit halves added.
+  static void hsum4(const reg* a, float* s) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
+  }
   static float hmax(reg a) { return hmax256(a); }
 };
 

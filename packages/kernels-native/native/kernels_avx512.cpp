@@ -63,6 +63,9 @@ struct Avx512V {
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg exp(reg a) { return exp512(a); }
   static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
+  static void hsum4(const reg* a, float* s) {
+    for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(a[r]);
+  }
   static float hmax(reg a) { return _mm512_reduce_max_ps(a); }
 };
 

@@ -27,6 +27,9 @@ struct ScalarV {
   static reg max(reg a, reg b) { return a > b ? a : b; }
   static reg exp(reg a) { return std::exp(a); }
   static float hsum(reg a) { return a; }
+  static void hsum4(const reg* a, float* s) {
+    for (int r = 0; r < 4; r++) s[r] = a[r];
+  }
   static float hmax(reg a) { return a; }
 };
 

@@ -300,6 +300,30 @@ inline void axpy_f16(float* y, float p, const uint16_t* x, int64_t n) {
   for (; i < n; i++) y[i] += p * f16_to_f32(x[i]);
 }
 
+/** dot_f32_f16 of 4 (a, b) pairs at once, one reduction for the four (V::hsum4). */
+template <class V>
+inline void dot4_f32_f16(float* out, const float* const* a, const uint16_t* const* b, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R s[4], t[4];
+  for (int r = 0; r < 4; r++) s[r] = t[r] = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    for (int r = 0; r < 4; r++) {
+      s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
+      t[r] = V::fmadd(V::load(a[r] + i + W), V::load_h(b[r] + i + W), t[r]);
+    }
+  }
+  for (; i + W <= n; i += W) {
+    for (int r = 0; r < 4; r++) s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
+  }
+  for (int r = 0; r < 4; r++) s[r] = V::add(s[r], t[r]);
+  V::hsum4(s, out);
+  for (; i < n; i++) {
+    for (int r = 0; r < 4; r++) out[r] += a[r][i] * f16_to_f32(b[r][i]);
+  }
+}
+
 /** Keys per tile of the F16 attention kernel. */
 constexpr int64_t kAttnTile = 32;
 
@@ -345,8 +369,25 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
     for (int64_t j = 0; j < jn; j++) {
       const uint16_t* kr = k + kv.offset(j0 + j);
-      for (int64_t h = 0; h < heads; h++) {
-        sc[h * kAttnTile + j] = dot_f32_f16<V>(q + h * head_dim, kr + (h / group) * head_dim, head_dim) * scale;
+      int64_t h = 0;
+      for (; h + 4 <= heads; h += 4) {
+        const float* qs[4];
+        const uint16_t* ks[4];
+        for (int r = 0; r < 4; r++) {
+          qs[r] = q + (h + r) * head_dim;
+          ks[r] = kr + ((h + r) / group) * head_dim;
+        }
+        float d[4];
+        dot4_f32_f16<V>(d, qs, ks, head_dim);
+        for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
+      }
+      for (; h < heads; h++) {
+        const float* qs[4] = {q + h * head_dim, q + h * head_dim, q + h * head_dim, q + h * head_dim};
+        const uint16_t* ks[4] = {kr + (h / group) * head_dim, kr + (h / group) * head_dim, kr + (h / group) * head_dim,
+                                 kr + (h / group) * head_dim};
+        float d[4];
+        dot4_f32_f16<V>(d, qs, ks, head_dim);
+        sc[h * kAttnTile + j] = d[0] * scale;
       }
     }
     for (int64_t h = 0; h < heads; h++) {
