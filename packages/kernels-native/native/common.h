@@ -45,6 +45,9 @@ inline int64_t attention_head_ranges(int64_t units, int threads, int64_t n_kv_he
   return threads <= 1 ? 1 : std::min<int64_t>(n_kv_heads, std::max<int64_t>(1, want));
 }
 
+/** Rows of the RMS norm whose sums of squares run interleaved (rms_norm_rows_t in simd_ops.h). */
+constexpr int64_t kRmsRows = 4;
+
 /** Instruction-set variants, in increasing order of capability. */
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
@@ -194,14 +197,18 @@ struct Kernels {
   DequantFn dequant_bf16;
   DequantFn dequant_q8_0;
   DequantFn dequant_q4_0;
-  void (*rms_norm_row)(float* y, const float* x, const float* w, int64_t dim, float eps);
+  /** RMS norm of n consecutive rows (simd_ops.h rms_norm_rows_t). */
+  void (*rms_norm_rows)(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps);
   void (*softmax_row)(float* x, int64_t dim);
   /** Index of the largest value (first of equal maxima, NaN never chosen; 0 if none exceeds -inf). */
   int64_t (*argmax_row)(const float* x, int64_t dim);
   void (*swiglu)(float* y, const float* g, const float* u, int64_t len);
   void (*add)(float* y, const float* a, const float* b, int64_t len);
-  /** Rotates one row of n_heads*head_dim values at position `pos`; `theta_scale` = base^(-2/nDims) in float. */
-  void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, float theta_scale);
+  /**
+   * Rotates one row of n_heads*head_dim values at position `pos`, and `heads2` heads at `x2` (may be
+   * null) with the same angles; `theta_scale` = base^(-2/nDims) in float.
+   */
+  void (*rope_row)(float* x, int64_t pos, const RopeArgs& a, float theta_scale, float* x2, int64_t heads2);
   /**
    * One (token, head) of causal attention: q[head_dim] over k/v rows 0..len-1 (located by `kv`).
    * `scores` has room for `len` floats, `acc` for head_dim floats.

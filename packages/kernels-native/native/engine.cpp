@@ -397,7 +397,7 @@ void Engine::rms_norm(float* y, const float* x, const float* w, int64_t n, int64
   if (dim == 0) return;
   const int64_t grain = n * dim < 32768 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
   parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; t++) k_->rms_norm_row(y + t * dim, x + t * dim, w, dim, eps);
+    k_->rms_norm_rows(y + t0 * dim, x + t0 * dim, w, t1 - t0, dim, eps);
   });
 }
 
@@ -412,7 +412,7 @@ void Engine::rope(float* x, int64_t n, const int32_t* positions, const RopeArgs&
   const int64_t row = a.n_heads * a.head_dim;
   const int64_t grain = n * row < 16384 ? n : std::max<int64_t>(1, n / (2 * pool_.size()));
   parallel_for(n, grain, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; t++) k_->rope_row(x + t * row, positions[t], a, theta_scale);
+    for (int64_t t = t0; t < t1; t++) k_->rope_row(x + t * row, positions[t], a, theta_scale, nullptr, 0);
   });
 }
 

@@ -1,5 +1,5 @@
 // Fused steps of the forward pass (see fused.h and Engine in engine.h). Each runs the very kernels
-// of the unfused ops from the engine's kernel table (rms_norm_row, swiglu, rope_row, the
+// of the unfused ops from the engine's kernel table (rms_norm_rows, swiglu, rope_row, the
 // activation conversion matmul would run, to_f16), row by row, so the results are bit-identical to
 // the unfused sequence on every ISA; what is gone is the float intermediate's round trip through
 // memory, the repeated conversion of one input for several matmuls, and the extra calls.
@@ -84,14 +84,15 @@ void Engine::rms_norm_quantize(uint8_t* act, int layout, float* y, const float* 
   if (n == 0 || dim == 0) return;
   const size_t stride = act_row_bytes(layout, dim);
   if (y == nullptr) {
-    for (auto& s : per_thread_) s.reserve(static_cast<size_t>(dim) * 4);
+    for (auto& s : per_thread_) s.reserve(static_cast<size_t>(kRmsRows * dim) * 4);
   }
   parallel_for(n, row_grain(n, dim, pool_.size()), [&](int64_t t0, int64_t t1, int tid) {
-    float* row = y == nullptr ? reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data()) : nullptr;
-    for (int64_t t = t0; t < t1; t++) {
-      float* out = y == nullptr ? row : y + t * dim;
-      k_->rms_norm_row(out, x + t * dim, w, dim, eps);
-      conv(out, act + stride * static_cast<size_t>(t), dim);
+    float* rows = y == nullptr ? reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data()) : nullptr;
+    for (int64_t t = t0; t < t1; t += kRmsRows) {
+      const int64_t r = std::min<int64_t>(kRmsRows, t1 - t);
+      float* out = y == nullptr ? rows : y + t * dim;
+      k_->rms_norm_rows(out, x + t * dim, w, r, dim, eps);
+      for (int64_t i = 0; i < r; i++) conv(out + i * dim, act + stride * static_cast<size_t>(t + i), dim);
     }
   });
 }
@@ -144,17 +145,14 @@ void Engine::rope_store_kv(float* q, float* k, const float* v, int64_t n, const 
   }
   if (qa.n_heads <= 0 || n_kv_heads <= 0) throw std::invalid_argument("ropeStoreKV: head counts must be positive");
   if (n == 0) return;
-  RopeArgs ka = qa;
-  ka.n_heads = n_kv_heads;
   // As Engine::rope computes it.
   const float theta_scale = std::pow(static_cast<float>(qa.freq_base), -2.0f / static_cast<float>(qa.n_dims));
   const int64_t q_row = qa.n_heads * qa.head_dim;
   const int64_t kv_row = n_kv_heads * qa.head_dim;
   parallel_for(n, row_grain(n, q_row + 2 * kv_row, pool_.size()), [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; t++) {
-      k_->rope_row(q + t * q_row, positions[t], qa, theta_scale);
       float* kr = k + t * kv_row;
-      k_->rope_row(kr, positions[t], ka, theta_scale);
+      k_->rope_row(q + t * q_row, positions[t], qa, theta_scale, kr, n_kv_heads);
       const size_t at = static_cast<size_t>(slots[t]) * static_cast<size_t>(kv_row);
       if (f16) {
         k_->to_f16(static_cast<uint16_t*>(kc) + at, kr, kv_row);

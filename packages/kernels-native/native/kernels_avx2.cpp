@@ -71,6 +71,7 @@ struct Avx2V {
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(float f) { return _mm256_set1_ps(f); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg load_h(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static void store(float* p, reg r) { _mm256_storeu_ps(p, r); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
@@ -80,6 +81,11 @@ struct Avx2V {
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg exp(reg a) { return exp256(a); }
   static float hsum(reg a) { return hsum256(a); }
+  // The sums of a[0..3] at once: lanes paired by two hadds, then the 128-bit halves added.
+  static void hsum4(const reg* a, float* s) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
+  }
   static float hmax(reg a) { return hmax256(a); }
 };
 
@@ -317,7 +323,7 @@ void dequant_quant(const void* src, float* dst, int64_t cols) {
 void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_heads_f16_t<Avx2V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
+  attention_heads_f16_t<Avx2V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
@@ -345,7 +351,7 @@ const Kernels kTable = {
     dequant_bf16,
     dequant_quant<QxQ8_0>,
     dequant_quant<QxQ4_0>,
-    rms_norm_row_t<Avx2V>,
+    rms_norm_rows_t<Avx2V>,
     softmax_row_t<Avx2V>,
     argmax_row_t<Avx2V>,
     swiglu_t<Avx2V>,

@@ -51,6 +51,9 @@ struct Avx512V {
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float f) { return _mm512_set1_ps(f); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg load_h(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static void store(float* p, reg r) { _mm512_storeu_ps(p, r); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
@@ -60,6 +63,9 @@ struct Avx512V {
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg exp(reg a) { return exp512(a); }
   static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
+  static void hsum4(const reg* a, float* s) {
+    for (int r = 0; r < 4; r++) s[r] = _mm512_reduce_add_ps(a[r]);
+  }
   static float hmax(reg a) { return _mm512_reduce_max_ps(a); }
 };
 
@@ -305,7 +311,7 @@ struct DotVnni {
 void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_heads_f16_t<Avx512V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16);
+  attention_heads_f16_t<Avx512V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
@@ -333,7 +339,7 @@ const Kernels kTable = {
     dequant_bf16_ref,
     dequant_q8_0_ref,
     dequant_q4_0_ref,
-    rms_norm_row_t<Avx512V>,
+    rms_norm_rows_t<Avx512V>,
     softmax_row_t<Avx512V>,
     argmax_row_t<Avx512V>,
     swiglu_t<Avx512V>,

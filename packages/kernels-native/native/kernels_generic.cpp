@@ -17,6 +17,7 @@ struct ScalarV {
   static reg zero() { return 0.0f; }
   static reg set1(float f) { return f; }
   static reg load(const float* p) { return *p; }
+  static reg load_h(const uint16_t* p) { return f16_to_f32(*p); }
   static void store(float* p, reg r) { *p = r; }
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
@@ -26,6 +27,9 @@ struct ScalarV {
   static reg max(reg a, reg b) { return a > b ? a : b; }
   static reg exp(reg a) { return std::exp(a); }
   static float hsum(reg a) { return a; }
+  static void hsum4(const reg* a, float* s) {
+    for (int r = 0; r < 4; r++) s[r] = a[r];
+  }
   static float hmax(reg a) { return a; }
 };
 
@@ -193,7 +197,7 @@ void pgemm_ref(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int
 void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                          const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
                          float* scratch) {
-  attention_heads_f16_t<ScalarV>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch, dequant_f16_ref);
+  attention_heads_f16_t<ScalarV>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
 void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {
@@ -216,7 +220,7 @@ const Kernels kTable = {
     dequant_bf16_ref,
     dequant_q8_0_ref,
     dequant_q4_0_ref,
-    rms_norm_row_t<ScalarV>,
+    rms_norm_rows_t<ScalarV>,
     softmax_row_t<ScalarV>,
     argmax_row_t<ScalarV>,
     swiglu_t<ScalarV>,

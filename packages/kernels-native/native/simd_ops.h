@@ -45,20 +45,47 @@ inline void axpy_f32(float* y, float p, const float* x, int64_t n) {
   for (; i < n; i++) y[i] += p * x[i];
 }
 
+/**
+ * The sums of squares of `r` (<= kRmsRows) consecutive rows of `dim` floats, each as ggml computes
+ * it: float squares added in double, in order. A row's sum is one chain of dependent double adds;
+ * running several rows' chains side by side keeps the adder busy without changing any row's sum.
+ */
+inline void sum_squares_rows(double* ss, const float* x, int64_t r, int64_t dim) {
+  double s[kRmsRows] = {};
+  if (r == kRmsRows) {
+    for (int64_t i = 0; i < dim; i++) {
+      for (int64_t k = 0; k < kRmsRows; k++) s[k] += static_cast<double>(x[k * dim + i] * x[k * dim + i]);
+    }
+  } else {
+    for (int64_t k = 0; k < r; k++) {
+      for (int64_t i = 0; i < dim; i++) s[k] += static_cast<double>(x[k * dim + i] * x[k * dim + i]);
+    }
+  }
+  for (int64_t k = 0; k < r; k++) ss[k] = s[k];
+}
+
+/** RMS norm of n consecutive rows of `dim` floats (y rows `dim` apart too), each row as ggml's. */
 template <class V>
-void rms_norm_row_t(float* y, const float* x, const float* w, int64_t dim, float eps) {
+void rms_norm_rows_t(float* y, const float* x, const float* w, int64_t n, int64_t dim, float eps) {
   using R = typename V::reg;
   constexpr int W = V::W;
-  // As ggml: float squares summed in double, in order; the mean and the scale in float. A last-bit
-  // difference in the scale moves every output of the row, and so the Q8_0 roundings after it.
-  double ss = 0.0;
-  for (int64_t i = 0; i < dim; i++) ss += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(ss / static_cast<double>(dim));
-  const float scale = 1.0f / std::sqrt(mean + eps);
-  const R sc = V::set1(scale);
-  int64_t i = 0;
-  for (; i + W <= dim; i += W) V::store(y + i, V::mul(V::mul(V::load(x + i), sc), V::load(w + i)));
-  for (; i < dim; i++) y[i] = x[i] * scale * w[i];
+  for (int64_t t0 = 0; t0 < n; t0 += kRmsRows) {
+    const int64_t r = std::min<int64_t>(kRmsRows, n - t0);
+    double ss[kRmsRows];
+    sum_squares_rows(ss, x + t0 * dim, r, dim);
+    for (int64_t k = 0; k < r; k++) {
+      const float* xr = x + (t0 + k) * dim;
+      float* yr = y + (t0 + k) * dim;
+      // As ggml: the mean and the scale in float. A last-bit difference in the scale moves every
+      // output of the row, and so the Q8_0 roundings after it.
+      const float mean = static_cast<float>(ss[k] / static_cast<double>(dim));
+      const float scale = 1.0f / std::sqrt(mean + eps);
+      const R sc = V::set1(scale);
+      int64_t i = 0;
+      for (; i + W <= dim; i += W) V::store(yr + i, V::mul(V::mul(V::load(xr + i), sc), V::load(w + i)));
+      for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+    }
+  }
 }
 
 template <class V>
@@ -173,7 +200,10 @@ void add_t(float* y, const float* a, const float* b, int64_t len) {
 // cos/sin. A 1e-6 difference in an angle flips Q8_0 activation roundings downstream, which shows
 // in the logits, so matching llama.cpp beats extra precision here. (The float recurrence drifts by
 // ~1e-3 rad at position 4096; HF transformers' float32 angles are of the same order.)
-inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_scale) {
+//
+// `x2` (may be null) holds `heads2` more heads rotated with the same angles: a token's K heads go
+// with its Q heads, so each cos/sin (most of the cost) is computed once for both.
+inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_scale, float* x2, int64_t heads2) {
   const int64_t half = a.n_dims / 2;
   const float freq_scale = static_cast<float>(a.freq_scale);
   float theta = static_cast<float>(pos);
@@ -184,15 +214,16 @@ inline void rope_row_impl(float* x, int64_t pos, const RopeArgs& a, float theta_
     theta *= theta_scale;
     const int64_t ia = a.neox ? i : 2 * i;
     const int64_t ib = a.neox ? i + half : 2 * i + 1;
-    for (int64_t h = 0; h < a.n_heads; h++) {
-      float* row = x + h * a.head_dim;
+    // ggml's rotate_pairs as its compiler contracts it (x0·c - x1·s and x0·s + x1·c, one FMA
+    // each): the last bit decides F16 roundings of Q and K in the attention.
+    const auto rotate = [&](float* row) {
       const float x0 = row[ia];
       const float x1 = row[ib];
-      // ggml's rotate_pairs as its compiler contracts it (x0·c - x1·s and x0·s + x1·c, one FMA
-      // each): the last bit decides F16 roundings of Q and K in the attention.
       row[ia] = std::fma(x0, c, -(x1 * s));
       row[ib] = std::fma(x0, s, x1 * c);
-    }
+    };
+    for (int64_t h = 0; h < a.n_heads; h++) rotate(x + h * a.head_dim);
+    for (int64_t h = 0; h < heads2; h++) rotate(x2 + h * a.head_dim);
   }
 }
 
@@ -260,15 +291,69 @@ inline void attention_head_f16acc(float* out, const float* q, const uint16_t* k,
   for (int64_t d = 0; d < head_dim; d++) out[d] = f16_to_f32(acc[d]) * inv;
 }
 
+// dot_f32 / axpy_f32 with the second operand read from F16 (V::load_h): the same float values in
+// the same order, so the same bits as converting the row first.
+template <class V>
+inline float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = V::fmadd(V::load(a + i), V::load_h(b + i), s0);
+    s1 = V::fmadd(V::load(a + i + W), V::load_h(b + i + W), s1);
+    s2 = V::fmadd(V::load(a + i + 2 * W), V::load_h(b + i + 2 * W), s2);
+    s3 = V::fmadd(V::load(a + i + 3 * W), V::load_h(b + i + 3 * W), s3);
+  }
+  for (; i + W <= n; i += W) s0 = V::fmadd(V::load(a + i), V::load_h(b + i), s0);
+  float s = V::hsum(V::add(V::add(s0, s1), V::add(s2, s3)));
+  for (; i < n; i++) s += a[i] * f16_to_f32(b[i]);
+  return s;
+}
+
+// y[i] += p * x[i], x in F16
+template <class V>
+inline void axpy_f16(float* y, float p, const uint16_t* x, int64_t n) {
+  const typename V::reg pv = V::set1(p);
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, V::fmadd(pv, V::load_h(x + i), V::load(y + i)));
+  for (; i < n; i++) y[i] += p * f16_to_f32(x[i]);
+}
+
+/** dot_f32_f16 of 4 (a, b) pairs at once, one reduction for the four (V::hsum4). */
+template <class V>
+inline void dot4_f32_f16(float* out, const float* const* a, const uint16_t* const* b, int64_t n) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  R s[4], t[4];
+  for (int r = 0; r < 4; r++) s[r] = t[r] = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    for (int r = 0; r < 4; r++) {
+      s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
+      t[r] = V::fmadd(V::load(a[r] + i + W), V::load_h(b[r] + i + W), t[r]);
+    }
+  }
+  for (; i + W <= n; i += W) {
+    for (int r = 0; r < 4; r++) s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
+  }
+  for (int r = 0; r < 4; r++) s[r] = V::add(s[r], t[r]);
+  V::hsum4(s, out);
+  for (; i < n; i++) {
+    for (int r = 0; r < 4; r++) out[r] += a[r][i] * f16_to_f32(b[r][i]);
+  }
+}
+
 /** Keys per tile of the F16 attention kernel. */
 constexpr int64_t kAttnTile = 32;
 
 /**
  * Scratch floats attention_heads_f16_t needs for `kv_heads` KV heads of `group` query heads each:
- * the K and V rows of one tile, scores, and per query head an accumulator, running max and sum.
+ * per query head a tile of scores, an accumulator, a running max and sum.
  */
 inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int64_t head_dim) {
-  return static_cast<size_t>(2 * kAttnTile * kv_heads * head_dim + kAttnTile + kv_heads * group * (head_dim + 2));
+  return static_cast<size_t>(kv_heads * group * (kAttnTile + head_dim + 2));
 }
 
 /**
@@ -278,22 +363,22 @@ inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int6
  * `kv_heads * group` heads one after another (head_dim floats each); k and v point at the first KV
  * head's slice of row 0, and K/V rows are located by `kv` (contiguous, or through a paged table).
  *
- * A tile's rows are converted whole, all the given heads at once: that reads the cache as the
+ * A tile is read row by row, all the given heads of a row at once: that reads the cache as the
  * contiguous runs it is stored in (a block of the paged cache is blockSize consecutive rows), which
  * the hardware prefetchers follow. Going head by head instead read a few cache lines a row stride
- * apart and stalled on memory for most of the attention time at 16 decode streams. Each head's
- * arithmetic is the same either way.
+ * apart and stalled on memory for most of the attention time at 16 decode streams. The halves are
+ * converted in registers as they are used (converting a tile of rows to floats first wrote and
+ * re-read four times the bytes of the cache itself). Each head's arithmetic is the same in any
+ * order of the heads: scores of the tile, its max, the rescale, the exponentials, then the
+ * weighted V rows in key order.
  */
 template <class V>
 void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                            const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
-                           float* scratch, DequantFn dequant_f16) {
-  const int64_t span = kv_heads * head_dim;  // converted values per row
+                           float* scratch) {
   const int64_t heads = kv_heads * group;
-  float* kt = scratch;
-  float* vt = kt + kAttnTile * span;
-  float* sc = vt + kAttnTile * span;
-  float* acc = sc + kAttnTile;
+  float* sc = scratch;  // head h's scores of the tile at sc + h * kAttnTile
+  float* acc = sc + heads * kAttnTile;
   float* mx = acc + heads * head_dim;
   float* sum = mx + heads;
   for (int64_t h = 0; h < heads; h++) {
@@ -304,29 +389,46 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
     for (int64_t j = 0; j < jn; j++) {
-      const size_t off = kv.offset(j0 + j);
-      dequant_f16(k + off, kt + j * span, span);
-      dequant_f16(v + off, vt + j * span, span);
+      const uint16_t* kr = k + kv.offset(j0 + j);
+      int64_t h = 0;
+      for (; h + 4 <= heads; h += 4) {
+        const float* qs[4];
+        const uint16_t* ks[4];
+        for (int r = 0; r < 4; r++) {
+          qs[r] = q + (h + r) * head_dim;
+          ks[r] = kr + ((h + r) / group) * head_dim;
+        }
+        float d[4];
+        dot4_f32_f16<V>(d, qs, ks, head_dim);
+        for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
+      }
+      for (; h < heads; h++) {
+        const float* qs[4] = {q + h * head_dim, q + h * head_dim, q + h * head_dim, q + h * head_dim};
+        const uint16_t* ks[4] = {kr + (h / group) * head_dim, kr + (h / group) * head_dim, kr + (h / group) * head_dim,
+                                 kr + (h / group) * head_dim};
+        float d[4];
+        dot4_f32_f16<V>(d, qs, ks, head_dim);
+        sc[h * kAttnTile + j] = d[0] * scale;
+      }
     }
     for (int64_t h = 0; h < heads; h++) {
-      const int64_t g = h / group;
-      const float* qh = q + h * head_dim;
-      float* ah = acc + h * head_dim;
+      float* sh = sc + h * kAttnTile;
       float tile_max = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < jn; j++) {
-        const float s = dot_f32<V>(qh, kt + j * span + g * head_dim, head_dim) * scale;
-        sc[j] = s;
-        tile_max = s > tile_max ? s : tile_max;
-      }
+      for (int64_t j = 0; j < jn; j++) tile_max = sh[j] > tile_max ? sh[j] : tile_max;
       const float m_new = tile_max > mx[h] ? tile_max : mx[h];
       if (m_new > mx[h] && sum[h] != 0.0f) {
         const float c = std::exp(mx[h] - m_new);
         sum[h] *= c;
-        scale_f32<V>(ah, ah, c, head_dim);
+        scale_f32<V>(acc + h * head_dim, acc + h * head_dim, c, head_dim);
       }
       mx[h] = m_new;
-      sum[h] += exp_sub_sum<V>(sc, m_new, jn);
-      for (int64_t j = 0; j < jn; j++) axpy_f32<V>(ah, sc[j], vt + j * span + g * head_dim, head_dim);
+      sum[h] += exp_sub_sum<V>(sh, m_new, jn);
+    }
+    for (int64_t j = 0; j < jn; j++) {
+      const uint16_t* vr = v + kv.offset(j0 + j);
+      for (int64_t h = 0; h < heads; h++) {
+        axpy_f16<V>(acc + h * head_dim, sc[h * kAttnTile + j], vr + (h / group) * head_dim, head_dim);
+      }
     }
   }
   for (int64_t h = 0; h < heads; h++) scale_f32<V>(out + h * head_dim, acc + h * head_dim, 1.0f / sum[h], head_dim);
