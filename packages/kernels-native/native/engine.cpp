@@ -211,7 +211,9 @@ void Engine::matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, 
   const size_t tile_bytes = static_cast<size_t>(cols / kQKK) * kTlBlockBytes;
   const int64_t tok_block = std::max<int64_t>(1, static_cast<int64_t>((256u << 10) / stride));
   const int64_t tblocks = (n + tok_block - 1) / tok_block;
-  int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, tiles / (4 * nth)));
+  // >= 16 items per thread: with fewer, the last chunk of a decode matmul (up to 1/8 of a 2048-row
+  // matrix) left one thread streaming alone while the other waited
+  int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, tiles / (16 * nth)));
   if (static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) < 32768.0) chunk = tiles;
   const int64_t chunks = (tiles + chunk - 1) / chunk;
   parallel_for(tblocks * chunks, 1, [&](int64_t i0, int64_t i1, int) {
