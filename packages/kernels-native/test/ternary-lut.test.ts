@@ -93,8 +93,8 @@ describe.each(availableIsas())("isa=%s: ternary lookup-table kernel", (isa: Isa)
     }
 
     it(`${name}: activations whose int8 sums could overflow one chunk (three-chunk path), bit for bit`, () => {
-      // Q8_K maps a token's largest value to -128: all-equal values give quants of -128 (every
-      // high nibble -8), and 127 with 7.94 elsewhere gives -8 (every low nibble -8). Either way a
+      // Q8_K maps a block's largest magnitude to ∓127: all-equal values give quants of -127
+      // (high nibble -8), and 127 with 7.94 elsewhere gives -8 (low nibble -8). Either way a
       // lane's groups 5..10 could exceed int8 in one chunk, so the kernel must keep three chunks.
       const g = gen(`${isa}/tl-extreme/${name}`);
       const rows = 67;
