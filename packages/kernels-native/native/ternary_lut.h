@@ -33,8 +33,9 @@
 //   vector  6      group 10's index (bits 0-3), signs of groups 7, 8, 9 (bits 4, 5, 6), bit 7 zero
 // vpsignb takes the sign from bit 7 and zeroes where its operand byte is 0: shifting the wanted
 // sign bit to bit 7 leaves a set bit below it (bit 0 of vector 5, group 10's index >= 1 in vector
-// 6), so one shift per group makes its sign operand; vpshufb reads bits 0-3 and 7 of an index, so
-// vector 6 is group 10's index as it is. 1856 bytes per 32 x 256 weights: 1.8125 bits per weight
+// 6), so one shift per group (the kernel: one byte doubling, vpaddb x, x, from the previous
+// group's operand) makes its sign operand; vpshufb reads bits 0-3 and 7 of an index, so vector 6
+// is group 10's index as it is. 1856 bytes per 32 x 256 weights: 1.8125 bits per weight
 // (TQ2_0: 2.0625, TQ1_0: 1.6875).
 //
 // Activations: per token, float d[cols/256] (the Q8_K scales, padded to 64 bytes), then per block
