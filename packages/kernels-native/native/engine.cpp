@@ -212,19 +212,44 @@ void Engine::matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, 
   const size_t tile_bytes = static_cast<size_t>(cols / kQKK) * kTlBlockBytes;
   const int64_t tok_block = std::max<int64_t>(1, static_cast<int64_t>((256u << 10) / stride));
   const int64_t tblocks = (n + tok_block - 1) / tok_block;
+  auto tiles_of = [&](int64_t t0, int64_t nt, int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      const int valid = static_cast<int>(std::min<int64_t>(kTlRows, rows - g * kTlRows));
+      gemm(cols, wp + tile_bytes * static_cast<size_t>(g), act + stride * static_cast<size_t>(t0), stride, nt,
+           y + t0 * rows + g * kTlRows, static_cast<size_t>(rows), valid);
+    }
+  };
+  if (tblocks == 1 && nth > 1 && tiles >= 4 * nth &&
+      static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) >= 32768.0) {
+    // Decode: guided claims, each a run of (tiles left) / (2 · threads) tiles (at least one), so
+    // each thread mostly streams long contiguous runs (the prefetch stays ahead; a fresh run
+    // starts cold) and the runs at the end are short (no thread waits long for the last one).
+    std::atomic<int64_t> next{0};
+    auto job = [&](int, int) {
+      for (;;) {
+        int64_t g0 = next.load(std::memory_order_relaxed), len;
+        do {
+          if (g0 >= tiles) return;
+          len = std::max<int64_t>(1, (tiles - g0) / (2 * nth));
+        } while (!next.compare_exchange_weak(g0, g0 + len, std::memory_order_relaxed));
+        const char* first = reinterpret_cast<const char*>(wp + tile_bytes * static_cast<size_t>(g0));
+        for (size_t o = 0; o < 2 * kTlBlockBytes && o < tile_bytes * static_cast<size_t>(len); o += 64) {
+          __builtin_prefetch(first + o);  // the run's first two blocks (the kernel prefetches ahead of them)
+        }
+        tiles_of(0, n, g0, g0 + len);
+      }
+    };
+    pool_.run_dynamic_fn(job);
+    return;
+  }
   int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, tiles / (4 * nth)));
   if (static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) < 32768.0) chunk = tiles;
   const int64_t chunks = (tiles + chunk - 1) / chunk;
   parallel_for(tblocks * chunks, 1, [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; i++) {
       const int64_t t0 = (i / chunks) * tok_block;
-      const int64_t nt = std::min<int64_t>(tok_block, n - t0);
-      const int64_t g1 = std::min<int64_t>(tiles, (i % chunks + 1) * chunk);
-      for (int64_t g = (i % chunks) * chunk; g < g1; g++) {
-        const int valid = static_cast<int>(std::min<int64_t>(kTlRows, rows - g * kTlRows));
-        gemm(cols, wp + tile_bytes * static_cast<size_t>(g), act + stride * static_cast<size_t>(t0), stride, nt,
-             y + t0 * rows + g * kTlRows, static_cast<size_t>(rows), valid);
-      }
+      const int64_t g0 = (i % chunks) * chunk;
+      tiles_of(t0, std::min<int64_t>(tok_block, n - t0), g0, std::min<int64_t>(tiles, g0 + chunk));
     }
   });
 }

@@ -33,13 +33,17 @@
 //   vector  6      group 10's index (bits 0-3), signs of groups 7, 8, 9 (bits 4, 5, 6), bit 7 zero
 // vpsignb takes the sign from bit 7 and zeroes where its operand byte is 0: shifting the wanted
 // sign bit to bit 7 leaves a set bit below it (bit 0 of vector 5, group 10's index >= 1 in vector
-// 6), so one shift per group makes its sign operand; vpshufb reads bits 0-3 and 7 of an index, so
-// vector 6 is group 10's index as it is. 1856 bytes per 32 x 256 weights: 1.8125 bits per weight
+// 6), so one shift per group (the kernel: one byte doubling, vpaddb x, x, from the previous
+// group's operand) makes its sign operand; vpshufb reads bits 0-3 and 7 of an index, so vector 6
+// is group 10's index as it is. 1856 bytes per 32 x 256 weights: 1.8125 bits per weight
 // (TQ2_0: 2.0625, TQ1_0: 1.6875).
 //
 // Activations: per token, float d[cols/256] (the Q8_K scales, padded to 64 bytes), then per block
 // int16 corr_L broadcast to 32 bytes for L = 0..7, then 88 groups (lane-major) x 32 bytes:
-// TL[16] then TH[16] (unused entries zero).
+// TL[16] then TH[16] (unused entries zero), except entry 0 of each lane's group-10 TL (never
+// indexed): 1 when Σ|al| and Σ|ah| over the lane's columns of groups 5..10 are both <= 127, so
+// the kernel may sum those 6 groups in one int8 chunk (two flushes per lane instead of three;
+// typical activations always qualify, extreme ones take the three-chunk path).
 //
 // Internal linkage only (see common.h).
 #pragma once
@@ -63,6 +67,10 @@ constexpr size_t kTlBlockBytes = kTlLaneOff + kTlLanes * kTlLaneBytes;
 constexpr size_t kTlTableBytes = 32;                   // TL + TH of one group
 constexpr size_t kTlCorrBytes = kTlLanes * 32;         // corr_L as 16 x int16 per lane
 constexpr size_t kTlActBlockBytes = kTlCorrBytes + kTlGroups * kTlTableBytes;
+// Byte of a lane's tables (from its group 0) flagging that groups 5..10 may share one int8 chunk:
+// entry 0 of group 10's TL, which no index reads (group 10's indices are 1..9).
+constexpr size_t kTlMergeFlag = kTlTableBytes * (kTlLaneGroups - 1);
+constexpr int kTlMergeFrom = 15;  // lane position of group 5's first column
 static_assert(kTlBlockBytes == 1856, "ternary LUT block");
 static_assert(kTlBlockBytes % 64 == 0 && kTlActBlockBytes % 64 == 0, "blocks and tables stay 64-byte aligned");
 
@@ -182,6 +190,20 @@ static inline int tl_corr(const BlockQ8K& q, int lane) {
   return s;
 }
 
+/**
+ * Whether the columns of groups 5..10 of a lane (positions kTlMergeFrom..31, given their al / ah)
+ * can share one int8 chunk: |Σ digit·al| <= Σ |al| and the same for ah, so both sums <= 127 make
+ * every partial sum of that chunk exact in int8.
+ */
+static inline bool tl_mergeable(const int* al, const int* ah) {
+  int sl = 0, sh = 0;
+  for (int i = kTlMergeFrom; i < 32; i++) {
+    sl += al[i] < 0 ? -al[i] : al[i];
+    sh += ah[i] < 0 ? -ah[i] : ah[i];
+  }
+  return sl <= 127 && sh <= 127;
+}
+
 /** One block's corrections and tables from its Q8_K block (scalar reference; kTlActBlockBytes). */
 static inline void tl_tables_ref(const BlockQ8K& q, uint8_t* dst) {
   for (int lane = 0; lane < kTlLanes; lane++) {
@@ -204,6 +226,7 @@ static inline void tl_tables_ref(const BlockQ8K& q, uint8_t* dst) {
         tl[16 + m] = static_cast<int8_t>(sh);
       }
     }
+    dst[kTlCorrBytes + kTlTableBytes * static_cast<size_t>(kTlLaneGroups * lane) + kTlMergeFlag] = tl_mergeable(al, ah);
   }
 }
 

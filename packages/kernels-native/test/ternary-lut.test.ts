@@ -92,6 +92,33 @@ describe.each(availableIsas())("isa=%s: ternary lookup-table kernel", (isa: Isa)
       });
     }
 
+    it(`${name}: activations whose int8 sums could overflow one chunk (three-chunk path), bit for bit`, () => {
+      // Q8_K maps a block's largest magnitude to ∓127: all-equal values give quants of -127
+      // (high nibble -8), and 127 with 7.94 elsewhere gives -8 (low nibble -8). Either way a
+      // lane's groups 5..10 could exceed int8 in one chunk, so the kernel must keep three chunks.
+      const g = gen(`${isa}/tl-extreme/${name}`);
+      const rows = 67;
+      const cols = 512;
+      const w = ternary(type, rows, cols, g);
+      expect(packed.prepareWeight(w, false)).toBe(true);
+      const n = 3;
+      const x = g.uniform(n * cols, 3);
+      for (let e = 0; e < cols; e++) {
+        x[e] = 1;
+        x[cols + e] = e % 32 === 0 ? 127 : 7.94;
+      }
+      const got = new Float32Array(n * rows).fill(Number.NaN);
+      const dot = new Float32Array(n * rows).fill(Number.NaN);
+      const own = new Float32Array(n * rows).fill(Number.NaN);
+      packed.matmul(got, w, x, n);
+      scalar.matmul(dot, w, x, n);
+      file.matmul(own, w, x, n);
+      const lut = lutMatmulRef(packTernaryLut(type, w.data, rows, cols), rows, cols, x, n);
+      expect(firstMismatch(got, lut), ctx(`TS LUT extreme ${name}`)).toBe(-1);
+      expect(firstMismatch(got, dot), ctx(`${isa} extreme ${name}`)).toBe(-1);
+      expect(firstMismatch(got, own), ctx(`${isa} extreme ${name}, file-layout dot`)).toBe(-1);
+    });
+
     it(`${name} over raw random blocks, 70 rows, 9 tokens`, () => {
       const g = gen(`${isa}/tl-raw/${name}`);
       const w = rawBlocks(type, 70, 512, g);

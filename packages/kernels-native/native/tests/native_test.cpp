@@ -517,8 +517,20 @@ void test_ternary_lut(Isa isa) {
       check(repack_accepts(fmt, w.data(), rows, cols), p + "ternary codes rejected");
       std::vector<uint8_t> packed(repack_bytes(fmt, rows, cols));
       repack_rows(fmt, w.data(), rows, cols, packed.data());
-      const int64_t n = 3;
-      const auto x = uniform(static_cast<size_t>(n * cols), 4.0f);
+      // tokens 3 and 4: quants of all -127 / mostly -8, whose lanes may not merge groups 5..10
+      // into one int8 chunk (ternary_lut.h), so both kernel paths run; token 5: an all-zero block,
+      // a block whose largest magnitude occurs as -5 before +5 (the first one sets the scale) and
+      // a block holding a NaN (the scalar quantizer's path)
+      const int64_t n = 6;
+      auto x = uniform(static_cast<size_t>(n * cols), 4.0f);
+      for (int64_t e = 0; e < cols; e++) {
+        x[static_cast<size_t>(3 * cols + e)] = 1.0f;
+        x[static_cast<size_t>(4 * cols + e)] = e % 32 == 0 ? 127.0f : 7.94f;
+        if (e < kQKK) x[static_cast<size_t>(5 * cols + e)] = 0.0f;
+      }
+      x[static_cast<size_t>(5 * cols + kQKK + 3)] = -5.0f;
+      x[static_cast<size_t>(5 * cols + kQKK + 7)] = 5.0f;
+      x[static_cast<size_t>(5 * cols + 2 * kQKK + 9)] = NAN;
       const size_t xs = tl_act_bytes(cols);
       std::vector<uint8_t> tab_ref(xs * n + 64), tab(xs * n + 64);
       uint8_t* tr = tab_ref.data() + (64 - reinterpret_cast<uintptr_t>(tab_ref.data()) % 64) % 64;
@@ -528,6 +540,16 @@ void test_ternary_lut(Isa isa) {
         k.conv_tl(x.data() + t * cols, tk + xs * static_cast<size_t>(t), cols);
       }
       check(std::memcmp(tr, tk, xs * n) == 0, p + "tables differ");
+      int merged[2] = {0, 0};
+      for (int64_t t = 0; t < n; t++) {
+        for (int64_t b = 0; b < cols / kQKK; b++) {
+          for (int l = 0; l < kTlLanes; l++) {
+            merged[tr[xs * static_cast<size_t>(t) + tl_act_tables_off(cols) + static_cast<size_t>(b) * kTlActBlockBytes +
+                      kTlCorrBytes + kTlTableBytes * static_cast<size_t>(kTlLaneGroups * l) + kTlMergeFlag] != 0]++;
+          }
+        }
+      }
+      check(merged[0] > 0 && merged[1] > 0, p + "merge flag not exercised both ways");
       std::vector<BlockQ8K> q(static_cast<size_t>(n * cols / kQKK));
       for (int64_t t = 0; t < n; t++) ref.conv_q8_k(x.data() + t * cols, q.data() + t * cols / kQKK, cols);
       std::vector<float> want(static_cast<size_t>(n * rows)), got(static_cast<size_t>(n * rows), NAN);
