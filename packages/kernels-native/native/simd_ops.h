@@ -35,14 +35,25 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// y[i] += p * x[i]
 template <class V>
-inline void axpy_f32(float* y, float p, const float* x, int64_t n) {
+inline typename V::reg load_f32(const float* p) {
+  return V::load(p);
+}
+template <class V>
+inline typename V::reg load_f32(const uint16_t* p) {
+  return V::load_h(p);
+}
+inline float to_f32(float x) { return x; }
+inline float to_f32(uint16_t h) { return f16_to_f32(h); }
+
+// y[i] += p * x[i], x float or F16 (converted in registers: the same values, the same bits)
+template <class V, class X>
+inline void axpy_f32(float* y, float p, const X* x, int64_t n) {
   const typename V::reg pv = V::set1(p);
   constexpr int W = V::W;
   int64_t i = 0;
-  for (; i + W <= n; i += W) V::store(y + i, V::fmadd(pv, V::load(x + i), V::load(y + i)));
-  for (; i < n; i++) y[i] += p * x[i];
+  for (; i + W <= n; i += W) V::store(y + i, V::fmadd(pv, load_f32<V>(x + i), V::load(y + i)));
+  for (; i < n; i++) y[i] += p * to_f32(x[i]);
 }
 
 /**
@@ -291,37 +302,10 @@ inline void attention_head_f16acc(float* out, const float* q, const uint16_t* k,
   for (int64_t d = 0; d < head_dim; d++) out[d] = f16_to_f32(acc[d]) * inv;
 }
 
-// dot_f32 / axpy_f32 with the second operand read from F16 (V::load_h): the same float values in
-// the same order, so the same bits as converting the row first.
-template <class V>
-inline float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  using R = typename V::reg;
-  constexpr int W = V::W;
-  R s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
-  int64_t i = 0;
-  for (; i + 4 * W <= n; i += 4 * W) {
-    s0 = V::fmadd(V::load(a + i), V::load_h(b + i), s0);
-    s1 = V::fmadd(V::load(a + i + W), V::load_h(b + i + W), s1);
-    s2 = V::fmadd(V::load(a + i + 2 * W), V::load_h(b + i + 2 * W), s2);
-    s3 = V::fmadd(V::load(a + i + 3 * W), V::load_h(b + i + 3 * W), s3);
-  }
-  for (; i + W <= n; i += W) s0 = V::fmadd(V::load(a + i), V::load_h(b + i), s0);
-  float s = V::hsum(V::add(V::add(s0, s1), V::add(s2, s3)));
-  for (; i < n; i++) s += a[i] * f16_to_f32(b[i]);
-  return s;
-}
-
-// y[i] += p * x[i], x in F16
-template <class V>
-inline void axpy_f16(float* y, float p, const uint16_t* x, int64_t n) {
-  const typename V::reg pv = V::set1(p);
-  constexpr int W = V::W;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) V::store(y + i, V::fmadd(pv, V::load_h(x + i), V::load(y + i)));
-  for (; i < n; i++) y[i] += p * f16_to_f32(x[i]);
-}
-
-/** dot_f32_f16 of 4 (a, b) pairs at once, one reduction for the four (V::hsum4). */
+/**
+ * Four dot products of float a[r] with F16 b[r] (V::load_h: the same float values as converting b
+ * first), one reduction for the four (V::hsum4).
+ */
 template <class V>
 inline void dot4_f32_f16(float* out, const float* const* a, const uint16_t* const* b, int64_t n) {
   using R = typename V::reg;
@@ -427,7 +411,7 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
     for (int64_t j = 0; j < jn; j++) {
       const uint16_t* vr = v + kv.offset(j0 + j);
       for (int64_t h = 0; h < heads; h++) {
-        axpy_f16<V>(acc + h * head_dim, sc[h * kAttnTile + j], vr + (h / group) * head_dim, head_dim);
+        axpy_f32<V>(acc + h * head_dim, sc[h * kAttnTile + j], vr + (h / group) * head_dim, head_dim);
       }
     }
   }
