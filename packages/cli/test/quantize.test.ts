@@ -34,19 +34,20 @@ writeFileSync(calibrationFile, Array.from({ length: 40 }, (_, i) => story(i)).jo
 const shortFile = join(dir, "short.txt");
 writeFileSync(shortFile, "Hi.");
 
-/** `quantize stories260K OUT --type q4_0 --strategy gptq --calibration FILE` (+ more). */
-const gptqQ4 = (out: string, ...more: string[]) => [
+/** `quantize stories260K OUT --type q4_0 --strategy STRATEGY --calibration FILE` (+ more). */
+const calibratedQ4 = (strategy: string, out: string, ...more: string[]) => [
   "quantize",
   stories,
   out,
   "--type",
   "q4_0",
   "--strategy",
-  "gptq",
+  strategy,
   "--calibration",
   calibrationFile,
   ...more,
 ];
+const gptqQ4 = (out: string, ...more: string[]) => calibratedQ4("gptq", out, ...more);
 
 /** Files in `dir` whose names start with `prefix` (the final file or its temporary siblings). */
 const leftovers = (prefix: string) => readdirSync(dir).filter((f) => f.startsWith(prefix));
@@ -154,20 +155,7 @@ describe("ryzanstein quantize", () => {
   it("an interrupted quantize leaves nothing under the final name", async () => {
     // Killed while it works (AWQ's scale search takes seconds on stories260K): no output at all.
     const out = join(dir, "killed.gguf");
-    const child = spawn(process.execPath, [
-      bin,
-      "quantize",
-      stories,
-      out,
-      "--type",
-      "q4_0",
-      "--strategy",
-      "awq",
-      "--calibration",
-      calibrationFile,
-      "--ctx",
-      "128",
-    ]);
+    const child = spawn(process.execPath, [bin, ...calibratedQ4("awq", out, "--ctx", "128")]);
     await new Promise((r) => setTimeout(r, 1500));
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
