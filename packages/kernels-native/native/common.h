@@ -35,14 +35,23 @@ struct KvRows {
   }
 };
 
+/** The KV heads split into `count` ranges: range i is heads [first(i), first(i + 1)). */
+struct HeadRanges {
+  int64_t count;
+  int64_t n_kv_heads;
+  int64_t first(int64_t i) const { return i * n_kv_heads / count; }
+  /** Heads of the largest range (what a task's scratch must hold). */
+  int64_t widest() const { return (n_kv_heads + count - 1) / count; }
+};
+
 /**
- * How many ranges to split the KV heads into when `units` (tokens, or runs of one sequence's
- * tokens) share `threads`: whole rows while there are enough units to keep every thread busy
- * (attention reads a row's heads together; see attention_heads_f16_t), else smaller ranges.
+ * How to split the KV heads when `units` (tokens, or runs of one sequence's tokens) share
+ * `threads`: whole rows while there are enough units to keep every thread busy (attention reads a
+ * row's heads together; see attention_heads_f16_t), else smaller ranges.
  */
-inline int64_t attention_head_ranges(int64_t units, int threads, int64_t n_kv_heads) {
+inline HeadRanges attention_head_ranges(int64_t units, int threads, int64_t n_kv_heads) {
   const int64_t want = (2 * static_cast<int64_t>(threads) + units - 1) / std::max<int64_t>(1, units);
-  return threads <= 1 ? 1 : std::min<int64_t>(n_kv_heads, std::max<int64_t>(1, want));
+  return {threads <= 1 ? 1 : std::min<int64_t>(n_kv_heads, std::max<int64_t>(1, want)), n_kv_heads};
 }
 
 /** Rows of the RMS norm whose sums of squares run interleaved (rms_norm_rows_t in simd_ops.h). */

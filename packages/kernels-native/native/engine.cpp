@@ -354,9 +354,9 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
     });
     return;
   }
-  const int64_t ranges = attention_head_ranges(n, pool_.size(), n_kv_heads);
-  const int64_t per_range = (n_kv_heads + ranges - 1) / ranges;
-  const size_t need = round_up64(attention_f16_scratch_floats(per_range, group, head_dim) * 4);
+  const HeadRanges parts = attention_head_ranges(n, pool_.size(), n_kv_heads);
+  const int64_t ranges = parts.count;
+  const size_t need = round_up64(attention_f16_scratch_floats(parts.widest(), group, head_dim) * 4);
   for (auto& s : per_thread_) s.reserve(need);
   const int64_t tasks = n * ranges;
   const int64_t grain = n * n_heads * max_len * head_dim < 65536 ? tasks : 1;
@@ -364,8 +364,8 @@ void Engine::attention_f16(float* out, const float* q, const uint16_t* k, const 
     float* scratch = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
     for (int64_t i = i0; i < i1; i++) {
       const int64_t t = i / ranges;
-      const int64_t g0 = (i % ranges) * n_kv_heads / ranges;
-      const int64_t g1 = (i % ranges + 1) * n_kv_heads / ranges;
+      const int64_t g0 = parts.first(i % ranges);
+      const int64_t g1 = parts.first(i % ranges + 1);
       const int64_t len = static_cast<int64_t>(positions[t]) + 1;
       const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
       k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim, v + g0 * head_dim,

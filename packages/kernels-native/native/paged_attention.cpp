@@ -110,16 +110,16 @@ void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, 
   const int64_t q_row = n_heads * head_dim;
   const int64_t kv_row = n_kv_heads * head_dim;
   find_runs(seq_of_row, n, run_starts_);
-  const int64_t ranges = attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
-  const int64_t per_range = (n_kv_heads + ranges - 1) / ranges;
-  const size_t attn_bytes = round64(attention_f16_scratch_floats(per_range, group, head_dim) * 4);
+  const HeadRanges parts =
+      attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
+  const size_t attn_bytes = round64(attention_f16_scratch_floats(parts.widest(), group, head_dim) * 4);
   for (auto& s : per_thread_) s.reserve(attn_bytes);
-  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, ranges,
+  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, parts.count,
                   [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
                     float* attn = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
                     const KvRows rows{static_cast<size_t>(kv_row), table, block_size};
-                    const int64_t g0 = part * n_kv_heads / ranges;
-                    const int64_t g1 = (part + 1) * n_kv_heads / ranges;
+                    const int64_t g0 = parts.first(part);
+                    const int64_t g1 = parts.first(part + 1);
                     for (int64_t t = t0; t < t1; t++) {
                       const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
                       k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim,
