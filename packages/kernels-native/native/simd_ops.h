@@ -303,29 +303,34 @@ inline void attention_head_f16acc(float* out, const float* q, const uint16_t* k,
 }
 
 /**
- * Four dot products of float a[r] with F16 b[r] (V::load_h: the same float values as converting b
- * first), one reduction for the four (V::hsum4).
+ * N (1 or 4) dot products of float a[r] with F16 b[r] (V::load_h: the same float values as
+ * converting b first), reduced by one V::hsum4. A row's sum does not depend on N: the same two
+ * accumulators, the same reduction (a single row fills the other three slots with copies of itself).
  */
-template <class V>
-inline void dot4_f32_f16(float* out, const float* const* a, const uint16_t* const* b, int64_t n) {
+template <class V, int N>
+inline void dots_f32_f16(float* out, const float* const* a, const uint16_t* const* b, int64_t n) {
+  static_assert(N == 1 || N == 4, "one or four rows");
   using R = typename V::reg;
   constexpr int W = V::W;
   R s[4], t[4];
-  for (int r = 0; r < 4; r++) s[r] = t[r] = V::zero();
+  for (int r = 0; r < N; r++) s[r] = t[r] = V::zero();
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < N; r++) {
       s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
       t[r] = V::fmadd(V::load(a[r] + i + W), V::load_h(b[r] + i + W), t[r]);
     }
   }
   for (; i + W <= n; i += W) {
-    for (int r = 0; r < 4; r++) s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
+    for (int r = 0; r < N; r++) s[r] = V::fmadd(V::load(a[r] + i), V::load_h(b[r] + i), s[r]);
   }
-  for (int r = 0; r < 4; r++) s[r] = V::add(s[r], t[r]);
-  V::hsum4(s, out);
+  for (int r = 0; r < N; r++) s[r] = V::add(s[r], t[r]);
+  for (int r = N; r < 4; r++) s[r] = s[0];
+  float sums[4];
+  V::hsum4(s, sums);
+  for (int r = 0; r < N; r++) out[r] = sums[r];
   for (; i < n; i++) {
-    for (int r = 0; r < 4; r++) out[r] += a[r][i] * f16_to_f32(b[r][i]);
+    for (int r = 0; r < N; r++) out[r] += a[r][i] * f16_to_f32(b[r][i]);
   }
 }
 
@@ -383,16 +388,15 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
           ks[r] = kr + ((h + r) / group) * head_dim;
         }
         float d[4];
-        dot4_f32_f16<V>(d, qs, ks, head_dim);
+        dots_f32_f16<V, 4>(d, qs, ks, head_dim);
         for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
       }
       for (; h < heads; h++) {
-        const float* qs[4] = {q + h * head_dim, q + h * head_dim, q + h * head_dim, q + h * head_dim};
-        const uint16_t* ks[4] = {kr + (h / group) * head_dim, kr + (h / group) * head_dim, kr + (h / group) * head_dim,
-                                 kr + (h / group) * head_dim};
-        float d[4];
-        dot4_f32_f16<V>(d, qs, ks, head_dim);
-        sc[h * kAttnTile + j] = d[0] * scale;
+        const float* qh = q + h * head_dim;
+        const uint16_t* kh = kr + (h / group) * head_dim;
+        float d;
+        dots_f32_f16<V, 1>(&d, &qh, &kh, head_dim);
+        sc[h * kAttnTile + j] = d * scale;
       }
     }
     for (int64_t h = 0; h < heads; h++) {
