@@ -455,8 +455,11 @@ void Engine::argmax(int32_t* ids, const float* x, int64_t n, int64_t dim) {
   check_nonneg(n, "n");
   check_nonneg(dim, "dim");
   if (dim > INT32_MAX) throw std::invalid_argument("argmax: dim must fit an int32 index");
-  // A vocabulary row is read at memory speed in a few microseconds: one thread is enough.
-  for (int64_t t = 0; t < n; t++) ids[t] = static_cast<int32_t>(dim == 0 ? 0 : k_->argmax_row(x + t * dim, dim));
+  // Rows are independent; a batch's rows (a 16-stream step: 16 × 32K logits) are split over the
+  // threads, a single row stays on the caller.
+  parallel_for(n, std::max<int64_t>(1, 65536 / std::max<int64_t>(dim, 1)), [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; t++) ids[t] = static_cast<int32_t>(dim == 0 ? 0 : k_->argmax_row(x + t * dim, dim));
+  });
 }
 
 void Engine::swiglu(float* y, const float* g, const float* u, int64_t len) {

@@ -175,6 +175,7 @@ describe.each(ISA_LIST)("isa=%s", (isa: Isa) => {
           if (t === 3 && dim > 2) x[o + dim - 1] = x[o + 1] = 1000; // a tie: the first wins
           if (t === 4) x.fill(Number.NaN, o, o + dim);
           if (t === 5) x[o + dim - 1] = 1000; // in the scalar tail of the vector loop
+          if (t === 6 && dim > 1400) x[o + 700] = x[o + dim - 700] = 1000; // a tie across vector chunks
         }
         const want = new Int32Array(n);
         const got = new Int32Array(n).fill(-1);
@@ -186,6 +187,7 @@ describe.each(ISA_LIST)("isa=%s", (isa: Isa) => {
           expect(want[3]).toBe(1);
           expect(want[4]).toBe(0);
           expect(want[5]).toBe(dim - 1);
+          if (dim > 1400) expect(want[6]).toBe(700);
         }
       }
     });

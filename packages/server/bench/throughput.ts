@@ -5,6 +5,7 @@
 //
 //   npm run bench -w packages/server          (RYZ_BENCH_THREADS=2 by default)
 import { existsSync, mkdirSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GGMLType } from "@ryzanstein/core-tensor";
@@ -58,41 +59,66 @@ interface StreamStats {
   text: string;
 }
 
-async function stream(url: string, prompt: number[], maxTokens: number): Promise<StreamStats> {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }),
+/**
+ * One streamed completion through `node:http` with its own SSE parsing. The clients share the
+ * server's two cores, so they are kept lean: `fetch` (undici and web streams) cost about twice the
+ * main-thread CPU per streamed token and kept V8's GC threads busy, time taken from the server.
+ */
+function stream(url: string, prompt: number[], maxTokens: number): Promise<StreamStats> {
+  const body = JSON.stringify({
+    prompt,
+    max_tokens: maxTokens,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
   });
-  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const dec = new TextDecoder();
-  let buf = "";
-  let ttft = -1;
-  let last = 0;
-  const itl: number[] = [];
-  let tokens = 0;
-  let text = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let at = buf.indexOf("\n\n");
-    while (at >= 0) {
-      const ev = buf.slice(0, at);
-      buf = buf.slice(at + 2);
-      at = buf.indexOf("\n\n");
-      if (!ev.startsWith("data: {")) continue;
-      const t = performance.now();
-      text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? "";
-      tokens++;
-      if (ttft < 0) ttft = t - t0;
-      else itl.push(t - last);
-      last = t;
-    }
-  }
-  return { ttft, itl, tokens, text };
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let ttft = -1;
+    let last = 0;
+    const itl: number[] = [];
+    let tokens = 0;
+    let text = "";
+    let buf = "";
+    const req = request(
+      `${url}/v1/completions`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.setEncoding("utf8");
+        if (res.statusCode !== 200) {
+          let err = "";
+          res.on("data", (c: string) => {
+            err += c;
+          });
+          res.on("end", () => reject(new Error(`status ${res.statusCode}: ${err}`)));
+          return;
+        }
+        res.on("data", (chunk: string) => {
+          buf += chunk;
+          let at = buf.indexOf("\n\n");
+          while (at >= 0) {
+            const ev = buf.slice(0, at);
+            buf = buf.slice(at + 2);
+            at = buf.indexOf("\n\n");
+            if (!ev.startsWith("data: {")) continue;
+            const t = performance.now();
+            text += (JSON.parse(ev.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? "";
+            tokens++;
+            if (ttft < 0) ttft = t - t0;
+            else itl.push(t - last);
+            last = t;
+          }
+        });
+        res.on("end", () => resolve({ ttft, itl, tokens, text }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 async function ours(server: RunningServer) {
