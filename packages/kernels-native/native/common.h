@@ -35,6 +35,17 @@ struct KvRows {
   }
 };
 
+/** Elements per Q8_0 block of the quantized KV cache (one f16 scale each). */
+constexpr int64_t kKvQ8Block = 32;
+
+/**
+ * Bytes of one Q8_0 KV cache row of `row_elems` values (a multiple of 32): the int8 quants, then
+ * one f16 scale per 32 values (see KvRowsQ8 in simd_ops.h).
+ */
+static inline size_t kv_q8_0_row_bytes(int64_t row_elems) {
+  return static_cast<size_t>(row_elems + 2 * (row_elems / kKvQ8Block));
+}
+
 /** The KV heads split into `count` ranges: range i is heads [first(i), first(i + 1)). */
 struct HeadRanges {
   int64_t count;
@@ -237,6 +248,13 @@ struct Kernels {
                               float* scratch);
   /** f32 -> f16 bits, round to nearest even. */
   void (*to_f16)(uint16_t* dst, const float* src, int64_t n);
+  /**
+   * One token's attention over `kv_heads` consecutive KV heads of a Q8_0 KV cache (rows as
+   * KvRowsQ8 in simd_ops.h: quants, then f16 scales), the heads from element `e0` of a row.
+   */
+  void (*attention_heads_q8_0)(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                               const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                               int64_t head_dim, float scale, float* scratch);
   /** Q4_1, Q5_0, K-quant and ternary kernels (kquants.h). */
   const KQuantKernels* kq;
 };

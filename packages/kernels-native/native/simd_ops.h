@@ -2,8 +2,9 @@
 // file with its own vector type (scalar float, __m256, __m512). Everything lives in an anonymous
 // namespace so each translation unit gets its own copy compiled with its own -m flags.
 //
-// V provides: reg, W (lanes), zero(), set1(f), load(p), store(p, r), add, sub, mul, div,
-// fmadd(a, b, c) = a*b + c, max, exp (vector expf), hsum, hmax.
+// V provides: reg, W (lanes), zero(), set1(f), load(p), load_h(p) (W halves), load_q8(p) (W int8
+// as floats), store(p, r), add, sub, mul, div, fmadd(a, b, c) = a*b + c, max, exp (vector expf),
+// hsum, hsum4, hmax.
 #pragma once
 
 #include <algorithm>
@@ -346,25 +347,156 @@ inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int6
 }
 
 /**
- * Causal attention of one token's query heads over `kv_heads` consecutive KV heads of an F16 KV
- * cache (`group` query heads per KV head), in tiles of kAttnTile keys with an online softmax
- * (flash-attention style), so no score buffer of the sequence length is needed. q and out hold the
- * `kv_heads * group` heads one after another (head_dim floats each); k and v point at the first KV
- * head's slice of row 0, and K/V rows are located by `kv` (contiguous, or through a paged table).
+ * The F16 rows of attention_heads_t: half bits converted to floats in registers as they are used.
+ * `k` and `v` point at the first KV head's slice of row 0; `kv` locates rows (in halves).
+ */
+template <class V>
+struct KvRowsF16 {
+  const uint16_t* k;
+  const uint16_t* v;
+  const KvRows& kv;
+  int64_t head_dim;
+  const uint16_t* row = nullptr;
+  void key_row(int64_t j) { row = k + kv.offset(j); }
+  void value_row(int64_t j) { row = v + kv.offset(j); }
+  /** N dot products of q[r] with KV head g[r] of the current key row. */
+  template <int N>
+  void dots(float* d, const float* const* q, const int64_t* g) const {
+    const uint16_t* ks[N];
+    for (int r = 0; r < N; r++) ks[r] = row + g[r] * head_dim;
+    dots_f32_f16<V, N>(d, q, ks, head_dim);
+  }
+  /** acc += p * (KV head g of the current value row). */
+  void axpy(float* acc, float p, int64_t g) const { axpy_f32<V>(acc, p, row + g * head_dim, head_dim); }
+};
+
+/**
+ * Scratch floats KvRowsQ8 needs besides attention_heads_t's own: the scales of one row's blocks
+ * over `kv_heads` heads (which may start mid-block when head_dim is not a multiple of 32).
+ */
+inline size_t kv_q8_0_scale_floats(int64_t kv_heads, int64_t head_dim) {
+  return static_cast<size_t>((kv_heads * head_dim + kKvQ8Block - 1) / kKvQ8Block + 1);
+}
+
+/**
+ * The Q8_0 rows of attention_heads_t. A cache row of `row_elems` values is stored as its int8
+ * quants (row_elems bytes) followed by one f16 scale per 32 values (llama.cpp's block_q8_0 split
+ * into a struct of arrays, so the quants of a head are contiguous). `k`, `v` point at row 0's
+ * first byte; the heads handled start at element `e0` of a row; `kv` locates rows in bytes.
+ *
+ * When a row is selected, the f16 scales of the blocks the heads cover are converted to floats
+ * once (`ds`); values are dequantized in registers, q·d, as they are used (`d` per W-lane chunk:
+ * one broadcast, or per lane where a chunk straddles two blocks, which only happens when head_dim
+ * is not a multiple of the vector width). A head's arithmetic depends only on its own elements,
+ * never on which other heads share the call.
+ */
+template <class V>
+struct KvRowsQ8 {
+  using R = typename V::reg;
+  static constexpr int W = V::W;
+  const uint8_t* k;
+  const uint8_t* v;
+  const KvRows& kv;
+  int64_t head_dim;
+  int64_t row_elems;
+  int64_t e0;
+  int64_t b0;  // first block covered: e0 / 32
+  int64_t nb;  // blocks covered
+  float* ds;   // nb floats of scratch
+  const int8_t* qs = nullptr;
+
+  KvRowsQ8(const uint8_t* k_, const uint8_t* v_, const KvRows& kv_, int64_t kv_heads, int64_t head_dim_,
+           int64_t row_elems_, int64_t e0_, float* ds_)
+      : k(k_),
+        v(v_),
+        kv(kv_),
+        head_dim(head_dim_),
+        row_elems(row_elems_),
+        e0(e0_),
+        b0(e0_ / kKvQ8Block),
+        nb((e0_ + kv_heads * head_dim_ - 1) / kKvQ8Block - e0_ / kKvQ8Block + 1),
+        ds(ds_) {}
+
+  void select(const uint8_t* row) {
+    qs = reinterpret_cast<const int8_t*>(row);
+    const uint16_t* d = reinterpret_cast<const uint16_t*>(row + row_elems) + b0;
+    int64_t b = 0;
+    for (; b + W <= nb; b += W) V::store(ds + b, V::load_h(d + b));
+    for (; b < nb; b++) ds[b] = f16_to_f32(d[b]);
+  }
+  void key_row(int64_t j) { select(k + kv.offset(j)); }
+  void value_row(int64_t j) { select(v + kv.offset(j)); }
+
+  float scale_of(int64_t e) const { return ds[e / kKvQ8Block - b0]; }
+  /** Scales of the W values from row element e. */
+  R chunk_scale(int64_t e) const {
+    if (e % kKvQ8Block + W <= kKvQ8Block) return V::set1(scale_of(e));
+    alignas(64) float lanes[W];
+    for (int l = 0; l < W; l++) lanes[l] = scale_of(e + l);
+    return V::load(lanes);
+  }
+  R value(int64_t e) const { return V::mul(V::load_q8(qs + e), chunk_scale(e)); }
+
+  /** As dots_f32_f16, over dequantized values: the same accumulators and reduction for N = 1 or 4. */
+  template <int N>
+  void dots(float* out, const float* const* a, const int64_t* g) const {
+    static_assert(N == 1 || N == 4, "one or four rows");
+    int64_t e[N];
+    for (int r = 0; r < N; r++) e[r] = e0 + g[r] * head_dim;
+    R s[4], t[4];
+    for (int r = 0; r < N; r++) s[r] = t[r] = V::zero();
+    int64_t i = 0;
+    for (; i + 2 * W <= head_dim; i += 2 * W) {
+      for (int r = 0; r < N; r++) {
+        s[r] = V::fmadd(V::load(a[r] + i), value(e[r] + i), s[r]);
+        t[r] = V::fmadd(V::load(a[r] + i + W), value(e[r] + i + W), t[r]);
+      }
+    }
+    for (; i + W <= head_dim; i += W) {
+      for (int r = 0; r < N; r++) s[r] = V::fmadd(V::load(a[r] + i), value(e[r] + i), s[r]);
+    }
+    for (int r = 0; r < N; r++) s[r] = V::add(s[r], t[r]);
+    for (int r = N; r < 4; r++) s[r] = s[0];
+    float sums[4];
+    V::hsum4(s, sums);
+    for (int r = 0; r < N; r++) out[r] = sums[r];
+    for (; i < head_dim; i++) {
+      for (int r = 0; r < N; r++) out[r] += a[r][i] * (static_cast<float>(qs[e[r] + i]) * scale_of(e[r] + i));
+    }
+  }
+
+  /** acc += p * (KV head g of the current value row), as (p·d) · q per value. */
+  void axpy(float* acc, float p, int64_t g) const {
+    const int64_t e = e0 + g * head_dim;
+    const R pv = V::set1(p);
+    int64_t i = 0;
+    for (; i + W <= head_dim; i += W) {
+      V::store(acc + i, V::fmadd(V::mul(pv, chunk_scale(e + i)), V::load_q8(qs + e + i), V::load(acc + i)));
+    }
+    for (; i < head_dim; i++) acc[i] += (p * scale_of(e + i)) * static_cast<float>(qs[e + i]);
+  }
+};
+
+/**
+ * Causal attention of one token's query heads over `kv_heads` consecutive KV heads of a half or
+ * quantized KV cache (`group` query heads per KV head; the cache format is `Rows`: KvRowsF16 or
+ * KvRowsQ8), in tiles of kAttnTile keys with an online softmax (flash-attention style), so no
+ * score buffer of the sequence length is needed. q and out hold the `kv_heads * group` heads one
+ * after another (head_dim floats each); `rows` locates K/V rows (contiguous, or through a paged
+ * table).
  *
  * A tile is read row by row, all the given heads of a row at once: that reads the cache as the
  * contiguous runs it is stored in (a block of the paged cache is blockSize consecutive rows), which
  * the hardware prefetchers follow. Going head by head instead read a few cache lines a row stride
- * apart and stalled on memory for most of the attention time at 16 decode streams. The halves are
+ * apart and stalled on memory for most of the attention time at 16 decode streams. The values are
  * converted in registers as they are used (converting a tile of rows to floats first wrote and
  * re-read four times the bytes of the cache itself). Each head's arithmetic is the same in any
  * order of the heads: scores of the tile, its max, the rescale, the exponentials, then the
  * weighted V rows in key order.
  */
-template <class V>
-void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
-                           const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
-                           float* scratch) {
+template <class V, class Rows>
+void attention_heads_t(float* out, const float* q, int64_t kv_heads, int64_t group, Rows& rows, int64_t len,
+                       int64_t head_dim, float scale, float* scratch) {
   const int64_t heads = kv_heads * group;
   float* sc = scratch;  // head h's scores of the tile at sc + h * kAttnTile
   float* acc = sc + heads * kAttnTile;
@@ -378,24 +510,24 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
     for (int64_t j = 0; j < jn; j++) {
-      const uint16_t* kr = k + kv.offset(j0 + j);
+      rows.key_row(j0 + j);
       int64_t h = 0;
       for (; h + 4 <= heads; h += 4) {
         const float* qs[4];
-        const uint16_t* ks[4];
+        int64_t g[4];
         for (int r = 0; r < 4; r++) {
           qs[r] = q + (h + r) * head_dim;
-          ks[r] = kr + ((h + r) / group) * head_dim;
+          g[r] = (h + r) / group;
         }
         float d[4];
-        dots_f32_f16<V, 4>(d, qs, ks, head_dim);
+        rows.template dots<4>(d, qs, g);
         for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
       }
       for (; h < heads; h++) {
         const float* qh = q + h * head_dim;
-        const uint16_t* kh = kr + (h / group) * head_dim;
+        const int64_t g = h / group;
         float d;
-        dots_f32_f16<V, 1>(&d, &qh, &kh, head_dim);
+        rows.template dots<1>(&d, &qh, &g);
         sc[h * kAttnTile + j] = d * scale;
       }
     }
@@ -413,13 +545,34 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
       sum[h] += exp_sub_sum<V>(sh, m_new, jn);
     }
     for (int64_t j = 0; j < jn; j++) {
-      const uint16_t* vr = v + kv.offset(j0 + j);
-      for (int64_t h = 0; h < heads; h++) {
-        axpy_f32<V>(acc + h * head_dim, sc[h * kAttnTile + j], vr + (h / group) * head_dim, head_dim);
-      }
+      rows.value_row(j0 + j);
+      for (int64_t h = 0; h < heads; h++) rows.axpy(acc + h * head_dim, sc[h * kAttnTile + j], h / group);
     }
   }
   for (int64_t h = 0; h < heads; h++) scale_f32<V>(out + h * head_dim, acc + h * head_dim, 1.0f / sum[h], head_dim);
+}
+
+/** attention_heads_t over an F16 cache; k and v point at the first KV head's slice of row 0. */
+template <class V>
+void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
+                           const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
+                           float* scratch) {
+  KvRowsF16<V> rows{k, v, kv, head_dim};
+  attention_heads_t<V>(out, q, kv_heads, group, rows, len, head_dim, scale, scratch);
+}
+
+/**
+ * attention_heads_t over a Q8_0 cache (KvRowsQ8 layout; k and v at row 0's first byte, the heads
+ * from element `e0` of a row of `row_elems` values). `scratch` holds
+ * attention_f16_scratch_floats + kv_q8_0_scale_floats floats.
+ */
+template <class V>
+void attention_heads_q8_0_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                            const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                            int64_t head_dim, float scale, float* scratch) {
+  KvRowsQ8<V> rows(k, v, kv, kv_heads, head_dim, row_elems, e0,
+                   scratch + attention_f16_scratch_floats(kv_heads, group, head_dim));
+  attention_heads_t<V>(out, q, kv_heads, group, rows, len, head_dim, scale, scratch);
 }
 
 // ---- scalar conversions and dequantization shared by all variants ----
