@@ -58,7 +58,11 @@ export class PagedKvCache {
     this.rowUnits = PagedKvCache.rowUnits(model, kvType);
     const len = numBlocks * blockSize * this.rowUnits;
     const alloc = (): PagedKVCacheArray =>
-      kvType === "f16" ? new Uint16Array(len) : kvType === "q8_0" ? new Uint8Array(len) : new Float32Array(len);
+      kvType === "f16"
+        ? new Uint16Array(len)
+        : kvType === "q8_0"
+          ? new Uint8Array(len)
+          : new Float32Array(len);
     this.keys = Array.from({ length: c.nLayers }, alloc);
     this.values = Array.from({ length: c.nLayers }, alloc);
   }

@@ -49,7 +49,8 @@ function greedy(
   forced?: number[][],
 ): Trace {
   const maxCtx = 64;
-  if (prompts.some((p) => p.length + steps > maxCtx)) throw new Error("prompt + steps exceed the test context");
+  if (prompts.some((p) => p.length + steps > maxCtx))
+    throw new Error("prompt + steps exceed the test context");
   const perSeq = maxCtx / BLOCK;
   const cache = new PagedKvCache(model, prompts.length * perSeq, BLOCK, kvType);
   const runner = new BatchRunner(model, cache, 64, prompts.length, maxCtx);
@@ -110,7 +111,8 @@ describe.each(["native", "reference"] as const)("BatchRunner with a q8_0 KV cach
     for (let s = 0; s < PROMPTS.length; s++) {
       const alone = greedy(model, "q8_0", [PROMPTS[s]], steps);
       expect(batched.tokens[s]).toEqual(alone.tokens[0]);
-      for (let i = 0; i < steps; i++) expect(Math.abs(batched.logps[s][i] - alone.logps[0][i])).toBeLessThan(1e-4);
+      for (let i = 0; i < steps; i++)
+        expect(Math.abs(batched.logps[s][i] - alone.logps[0][i])).toBeLessThan(1e-4);
     }
     model.backend.dispose?.();
   });

@@ -220,7 +220,11 @@ function cacheKind(op: string, k: unknown, v: unknown): "f32" | "f16" | "q8_0" {
 function kvCacheRowUnits(op: string, kind: "f32" | "f16" | "q8_0", rowSize: number): number {
   if (kind !== "q8_0") return rowSize;
   if (rowSize % 32 !== 0)
-    fail("INVALID_ARGUMENT", op, `a Q8_0 KV cache needs nKvHeads*headDim to be a multiple of 32, got ${rowSize}`);
+    fail(
+      "INVALID_ARGUMENT",
+      op,
+      `a Q8_0 KV cache needs nKvHeads*headDim to be a multiple of 32, got ${rowSize}`,
+    );
   return kvQ8_0RowBytes(rowSize);
 }
 

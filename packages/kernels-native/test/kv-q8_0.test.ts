@@ -53,7 +53,14 @@ function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: num
     q: g.uniform(n * nHeads * headDim, 3),
     seqOfRow: Int32Array.from(seqOfRow),
     positions: Int32Array.from(positions),
-    params: { nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), blockSize, maxBlocksPerSeq: maxBlocks },
+    params: {
+      nHeads,
+      nKvHeads,
+      headDim,
+      scale: 1 / Math.sqrt(headDim),
+      blockSize,
+      maxBlocksPerSeq: maxBlocks,
+    },
   };
 }
 
@@ -75,7 +82,9 @@ describe("Q8_0 KV rows (reference)", () => {
         for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[r * rowSize + b * 32 + j]));
         for (let j = 0; j < 32; j++) {
           const i = b * 32 + j;
-          expect(Math.abs(back[i] - src[r * rowSize + i])).toBeLessThanOrEqual((amax / 127) * (0.5 + 127 / 2048) + 1e-7);
+          expect(Math.abs(back[i] - src[r * rowSize + i])).toBeLessThanOrEqual(
+            (amax / 127) * (0.5 + 127 / 2048) + 1e-7,
+          );
         }
       }
     }
@@ -167,7 +176,14 @@ describe.each(availableIsas())("Q8_0 KV cache isa=%s", (isa: Isa) => {
     const tables = Int32Array.from({ length: 8 }, (_, i) => 7 - i);
     const positions = Int32Array.from([63]);
     const q = g.uniform(nh * hd, 2);
-    const p = { nHeads: nh, nKvHeads: nkv, headDim: hd, scale: 1 / Math.sqrt(hd), blockSize: bs, maxBlocksPerSeq: 8 };
+    const p = {
+      nHeads: nh,
+      nKvHeads: nkv,
+      headDim: hd,
+      scale: 1 / Math.sqrt(hd),
+      blockSize: bs,
+      maxBlocksPerSeq: 8,
+    };
     const a = new Float32Array(q.length);
     const b = new Float32Array(q.length);
     nb.pagedAttention(a, q, kf, vf, positions, new Int32Array(1), tables, 1, p);
@@ -215,12 +231,31 @@ describe.each(availableIsas())("Q8_0 KV cache isa=%s", (isa: Isa) => {
     const params = { nHeads: 2, nKvHeads: 1, headDim: 24, scale: 1, blockSize: 2, maxBlocksPerSeq: 2 };
     const out = new Float32Array(48);
     const call = (k: Uint8Array | Uint16Array, v: Uint8Array | Uint16Array) => () =>
-      nb.pagedAttention(out, out, k, v, Int32Array.from([0]), Int32Array.from([0]), Int32Array.from([0, 1]), 1, params);
+      nb.pagedAttention(
+        out,
+        out,
+        k,
+        v,
+        Int32Array.from([0]),
+        Int32Array.from([0]),
+        Int32Array.from([0, 1]),
+        1,
+        params,
+      );
     expect(call(new Uint8Array(400), new Uint8Array(400))).toThrow(/multiple of 32/);
     expect(call(new Uint8Array(400), new Uint16Array(400))).toThrow(/both/);
-    expect(() => nb.quantizeKvQ8_0(new Uint8Array(100), 0, new Float32Array(48), 1, 48)).toThrow(RyzansteinError);
+    expect(() => nb.quantizeKvQ8_0(new Uint8Array(100), 0, new Float32Array(48), 1, 48)).toThrow(
+      RyzansteinError,
+    );
     expect(() => nb.quantizeKvQ8_0(new Uint8Array(33), 0, new Float32Array(32), 1, 32)).toThrow(/bytes/);
-    const rope: RopeParams = { nHeads: 1, headDim: 24, nDims: 24, freqBase: 10000, freqScale: 1, neox: false };
+    const rope: RopeParams = {
+      nHeads: 1,
+      headDim: 24,
+      nDims: 24,
+      freqBase: 10000,
+      freqScale: 1,
+      neox: false,
+    };
     expect(() =>
       nb.ropeStoreKV(
         new Float32Array(24),
