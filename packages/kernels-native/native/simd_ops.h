@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "common.h"
 
@@ -346,6 +347,22 @@ inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int6
   return static_cast<size_t>(kv_heads * group * (kAttnTile + head_dim + 2));
 }
 
+/** Prefetches the cache lines of [p, p + bytes) into L1 (a hint; no effect on results). */
+inline void prefetch_bytes(const void* p, size_t bytes) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64) {
+#if defined(__x86_64__)
+    // asm volatile: GCC 12 at -O2 dropped __builtin_prefetch from the Q8_0 instantiation.
+    __asm__ volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(a)));
+#else
+    __builtin_prefetch(reinterpret_cast<const void*>(a));
+#endif
+  }
+}
+
+/** Rows ahead attention_heads_t prefetches (K rows while scoring, V rows while accumulating). */
+constexpr int64_t kAttnPrefetchRows = 4;
+
 /**
  * The F16 rows of attention_heads_t: half bits converted to floats in registers as they are used.
  * `k` and `v` point at the first KV head's slice of row 0; `kv` locates rows (in halves).
@@ -357,8 +374,13 @@ struct KvRowsF16 {
   const KvRows& kv;
   int64_t head_dim;
   const uint16_t* row = nullptr;
-  void key_row(int64_t j) { row = k + kv.offset(j); }
-  void value_row(int64_t j) { row = v + kv.offset(j); }
+  /** Selects the key (value) row at `off` (KvRows::offsets). */
+  void key_row(size_t off) { row = k + off; }
+  void value_row(size_t off) { row = v + off; }
+  /** Prefetches the bytes the heads read of the key (value) row at `off`. */
+  void prefetch(bool value, size_t off, int64_t kv_heads) const {
+    prefetch_bytes((value ? v : k) + off, static_cast<size_t>(kv_heads * head_dim) * 2);
+  }
   /** N dot products of q[r] with KV head g[r] of the current key row. */
   template <int N>
   void dots(float* d, const float* const* q, const int64_t* g) const {
@@ -385,10 +407,12 @@ inline size_t kv_q8_0_scale_floats(int64_t kv_heads, int64_t head_dim) {
  * first byte; the heads handled start at element `e0` of a row; `kv` locates rows in bytes.
  *
  * When a row is selected, the f16 scales of the blocks the heads cover are converted to floats
- * once (`ds`); values are dequantized in registers, q·d, as they are used (`d` per W-lane chunk:
- * one broadcast, or per lane where a chunk straddles two blocks, which only happens when head_dim
- * is not a multiple of the vector width). A head's arithmetic depends only on its own elements,
- * never on which other heads share the call.
+ * once (`ds`). When head_dim is a multiple of 32 (every head is whole blocks), a dot product sums
+ * q·quant over each block and scales the block's sum once, and the weighted V sum adds
+ * (p·d)·quant, so an int8 value costs what an F16 one does (a conversion and one FMA). Otherwise
+ * values are dequantized in registers, quant·d, as they are used (`d` per W-lane chunk: one
+ * broadcast, or per lane where a chunk straddles two blocks). Which path runs depends on head_dim
+ * only, and a head's arithmetic on its own elements only, never on which heads share the call.
  */
 template <class V>
 struct KvRowsQ8 {
@@ -424,9 +448,17 @@ struct KvRowsQ8 {
     for (; b + W <= nb; b += W) V::store(ds + b, V::load_h(d + b));
     for (; b < nb; b++) ds[b] = f16_to_f32(d[b]);
   }
-  void key_row(int64_t j) { select(k + kv.offset(j)); }
-  void value_row(int64_t j) { select(v + kv.offset(j)); }
+  void key_row(size_t off) { select(k + off); }
+  void value_row(size_t off) { select(v + off); }
+  /** Prefetches the quants and scales the heads read of the key (value) row at `off`. */
+  void prefetch(bool value, size_t off, int64_t kv_heads) const {
+    const uint8_t* row = (value ? v : k) + off;
+    prefetch_bytes(row + e0, static_cast<size_t>(kv_heads * head_dim));
+    prefetch_bytes(row + row_elems + 2 * b0, static_cast<size_t>(2 * nb));
+  }
 
+  /** Every head is whole Q8_0 blocks (head_dim a multiple of 32, so e0 is too). */
+  bool whole_blocks() const { return head_dim % kKvQ8Block == 0; }
   float scale_of(int64_t e) const { return ds[e / kKvQ8Block - b0]; }
   /** Scales of the W values from row element e. */
   R chunk_scale(int64_t e) const {
@@ -443,6 +475,28 @@ struct KvRowsQ8 {
     static_assert(N == 1 || N == 4, "one or four rows");
     int64_t e[N];
     for (int r = 0; r < N; r++) e[r] = e0 + g[r] * head_dim;
+    if (whole_blocks()) {
+      // Per block: two partial sums of q·quant over its 32 values, then one FMA with the scale.
+      R s[4];
+      for (int r = 0; r < N; r++) s[r] = V::zero();
+      for (int64_t i = 0; i < head_dim; i += kKvQ8Block) {
+        for (int r = 0; r < N; r++) {
+          const float* ar = a[r] + i;
+          const int8_t* kr = qs + e[r] + i;
+          R u0 = V::zero(), u1 = V::zero();
+          for (int c = 0; c < kKvQ8Block; c += 2 * W) {
+            u0 = V::fmadd(V::load(ar + c), V::load_q8(kr + c), u0);
+            u1 = V::fmadd(V::load(ar + c + W), V::load_q8(kr + c + W), u1);
+          }
+          s[r] = V::fmadd(V::add(u0, u1), V::set1(scale_of(e[r] + i)), s[r]);
+        }
+      }
+      for (int r = N; r < 4; r++) s[r] = s[0];
+      float sums[4];
+      V::hsum4(s, sums);
+      for (int r = 0; r < N; r++) out[r] = sums[r];
+      return;
+    }
     R s[4], t[4];
     for (int r = 0; r < N; r++) s[r] = t[r] = V::zero();
     int64_t i = 0;
@@ -468,6 +522,15 @@ struct KvRowsQ8 {
   /** acc += p * (KV head g of the current value row), as (p·d) · q per value. */
   void axpy(float* acc, float p, int64_t g) const {
     const int64_t e = e0 + g * head_dim;
+    if (whole_blocks()) {
+      for (int64_t i = 0; i < head_dim; i += kKvQ8Block) {
+        const R pd = V::set1(p * scale_of(e + i));
+        for (int c = 0; c < kKvQ8Block; c += W) {
+          V::store(acc + i + c, V::fmadd(pd, V::load_q8(qs + e + i + c), V::load(acc + i + c)));
+        }
+      }
+      return;
+    }
     const R pv = V::set1(p);
     int64_t i = 0;
     for (; i + W <= head_dim; i += W) {
@@ -507,27 +570,54 @@ void attention_heads_t(float* out, const float* q, int64_t kv_heads, int64_t gro
     sum[h] = 0.0f;
   }
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(heads * head_dim));
+  // The KV head of each query head, counted rather than divided (h / group per head and key cost
+  // a 64-bit division each).
+  int64_t kvh[4];
+  // Row offsets of this tile's keys and of the next tile's (the same for K and V). The rows are
+  // prefetched a few ahead: each starts a new run of cache lines (a new page block every
+  // blockSize rows) that the hardware prefetcher does not see coming, and waiting on those loads
+  // took most of the time of the Q8_0 kernel, whose rows are short.
+  size_t offs_a[kAttnTile], offs_b[kAttnTile];
+  size_t* offs = offs_a;
+  size_t* next_offs = offs_b;
+  if (len > 0) rows.kv.offsets(0, std::min<int64_t>(kAttnTile, len), offs);
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
+    const int64_t next_n = std::min<int64_t>(kAttnTile, len - j0 - jn);
+    if (next_n > 0) rows.kv.offsets(j0 + jn, next_n, next_offs);
+    for (int64_t j = 0; j < kAttnPrefetchRows && j < jn; j++) rows.prefetch(false, offs[j], kv_heads);
     for (int64_t j = 0; j < jn; j++) {
-      rows.key_row(j0 + j);
+      // K rows ahead, then the tile's first V rows.
+      const int64_t ahead = j + kAttnPrefetchRows;
+      if (ahead < jn) rows.prefetch(false, offs[ahead], kv_heads);
+      else if (ahead - jn < jn) rows.prefetch(true, offs[ahead - jn], kv_heads);
+      rows.key_row(offs[j]);
       int64_t h = 0;
+      int64_t g = 0;
+      int64_t in_group = 0;
+      const auto next_head = [&]() {
+        if (++in_group == group) {
+          in_group = 0;
+          g++;
+        }
+      };
       for (; h + 4 <= heads; h += 4) {
         const float* qs[4];
-        int64_t g[4];
         for (int r = 0; r < 4; r++) {
           qs[r] = q + (h + r) * head_dim;
-          g[r] = (h + r) / group;
+          kvh[r] = g;
+          next_head();
         }
         float d[4];
-        rows.template dots<4>(d, qs, g);
+        rows.template dots<4>(d, qs, kvh);
         for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
       }
       for (; h < heads; h++) {
         const float* qh = q + h * head_dim;
-        const int64_t g = h / group;
+        kvh[0] = g;
+        next_head();
         float d;
-        rows.template dots<1>(&d, &qh, &g);
+        rows.template dots<1>(&d, &qh, kvh);
         sc[h * kAttnTile + j] = d * scale;
       }
     }
@@ -545,9 +635,16 @@ void attention_heads_t(float* out, const float* q, int64_t kv_heads, int64_t gro
       sum[h] += exp_sub_sum<V>(sh, m_new, jn);
     }
     for (int64_t j = 0; j < jn; j++) {
-      rows.value_row(j0 + j);
-      for (int64_t h = 0; h < heads; h++) rows.axpy(acc + h * head_dim, sc[h * kAttnTile + j], h / group);
+      // V rows ahead, then the next tile's first K rows.
+      const int64_t ahead = j + kAttnPrefetchRows;
+      if (ahead < jn) rows.prefetch(true, offs[ahead], kv_heads);
+      else if (ahead - jn < next_n) rows.prefetch(false, next_offs[ahead - jn], kv_heads);
+      rows.value_row(offs[j]);
+      for (int64_t g = 0, h = 0; g < kv_heads; g++) {
+        for (int64_t i = 0; i < group; i++, h++) rows.axpy(acc + h * head_dim, sc[h * kAttnTile + j], g);
+      }
     }
+    std::swap(offs, next_offs);
   }
   for (int64_t h = 0; h < heads; h++) scale_f32<V>(out + h * head_dim, acc + h * head_dim, 1.0f / sum[h], head_dim);
 }
