@@ -189,7 +189,9 @@ void Engine::quantize_kv_q8_0(uint8_t* dst, const float* src, int64_t rows, int6
   const size_t row_bytes = kv_q8_0_row_bytes(row_elems);
   const int64_t grain = std::max<int64_t>(1, 16384 / row_elems);
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; r++) quantize_kv_row(dst + static_cast<size_t>(r) * row_bytes, src + r * row_elems, row_elems);
+    for (int64_t r = r0; r < r1; r++) {
+      quantize_kv_row(dst + static_cast<size_t>(r) * row_bytes, src + r * row_elems, row_elems);
+    }
   });
 }
 
