@@ -100,6 +100,11 @@ describe("q8_0 KV cache: types and sizes", () => {
     cache.copyBlock(1, 2);
     expect(cache.keys[1][cache.rowUnits * 2 * BLOCK + 5]).toBe(9);
     expect(() => new PagedKvCache(model, 3, BLOCK, "q4_0" as KVCacheType)).toThrow(/f16, f32 or q8_0/);
+    // K/V rows must be whole Q8_0 blocks: 3 KV heads of 8 values are 24
+    const odd = { config: { ...c, nKvHeads: 3 } } as Model;
+    expect(() => new PagedKvCache(odd, 3, BLOCK, "q8_0")).toThrow(/multiple of 32; this model has 24/);
+    expect(() => PagedKvCache.bytesPerBlock(odd, BLOCK, "q8_0")).toThrow(RyzansteinError);
+    expect(PagedKvCache.bytesPerBlock(odd, BLOCK, "f16")).toBe(2 * 2 * c.nLayers * BLOCK * 24);
   });
 });
 
