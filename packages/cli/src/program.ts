@@ -68,6 +68,14 @@ function buildProgram(): Command {
         throw new InvalidArgumentError((e as Error).message);
       }
     })
+    .addOption(
+      new Option(
+        "--kv-type <type>",
+        "KV cache element type (q8_0: llama.cpp's Q8_0, ~half the bytes of f16 per block)",
+      )
+        .choices(["f16", "f32", "q8_0"])
+        .default("f16"),
+    )
     .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 routes")
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .option("--batch-tokens <n>", "tokens per batched step", intOption(1, 65536), 256)

@@ -7,7 +7,7 @@ const bin = resolve(__dirname, "../dist/bin.js");
 const stories = join(fixturesDir(), "models/stories260K.gguf");
 
 describe("ryzanstein serve", () => {
-  it("serves completions with an API key and exits cleanly on SIGTERM", async () => {
+  it("serves completions with an API key and a q8_0 KV cache, and exits cleanly on SIGTERM", async () => {
     const child = spawn(
       process.execPath,
       [
@@ -23,6 +23,8 @@ describe("ryzanstein serve", () => {
         "128",
         "--kv-memory",
         "8MB",
+        "--kv-type",
+        "q8_0",
         "--api-key",
         "k1",
         "--log-level",
@@ -57,6 +59,25 @@ describe("ryzanstein serve", () => {
     });
     expect(code).toBe(0);
     expect(out).toMatch(/draining/);
+    // --kv-memory sized by the q8_0 block: stories260K has 5 layers and K/V rows of 32 values (34 bytes)
+    expect(out).toContain(`${Math.floor((8 * 2 ** 20) / (2 * 5 * 16 * 34))} q8_0 KV blocks of 16`);
+  });
+
+  it("rejects an unknown --kv-type", () => {
+    return new Promise<void>((done) => {
+      const child = spawn(process.execPath, [bin, "serve", "--model", stories, "--kv-type", "q4_0"], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let err = "";
+      child.stderr.on("data", (d) => {
+        err += d;
+      });
+      child.once("exit", (code) => {
+        expect(code).not.toBe(0);
+        expect(err).toMatch(/--kv-type.*q4_0.*f16, f32, q8_0/s);
+        done();
+      });
+    });
   });
 
   it("rejects --kv-blocks with --kv-memory and a bad size", () => {

@@ -75,6 +75,13 @@ export interface PagedAttentionParams extends AttentionParams {
 export type KVCacheArray = Float32Array | Uint16Array;
 
 /**
+ * A paged KV cache buffer: a {@link KVCacheArray}, or Q8_0 rows in a `Uint8Array` (each row of
+ * `nKvHeads*headDim` values is its int8 quants then one f16 scale per 32 values; see
+ * `kvQ8_0RowBytes`). Only the paged (batched) path reads and writes Q8_0 caches.
+ */
+export type PagedKVCacheArray = KVCacheArray | Uint8Array;
+
+/**
  * Activations already converted to the layout a backend's matmul reads for some weights (their
  * `vecDotType`, e.g. Q8_0 or Q8_K blocks), written by a fused step and read by any number of
  * {@link Backend.matmulQuantized} calls. Made by {@link Backend.createActivations}; the bytes are
@@ -124,6 +131,13 @@ export interface Backend {
    */
   toF16?(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
 
+  /**
+   * Optional: quantizes `rows` rows of `rowSize` floats from `src` into rows `dstRow..` of a Q8_0
+   * KV cache (`kvQ8_0RowBytes` layout, llama.cpp's Q8_0 rounding). Callers fall back to
+   * `quantizeKvRowsQ8_0` when a backend lacks it.
+   */
+  quantizeKvQ8_0?(dst: Uint8Array, dstRow: number, src: Float32Array, rows: number, rowSize: number): void;
+
   /** `y[i, :] = table[ids[i], :]` decoded to floats (embedding lookup). `y` is `[ids.length, table.cols]`. */
   getRows(y: Float32Array, table: Tensor, ids: Int32Array): void;
 
@@ -172,14 +186,14 @@ export interface Backend {
    * `k, v[nBlocks*blockSize, nKvHeads*headDim]`. Query row `i` belongs to sequence `seqOfRow[i]`
    * and attends that sequence's positions `0..positions[i]` inclusive; position `p` of sequence
    * `s` lives in cache row `blockTables[s*maxBlocksPerSeq + floor(p/blockSize)]*blockSize +
-   * p % blockSize`. Writes `out[n, nHeads*headDim]`. The cache is F32 or F16 (`Uint16Array` of
-   * half bits), both k and v alike.
+   * p % blockSize`. Writes `out[n, nHeads*headDim]`. The cache is F32, F16 (`Uint16Array` of
+   * half bits) or Q8_0 (`Uint8Array` of rows, see {@link PagedKVCacheArray}), k and v alike.
    */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: KVCacheArray,
-    v: KVCacheArray,
+    k: PagedKVCacheArray,
+    v: PagedKVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
@@ -222,7 +236,8 @@ export interface Backend {
   /**
    * Optional: {@link Backend.rope} of `q` and of `k` (in place), then row `i` of `k` and `v`
    * (`[n, nKvHeads*headDim]`) written to row `slots[i]` of the caches `keys` / `values` (F16 caches
-   * round to nearest even), in one pass over the tokens.
+   * round to nearest even; Q8_0 caches quantize as {@link Backend.quantizeKvQ8_0}), in one pass
+   * over the tokens.
    */
   ropeStoreKV?(
     q: Float32Array,
@@ -231,8 +246,8 @@ export interface Backend {
     n: number,
     positions: Int32Array,
     rope: RopeQK,
-    keys: KVCacheArray,
-    values: KVCacheArray,
+    keys: PagedKVCacheArray,
+    values: PagedKVCacheArray,
     slots: Int32Array,
   ): void;
 

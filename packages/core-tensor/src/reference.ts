@@ -3,6 +3,7 @@ import type {
   Backend,
   KVCacheArray,
   PagedAttentionParams,
+  PagedKVCacheArray,
   RopeParams,
   YarnParams,
 } from "./backend.js";
@@ -10,6 +11,7 @@ import { typeName } from "./dtypes.js";
 import { RyzansteinError } from "./errors.js";
 import { FORMAT_TRAITS, isComputeFormat } from "./formats.js";
 import { f16ToF32, f32ToF16 } from "./half.js";
+import { dequantizeKvRowQ8_0, kvQ8_0RowBytes, quantizeKvRowsQ8_0 } from "./kv-q8_0.js";
 import type { Tensor } from "./tensor.js";
 
 /**
@@ -137,6 +139,10 @@ export class ReferenceBackend implements Backend {
     for (let i = 0; i < len; i++) dst[dstOffset + i] = f32ToF16(src[i]);
   }
 
+  quantizeKvQ8_0(dst: Uint8Array, dstRow: number, src: Float32Array, rows: number, rowSize: number): void {
+    quantizeKvRowsQ8_0(dst, dstRow, src, rows, rowSize);
+  }
+
   attention(
     out: Float32Array,
     q: Float32Array,
@@ -193,18 +199,33 @@ export class ReferenceBackend implements Backend {
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: KVCacheArray,
-    v: KVCacheArray,
+    k: PagedKVCacheArray,
+    v: PagedKVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
     n: number,
     p: PagedAttentionParams,
   ): void {
-    const f32 = (a: KVCacheArray, i: number) => (a instanceof Uint16Array ? f16ToF32(a[i]) : a[i]);
     const qRow = p.nHeads * p.headDim;
     const kvRow = p.nKvHeads * p.headDim;
     const group = p.nHeads / p.nKvHeads;
+    if (k instanceof Uint8Array || v instanceof Uint8Array) {
+      if (!(k instanceof Uint8Array && v instanceof Uint8Array))
+        throw new RyzansteinError("INVALID_ARGUMENT", "pagedAttention: k and v must both be Q8_0 caches");
+      // Q8_0 cache: decode every row to floats, then the same exact computation.
+      const rowBytes = kvQ8_0RowBytes(kvRow);
+      const rowsIn = Math.floor(Math.min(k.length, v.length) / rowBytes);
+      const kd = new Float32Array(rowsIn * kvRow);
+      const vd = new Float32Array(rowsIn * kvRow);
+      for (let r = 0; r < rowsIn; r++) {
+        dequantizeKvRowQ8_0(k, r, kvRow, kd, r * kvRow);
+        dequantizeKvRowQ8_0(v, r, kvRow, vd, r * kvRow);
+      }
+      this.pagedAttention(out, q, kd, vd, positions, seqOfRow, blockTables, n, p);
+      return;
+    }
+    const f32 = (a: KVCacheArray, i: number) => (a instanceof Uint16Array ? f16ToF32(a[i]) : a[i]);
     const nRows = Math.floor(Math.min(k.length, v.length) / kvRow);
     for (let t = 0; t < n; t++) {
       const len = positions[t] + 1;

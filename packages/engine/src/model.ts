@@ -10,8 +10,12 @@ import {
 import type { ModelConfig } from "./config.js";
 import type { LayerWeights, ModelWeights } from "./weights.js";
 
-/** Element type of the KV cache: `f16` (default, as llama.cpp; half the memory) or `f32`. */
-export type KVCacheType = "f16" | "f32";
+/**
+ * Element type of the KV cache: `f16` (default, as llama.cpp; half the memory), `f32`, or `q8_0`
+ * (llama.cpp's Q8_0 per 32 values: about half the bytes of F16 again; only the paged cache of the
+ * batched engine, `PagedKvCache`, takes it).
+ */
+export type KVCacheType = "f16" | "f32" | "q8_0";
 
 /**
  * How attention sums over an F16 cache. `float` (default): float accumulation. `llama.cpp`: as
@@ -72,6 +76,11 @@ export class Context {
     const n = this.maxBatch;
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
+    if (kvType === "q8_0")
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        "a q8_0 KV cache is only supported by the batched engine (ryzanstein serve); use f16 or f32 here",
+      );
     if (kvType !== "f16" && kvType !== "f32")
       throw new RyzansteinError(
         "INVALID_ARGUMENT",

@@ -1,7 +1,9 @@
 import {
   f32ToF16,
-  type KVCacheArray,
+  kvQ8_0RowBytes,
   type PagedAttentionParams,
+  type PagedKVCacheArray,
+  quantizeKvRowsQ8_0,
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
@@ -19,6 +21,12 @@ import {
  * allocated once. Which sequence owns which block is decided elsewhere (the batching package's
  * block pool); the forward pass reaches positions through block tables. F16 by default, like the
  * single-sequence {@link Context} (half the memory and half the bytes attention reads per step).
+ *
+ * With `q8_0`, each cache row of `rowSize` values is llama.cpp's Q8_0 as a struct of arrays: the
+ * `rowSize` int8 quants, then one f16 scale per 32 values (`kvQ8_0RowBytes(rowSize)` bytes, ~53%
+ * of an F16 row), quantized as llama.cpp's `--cache-type-k/v q8_0` does. Attention reads about
+ * half the bytes of an F16 cache; values are rounded to ~2-3 significant digits per 32-value block.
+ * Needs `nKvHeads × headDim` to be a multiple of 32.
  */
 export class PagedKvCache {
   /** Blocks per layer. */
@@ -27,41 +35,65 @@ export class PagedKvCache {
   readonly blockSize: number;
   /** Values per position (nKvHeads × headDim). */
   readonly rowSize: number;
+  /** Array elements per position: `rowSize`, or for `q8_0` the bytes of a row (`kvQ8_0RowBytes`). */
+  readonly rowUnits: number;
   /** Element type of the cache. */
   readonly kvType: KVCacheType;
-  /** Keys per layer, `[numBlocks*blockSize, nKvHeads*headDim]` (F16 bits in a `Uint16Array`, or F32). */
-  readonly keys: KVCacheArray[];
+  /**
+   * Keys per layer, `numBlocks*blockSize` rows of `rowUnits` elements: F16 bits in a `Uint16Array`,
+   * F32, or Q8_0 rows in a `Uint8Array`.
+   */
+  readonly keys: PagedKVCacheArray[];
   /** Values per layer, same shape. */
-  readonly values: KVCacheArray[];
+  readonly values: PagedKVCacheArray[];
 
   constructor(model: Model, numBlocks: number, blockSize: number, kvType: KVCacheType = "f16") {
     const c = model.config;
     if (!Number.isInteger(numBlocks) || numBlocks < 1 || !Number.isInteger(blockSize) || blockSize < 1)
       throw new RyzansteinError("INVALID_ARGUMENT", "numBlocks and blockSize must be positive integers");
-    if (kvType !== "f16" && kvType !== "f32")
-      throw new RyzansteinError(
-        "INVALID_ARGUMENT",
-        `KV cache type must be f16 or f32, got ${String(kvType)}`,
-      );
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
     this.kvType = kvType;
     this.rowSize = c.nKvHeads * c.headDim;
-    const len = numBlocks * blockSize * this.rowSize;
-    const alloc = () => (kvType === "f16" ? new Uint16Array(len) : new Float32Array(len));
+    this.rowUnits = PagedKvCache.rowUnits(model, kvType);
+    const len = numBlocks * blockSize * this.rowUnits;
+    const alloc = (): PagedKVCacheArray =>
+      kvType === "f16"
+        ? new Uint16Array(len)
+        : kvType === "q8_0"
+          ? new Uint8Array(len)
+          : new Float32Array(len);
     this.keys = Array.from({ length: c.nLayers }, alloc);
     this.values = Array.from({ length: c.nLayers }, alloc);
   }
 
+  /** Array elements of one cache row (checks `kvType` and, for `q8_0`, the row length). */
+  private static rowUnits(model: Model, kvType: KVCacheType): number {
+    const rowSize = model.config.nKvHeads * model.config.headDim;
+    if (kvType === "f16" || kvType === "f32") return rowSize;
+    if (kvType !== "q8_0")
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `KV cache type must be f16, f32 or q8_0, got ${String(kvType)}`,
+      );
+    if (rowSize % 32 !== 0)
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `a q8_0 KV cache needs nKvHeads × headDim to be a multiple of 32; this model has ${rowSize}`,
+      );
+    return kvQ8_0RowBytes(rowSize);
+  }
+
   /** Bytes of K/V per block, over all layers. */
   static bytesPerBlock(model: Model, blockSize: number, kvType: KVCacheType = "f16"): number {
-    const c = model.config;
-    return 2 * (kvType === "f16" ? 2 : 4) * c.nLayers * blockSize * c.nKvHeads * c.headDim;
+    const units = PagedKvCache.rowUnits(model, kvType);
+    const bytesPerUnit = kvType === "f16" ? 2 : kvType === "q8_0" ? 1 : 4;
+    return 2 * bytesPerUnit * model.config.nLayers * blockSize * units;
   }
 
   /** Copies block `src` into block `dst` in every layer (copy-on-write). */
   copyBlock(src: number, dst: number): void {
-    const n = this.blockSize * this.rowSize;
+    const n = this.blockSize * this.rowUnits;
     for (const t of [...this.keys, ...this.values]) t.copyWithin(dst * n, src * n, (src + 1) * n);
   }
 }
@@ -202,9 +234,10 @@ export class BatchRunner {
 
   /**
    * Writes the `n` rows of `src` (`[n, kvDim]`) to their cache slots. Rows whose slots follow each
-   * other (a prefill chunk within a block) go in one call; an F16 cache converts on the way.
+   * other (a prefill chunk within a block) go in one call; an F16 cache converts on the way, a
+   * Q8_0 cache quantizes.
    */
-  private store(cache: KVCacheArray, src: Float32Array, n: number): void {
+  private store(cache: PagedKVCacheArray, src: Float32Array, n: number): void {
     const slots = this.buf.slots;
     const kvDim = this.cache.rowSize;
     const b = this.model.backend;
@@ -213,8 +246,12 @@ export class BatchRunner {
       while (j < n && slots[j] === slots[j - 1] + 1) j++;
       const at = slots[i] * kvDim;
       const len = (j - i) * kvDim;
-      if (cache instanceof Float32Array) cache.set(src.subarray(i * kvDim, j * kvDim), at);
-      else if (b.toF16) b.toF16(cache, at, src.subarray(i * kvDim), len);
+      const rows = src.subarray(i * kvDim, j * kvDim);
+      if (cache instanceof Float32Array) cache.set(rows, at);
+      else if (cache instanceof Uint8Array) {
+        if (b.quantizeKvQ8_0) b.quantizeKvQ8_0(cache, slots[i], rows, j - i, kvDim);
+        else quantizeKvRowsQ8_0(cache, slots[i], rows, j - i, kvDim);
+      } else if (b.toF16) b.toF16(cache, at, src.subarray(i * kvDim), len);
       else for (let e = 0; e < len; e++) cache[at + e] = f32ToF16(src[i * kvDim + e]);
       i = j;
     }

@@ -162,6 +162,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::MatmulPacked>("matmulPacked"),
                            InstanceMethod<&EngineWrap::AttentionF16>("attentionF16"),
                            InstanceMethod<&EngineWrap::ToF16>("toF16"),
+                           InstanceMethod<&EngineWrap::QuantizeKvQ8_0>("quantizeKvQ8_0"),
                            InstanceMethod<&EngineWrap::MemoryBandwidth>("memoryBandwidth"),
                            InstanceMethod<&EngineWrap::ActLayout>("actLayout"),
                            InstanceMethod<&EngineWrap::ActRowBytes>("actRowBytes"),
@@ -264,6 +265,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, dst.length, static_cast<double>(off) + static_cast<double>(len), "dst");
     need(env, src.length, static_cast<double>(len), "src");
     e.to_f16(dst.data + off, src.data, len);
+  }
+
+  // quantizeKvQ8_0(dst, dstRow, src, rows, rowSize): rows of a Q8_0 KV cache (Uint8Array)
+  void QuantizeKvQ8_0(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto dst = u8_arg(info, 0, "dst");
+    const int64_t row = int_arg(info, 1, "dstRow");
+    auto src = f32_arg(info, 2, "src");
+    const int64_t rows = int_arg(info, 3, "rows");
+    const int64_t row_size = int_arg(info, 4, "rowSize", 1);
+    if (row_size % ryz::kQK != 0) throw Napi::RangeError::New(env, "quantizeKvQ8_0: rowSize must be a multiple of 32");
+    const double row_bytes = static_cast<double>(ryz::kv_q8_0_row_bytes(row_size));
+    need(env, dst.length, (static_cast<double>(row) + static_cast<double>(rows)) * row_bytes, "dst");
+    need(env, src.length, static_cast<double>(rows) * static_cast<double>(row_size), "src");
+    e.quantize_kv_q8_0(dst.data + static_cast<size_t>(row) * ryz::kv_q8_0_row_bytes(row_size), src.data, rows,
+                       row_size);
   }
 
   // memoryBandwidth(bytes, reps, copy) -> bytes per second
@@ -417,21 +435,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Engine& e = engine(env);
     auto out = f32_arg(info, 0, "out");
     auto q = f32_arg(info, 1, "q");
-    // The cache is F32 (Float32Array) or F16 (Uint16Array of half bits), k and v alike.
+    // The cache is F32 (Float32Array), F16 (Uint16Array of half bits) or Q8_0 (Uint8Array of
+    // kv_q8_0_row_bytes rows), k and v alike.
     napi_typedarray_type kt = napi_float32_array;
     if (info[2].IsTypedArray()) kt = info[2].As<Napi::TypedArray>().TypedArrayType();
     const bool f16 = kt == napi_uint16_array;
+    const bool q8 = kt == napi_uint8_array;
     View<float> k{nullptr, 0}, v{nullptr, 0};
     View<uint16_t> kh{nullptr, 0}, vh{nullptr, 0};
+    View<uint8_t> kq{nullptr, 0}, vq{nullptr, 0};
     if (f16) {
       kh = u16_arg(info, 2, "k");
       vh = u16_arg(info, 3, "v");
+    } else if (q8) {
+      kq = u8_arg(info, 2, "k");
+      vq = u8_arg(info, 3, "v");
     } else {
       k = f32_arg(info, 2, "k");
       v = f32_arg(info, 3, "v");
     }
-    const size_t k_len = f16 ? kh.length : k.length;
-    const size_t v_len = f16 ? vh.length : v.length;
+    const size_t k_len = f16 ? kh.length : q8 ? kq.length : k.length;
+    const size_t v_len = f16 ? vh.length : q8 ? vq.length : v.length;
     auto pos = i32_arg(info, 4, "positions");
     auto seq = i32_arg(info, 5, "seqOfRow");
     auto tables = i32_arg(info, 6, "blockTables");
@@ -447,7 +471,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, q.length, static_cast<double>(n) * nh * hd, "q");
     need(env, out.length, static_cast<double>(n) * nh * hd, "out");
     if (nh % nkv != 0) throw Napi::RangeError::New(env, "pagedAttention: nHeads must be a multiple of nKvHeads");
-    const int64_t cache_rows = static_cast<int64_t>(std::min(k_len, v_len) / static_cast<size_t>(nkv * hd));
+    if (q8 && (nkv * hd) % ryz::kQK != 0)
+      throw Napi::RangeError::New(env, "pagedAttention: a Q8_0 cache needs nKvHeads*headDim to be a multiple of 32");
+    const size_t row_units = q8 ? ryz::kv_q8_0_row_bytes(nkv * hd) : static_cast<size_t>(nkv * hd);
+    const int64_t cache_rows = static_cast<int64_t>(std::min(k_len, v_len) / row_units);
     const int64_t n_blocks = cache_rows / bs;
     for (int64_t t = 0; t < n; t++) {
       const int64_t p = pos.data[t];
@@ -465,6 +492,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (f16) {
       e.paged_attention_f16(out.data, q.data, kh.data, vh.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
                             static_cast<float>(scale), bs, mb);
+    } else if (q8) {
+      e.paged_attention_q8_0(out.data, q.data, kq.data, vq.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
+                             static_cast<float>(scale), bs, mb);
     } else {
       e.paged_attention(out.data, q.data, k.data, v.data, pos.data, seq.data, tables.data, n, nh, nkv, hd,
                         static_cast<float>(scale), bs, mb);
@@ -579,16 +609,30 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     a.freq_base = num_arg(info, 9, "freqBase");
     a.freq_scale = num_arg(info, 10, "freqScale");
     a.neox = info[11].ToBoolean().Value();
-    const bool f16 = info[12].IsTypedArray() && info[12].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+    const napi_typedarray_type kt =
+        info[12].IsTypedArray() ? info[12].As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
+    const ryz::KvFormat fmt = kt == napi_uint16_array  ? ryz::KvFormat::F16
+                              : kt == napi_uint8_array ? ryz::KvFormat::Q8_0
+                                                       : ryz::KvFormat::F32;
     void* kc = nullptr;
     void* vc = nullptr;
     size_t cache_len = 0;
-    if (f16) {
+    double row_units = static_cast<double>(nkv) * static_cast<double>(a.head_dim);
+    if (fmt == ryz::KvFormat::F16) {
       auto kh = u16_arg(info, 12, "keys");
       auto vh = u16_arg(info, 13, "values");
       kc = kh.data;
       vc = vh.data;
       cache_len = std::min(kh.length, vh.length);
+    } else if (fmt == ryz::KvFormat::Q8_0) {
+      auto kq = u8_arg(info, 12, "keys");
+      auto vq = u8_arg(info, 13, "values");
+      kc = kq.data;
+      vc = vq.data;
+      cache_len = std::min(kq.length, vq.length);
+      if ((nkv * a.head_dim) % ryz::kQK != 0)
+        throw Napi::RangeError::New(env, "ropeStoreKV: a Q8_0 cache needs nKvHeads*headDim to be a multiple of 32");
+      row_units = static_cast<double>(ryz::kv_q8_0_row_bytes(nkv * a.head_dim));
     } else {
       auto kf = f32_arg(info, 12, "keys");
       auto vf = f32_arg(info, 13, "values");
@@ -604,11 +648,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     need(env, pos.length, static_cast<double>(n), "positions");
     need(env, slots.length, static_cast<double>(n), "slots");
     for (int64_t t = 0; t < n; t++) {
-      if (slots.data[t] < 0 || (static_cast<double>(slots.data[t]) + 1) * kv_row > static_cast<double>(cache_len)) {
+      if (slots.data[t] < 0 || (static_cast<double>(slots.data[t]) + 1) * row_units > static_cast<double>(cache_len)) {
         throw Napi::RangeError::New(env, "ropeStoreKV: slot " + std::to_string(slots.data[t]) + " is outside the cache");
       }
     }
-    e.rope_store_kv(q.data, k.data, v.data, n, pos.data, a, nkv, kc, vc, f16, slots.data);
+    e.rope_store_kv(q.data, k.data, v.data, n, pos.data, a, nkv, kc, vc, fmt, slots.data);
   }
 
   void Dispose(const Napi::CallbackInfo&) { engine_.reset(); }

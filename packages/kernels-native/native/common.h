@@ -33,7 +33,38 @@ struct KvRows {
             static_cast<size_t>(j % block_size)) *
            stride;
   }
+  /**
+   * offset(j0 + i) for i < n into `out`, with one division for the run instead of one per row (a
+   * 64-bit division per row was a large part of the attention kernels' time).
+   */
+  void offsets(int64_t j0, int64_t n, size_t* out) const {
+    if (table == nullptr) {
+      for (int64_t i = 0; i < n; i++) out[i] = static_cast<size_t>(j0 + i) * stride;
+      return;
+    }
+    int64_t b = j0 / block_size;
+    int64_t r = j0 % block_size;
+    size_t base = static_cast<size_t>(table[b]) * static_cast<size_t>(block_size);
+    for (int64_t i = 0; i < n; i++) {
+      out[i] = (base + static_cast<size_t>(r)) * stride;
+      if (++r == block_size && i + 1 < n) {
+        r = 0;
+        base = static_cast<size_t>(table[++b]) * static_cast<size_t>(block_size);
+      }
+    }
+  }
 };
+
+/** Elements per Q8_0 block of the quantized KV cache (one f16 scale each). */
+constexpr int64_t kKvQ8Block = 32;
+
+/**
+ * Bytes of one Q8_0 KV cache row of `row_elems` values (a multiple of 32): the int8 quants, then
+ * one f16 scale per 32 values (see KvRowsQ8 in simd_ops.h).
+ */
+static inline size_t kv_q8_0_row_bytes(int64_t row_elems) {
+  return static_cast<size_t>(row_elems + 2 * (row_elems / kKvQ8Block));
+}
 
 /** The KV heads split into `count` ranges: range i is heads [first(i), first(i + 1)). */
 struct HeadRanges {
@@ -237,6 +268,13 @@ struct Kernels {
                               float* scratch);
   /** f32 -> f16 bits, round to nearest even. */
   void (*to_f16)(uint16_t* dst, const float* src, int64_t n);
+  /**
+   * One token's attention over `kv_heads` consecutive KV heads of a Q8_0 KV cache (rows as
+   * KvRowsQ8 in simd_ops.h: quants, then f16 scales), the heads from element `e0` of a row.
+   */
+  void (*attention_heads_q8_0)(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                               const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                               int64_t head_dim, float scale, float* scratch);
   /** Q4_1, Q5_0, K-quant and ternary kernels (kquants.h). */
   const KQuantKernels* kq;
 };

@@ -41,6 +41,9 @@ size_t format_row_bytes(int fmt, int64_t cols);
 /** True for the formats matmul/getRows support. */
 bool format_supported(int fmt);
 
+/** Element formats of a KV cache. */
+enum class KvFormat : int { F32 = 0, F16 = 1, Q8_0 = 2 };
+
 class Engine {
  public:
   Engine(int threads, Isa isa);
@@ -100,6 +103,20 @@ class Engine {
   void paged_attention_f16(float* out, const float* q, const uint16_t* k, const uint16_t* v, const int32_t* positions,
                            const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
                            int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size, int64_t max_blocks);
+  /**
+   * paged_attention over a Q8_0 cache: rows of kv_q8_0_row_bytes(n_kv_heads*head_dim) bytes (int8
+   * quants, then one f16 scale per 32 values; see KvRowsQ8), split as paged_attention_f16 is.
+   */
+  void paged_attention_q8_0(float* out, const float* q, const uint8_t* k, const uint8_t* v, const int32_t* positions,
+                            const int32_t* seq_of_row, const int32_t* block_tables, int64_t n, int64_t n_heads,
+                            int64_t n_kv_heads, int64_t head_dim, float scale, int64_t block_size,
+                            int64_t max_blocks);
+  /**
+   * Quantizes `rows` rows of `row_elems` floats (a multiple of 32) into Q8_0 KV cache rows at
+   * `dst` (kv_q8_0_row_bytes each), with the Q8_0 activation rounding of the kernel table
+   * (conv_q8_0: ggml's x86 quantize_row_q8_0).
+   */
+  void quantize_kv_q8_0(uint8_t* dst, const float* src, int64_t rows, int64_t row_elems);
 
   // ---- fused steps (fused.cpp): activations converted once, in the pass that produces them ----
 
@@ -125,11 +142,12 @@ class Engine {
                         const uint8_t* act, int64_t n);
   /**
    * RoPE of q [n, q.n_heads*head_dim] and k [n, n_kv_heads*head_dim] in place (as rope twice), then
-   * row t of k and v written to cache row slots[t] of kc / vc (F16 bits when `f16`, else F32), as
-   * the engine's KV store does. One pass over the n tokens while their rows are in cache.
+   * row t of k and v written to cache row slots[t] of kc / vc in `cache` format (F32, F16 bits, or
+   * Q8_0 rows as quantize_kv_q8_0 writes them), as the engine's KV store does. One pass over the n
+   * tokens while their rows are in cache.
    */
   void rope_store_kv(float* q, float* k, const float* v, int64_t n, const int32_t* positions, const RopeArgs& qa,
-                     int64_t n_kv_heads, void* kc, void* vc, bool f16, const int32_t* slots);
+                     int64_t n_kv_heads, void* kc, void* vc, KvFormat cache, const int32_t* slots);
 
  private:
   void matmul_impl(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x,
@@ -138,6 +156,8 @@ class Engine {
   void matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int64_t n,
                     bool packed, const uint8_t* preq = nullptr);
   void matmul_tl(float* y, const uint8_t* wp, int64_t rows, int64_t cols, const float* x, int64_t n);
+  /** One Q8_0 KV row (see quantize_kv_q8_0), on the calling thread. */
+  void quantize_kv_row(uint8_t* dst, const float* src, int64_t row_elems) const;
   template <class F>
   void parallel_for(int64_t total, int64_t grain, const F& f);
 

@@ -137,13 +137,16 @@ void Engine::matmul_quantized(float* y, int fmt, const uint8_t* w, bool packed, 
 }
 
 void Engine::rope_store_kv(float* q, float* k, const float* v, int64_t n, const int32_t* positions,
-                           const RopeArgs& qa, int64_t n_kv_heads, void* kc, void* vc, bool f16,
+                           const RopeArgs& qa, int64_t n_kv_heads, void* kc, void* vc, KvFormat cache,
                            const int32_t* slots) {
   if (n < 0) throw std::invalid_argument("ropeStoreKV: n must be >= 0");
   if (qa.n_dims <= 0 || qa.n_dims % 2 != 0 || qa.n_dims > qa.head_dim) {
     throw std::invalid_argument("ropeStoreKV: nDims must be even, positive and <= headDim");
   }
   if (qa.n_heads <= 0 || n_kv_heads <= 0) throw std::invalid_argument("ropeStoreKV: head counts must be positive");
+  if (cache == KvFormat::Q8_0 && (n_kv_heads * qa.head_dim) % kQK != 0) {
+    throw std::invalid_argument("ropeStoreKV: a Q8_0 cache needs K/V rows of a multiple of 32 values");
+  }
   if (n == 0) return;
   // As Engine::rope computes it.
   const float theta_scale = std::pow(static_cast<float>(qa.freq_base), -2.0f / static_cast<float>(qa.n_dims));
@@ -154,7 +157,11 @@ void Engine::rope_store_kv(float* q, float* k, const float* v, int64_t n, const 
       float* kr = k + t * kv_row;
       k_->rope_row(q + t * q_row, positions[t], qa, theta_scale, kr, n_kv_heads);
       const size_t at = static_cast<size_t>(slots[t]) * static_cast<size_t>(kv_row);
-      if (f16) {
+      if (cache == KvFormat::Q8_0) {
+        const size_t row_at = static_cast<size_t>(slots[t]) * kv_q8_0_row_bytes(kv_row);
+        quantize_kv_row(static_cast<uint8_t*>(kc) + row_at, kr, kv_row);
+        quantize_kv_row(static_cast<uint8_t*>(vc) + row_at, v + t * kv_row, kv_row);
+      } else if (cache == KvFormat::F16) {
         k_->to_f16(static_cast<uint16_t*>(kc) + at, kr, kv_row);
         k_->to_f16(static_cast<uint16_t*>(vc) + at, v + t * kv_row, kv_row);
       } else {

@@ -54,6 +54,9 @@ struct Avx512V {
   static reg load_h(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
+  static reg load_q8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store(float* p, reg r) { _mm512_storeu_ps(p, r); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
@@ -314,6 +317,12 @@ void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t g
   attention_heads_f16_t<Avx512V>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
+void attention_heads_q8_0(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                          const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                          int64_t head_dim, float scale, float* scratch) {
+  attention_heads_q8_0_t<Avx512V>(out, q, kv_heads, group, k, v, e0, row_elems, kv, len, head_dim, scale, scratch);
+}
+
 void to_f16_avx(uint16_t* dst, const float* src, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -353,6 +362,7 @@ const Kernels kTable = {
     pgemm_q8<DotVnni>,
     attention_heads_f16,
     to_f16_avx,
+    attention_heads_q8_0,
     kquants_avx512(),
 };
 

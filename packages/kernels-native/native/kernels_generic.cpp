@@ -18,6 +18,7 @@ struct ScalarV {
   static reg set1(float f) { return f; }
   static reg load(const float* p) { return *p; }
   static reg load_h(const uint16_t* p) { return f16_to_f32(*p); }
+  static reg load_q8(const int8_t* p) { return static_cast<float>(*p); }
   static void store(float* p, reg r) { *p = r; }
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
@@ -200,6 +201,12 @@ void attention_heads_f16(float* out, const float* q, int64_t kv_heads, int64_t g
   attention_heads_f16_t<ScalarV>(out, q, kv_heads, group, k, v, kv, len, head_dim, scale, scratch);
 }
 
+void attention_heads_q8_0(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                          const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                          int64_t head_dim, float scale, float* scratch) {
+  attention_heads_q8_0_t<ScalarV>(out, q, kv_heads, group, k, v, e0, row_elems, kv, len, head_dim, scale, scratch);
+}
+
 void to_f16_ref(uint16_t* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
 }
@@ -234,6 +241,7 @@ const Kernels kTable = {
     pgemm_ref<false>,
     attention_heads_f16,
     to_f16_ref,
+    attention_heads_q8_0,
     kquants_generic(),
 };
 

@@ -3,6 +3,10 @@
 // per query head for an F32 cache, attention_heads_f16 for a range of KV heads over an F16 cache), so
 // results equal those ops bit for bit. Gathering the pages into contiguous scratch first cost a
 // second pass over the whole cache, as much as the attention itself at 16 decode streams.
+//
+// A Q8_0 cache (paged only) runs the F16 kernel's structure with values dequantized in registers
+// (attention_heads_q8_0): about half the bytes per step of an F16 cache. Its rows are written by
+// quantize_kv_q8_0 / rope_store_kv.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -127,6 +131,68 @@ void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, 
                                               head_dim, scale, attn);
                     }
                   });
+}
+
+void Engine::paged_attention_q8_0(float* out, const float* q, const uint8_t* k, const uint8_t* v,
+                                  const int32_t* positions, const int32_t* seq_of_row, const int32_t* block_tables,
+                                  int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                                  int64_t block_size, int64_t max_blocks) {
+  check_paged_shape(n, n_heads, n_kv_heads, head_dim, block_size, max_blocks);
+  const int64_t kv_row = n_kv_heads * head_dim;
+  if (kv_row % kKvQ8Block != 0) {
+    throw std::invalid_argument("pagedAttention: a Q8_0 cache needs K/V rows of a multiple of 32 values");
+  }
+  if (n == 0) return;
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t q_row = n_heads * head_dim;
+  find_runs(seq_of_row, n, run_starts_);
+  // The same split as the F16 cache: which heads share a task never changes a head's result.
+  const HeadRanges parts =
+      attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
+  const size_t attn_bytes = round64((attention_f16_scratch_floats(parts.widest(), group, head_dim) +
+                                     kv_q8_0_scale_floats(parts.widest(), head_dim)) *
+                                    4);
+  for (auto& s : per_thread_) s.reserve(attn_bytes);
+  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, parts.count,
+                  [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
+                    float* attn = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
+                    const KvRows rows{kv_q8_0_row_bytes(kv_row), table, block_size};
+                    const int64_t g0 = parts.first(part);
+                    const int64_t g1 = parts.first(part + 1);
+                    for (int64_t t = t0; t < t1; t++) {
+                      const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
+                      k_->attention_heads_q8_0(out + off, q + off, g1 - g0, group, k, v, g0 * head_dim, kv_row, rows,
+                                               static_cast<int64_t>(positions[t]) + 1, head_dim, scale, attn);
+                    }
+                  });
+}
+
+void Engine::quantize_kv_row(uint8_t* dst, const float* src, int64_t row_elems) const {
+  // conv_q8_0 writes ggml's block_q8_0 (scale, 32 quants); the cache keeps quants and scales apart.
+  constexpr int64_t kChunk = 16;  // blocks converted at once
+  BlockQ8_0 blocks[kChunk];
+  uint8_t* scales = dst + row_elems;
+  for (int64_t b0 = 0; b0 < row_elems / kQK; b0 += kChunk) {
+    const int64_t nb = std::min<int64_t>(kChunk, row_elems / kQK - b0);
+    k_->conv_q8_0(src + b0 * kQK, blocks, nb * kQK);
+    for (int64_t b = 0; b < nb; b++) {
+      std::memcpy(dst + (b0 + b) * kQK, blocks[b].qs, kQK);
+      std::memcpy(scales + 2 * (b0 + b), &blocks[b].d, 2);
+    }
+  }
+}
+
+void Engine::quantize_kv_q8_0(uint8_t* dst, const float* src, int64_t rows, int64_t row_elems) {
+  if (rows < 0 || row_elems <= 0 || row_elems % kQK != 0) {
+    throw std::invalid_argument("quantizeKvQ8_0: rows must be >= 0 and rowSize a positive multiple of 32");
+  }
+  const size_t row_bytes = kv_q8_0_row_bytes(row_elems);
+  const int64_t grain = std::max<int64_t>(1, 16384 / row_elems);
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; r++) {
+      quantize_kv_row(dst + static_cast<size_t>(r) * row_bytes, src + r * row_elems, row_elems);
+    }
+  });
 }
 
 }  // namespace ryz

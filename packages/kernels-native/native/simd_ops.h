@@ -2,8 +2,9 @@
 // file with its own vector type (scalar float, __m256, __m512). Everything lives in an anonymous
 // namespace so each translation unit gets its own copy compiled with its own -m flags.
 //
-// V provides: reg, W (lanes), zero(), set1(f), load(p), store(p, r), add, sub, mul, div,
-// fmadd(a, b, c) = a*b + c, max, exp (vector expf), hsum, hmax.
+// V provides: reg, W (lanes), zero(), set1(f), load(p), load_h(p) (W halves), load_q8(p) (W int8
+// as floats), store(p, r), add, sub, mul, div, fmadd(a, b, c) = a*b + c, max, exp (vector expf),
+// hsum, hsum4, hmax.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "common.h"
 
@@ -370,26 +372,219 @@ inline size_t attention_f16_scratch_floats(int64_t kv_heads, int64_t group, int6
   return static_cast<size_t>(kv_heads * group * (kAttnTile + head_dim + 2));
 }
 
+/** Prefetches the cache lines of [p, p + bytes) into L1 (a hint; no effect on results). */
+inline void prefetch_bytes(const void* p, size_t bytes) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64) {
+#if defined(__x86_64__)
+    // asm volatile: GCC 12 at -O2 dropped __builtin_prefetch from the Q8_0 instantiation.
+    __asm__ volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(a)));
+#else
+    __builtin_prefetch(reinterpret_cast<const void*>(a));
+#endif
+  }
+}
+
+/** Rows ahead attention_heads_t prefetches (K rows while scoring, V rows while accumulating). */
+constexpr int64_t kAttnPrefetchRows = 4;
+
 /**
- * Causal attention of one token's query heads over `kv_heads` consecutive KV heads of an F16 KV
- * cache (`group` query heads per KV head), in tiles of kAttnTile keys with an online softmax
- * (flash-attention style), so no score buffer of the sequence length is needed. q and out hold the
- * `kv_heads * group` heads one after another (head_dim floats each); k and v point at the first KV
- * head's slice of row 0, and K/V rows are located by `kv` (contiguous, or through a paged table).
+ * The F16 rows of attention_heads_t: half bits converted to floats in registers as they are used.
+ * `k` and `v` point at the first KV head's slice of row 0; `kv` locates rows (in halves).
+ */
+template <class V>
+struct KvRowsF16 {
+  const uint16_t* k;
+  const uint16_t* v;
+  const KvRows& kv;
+  int64_t head_dim;
+  const uint16_t* row = nullptr;
+  /** Selects the key (value) row at `off` (KvRows::offsets). */
+  void key_row(size_t off) { row = k + off; }
+  void value_row(size_t off) { row = v + off; }
+  /** Prefetches the bytes the heads read of the key (value) row at `off`. */
+  void prefetch(bool value, size_t off, int64_t kv_heads) const {
+    prefetch_bytes((value ? v : k) + off, static_cast<size_t>(kv_heads * head_dim) * 2);
+  }
+  /** N dot products of q[r] with KV head g[r] of the current key row. */
+  template <int N>
+  void dots(float* d, const float* const* q, const int64_t* g) const {
+    const uint16_t* ks[N];
+    for (int r = 0; r < N; r++) ks[r] = row + g[r] * head_dim;
+    dots_f32_f16<V, N>(d, q, ks, head_dim);
+  }
+  /** acc += p * (KV head g of the current value row). */
+  void axpy(float* acc, float p, int64_t g) const { axpy_f32<V>(acc, p, row + g * head_dim, head_dim); }
+};
+
+/**
+ * Scratch floats KvRowsQ8 needs besides attention_heads_t's own: the scales of one row's blocks
+ * over `kv_heads` heads (which may start mid-block when head_dim is not a multiple of 32).
+ */
+inline size_t kv_q8_0_scale_floats(int64_t kv_heads, int64_t head_dim) {
+  return static_cast<size_t>((kv_heads * head_dim + kKvQ8Block - 1) / kKvQ8Block + 1);
+}
+
+/**
+ * The Q8_0 rows of attention_heads_t. A cache row of `row_elems` values is stored as its int8
+ * quants (row_elems bytes) followed by one f16 scale per 32 values (llama.cpp's block_q8_0 split
+ * into a struct of arrays, so the quants of a head are contiguous). `k`, `v` point at row 0's
+ * first byte; the heads handled start at element `e0` of a row; `kv` locates rows in bytes.
+ *
+ * When a row is selected, the f16 scales of the blocks the heads cover are converted to floats
+ * once (`ds`). When head_dim is a multiple of 32 (every head is whole blocks), a dot product sums
+ * q·quant over each block and scales the block's sum once, and the weighted V sum adds
+ * (p·d)·quant, so an int8 value costs what an F16 one does (a conversion and one FMA). Otherwise
+ * values are dequantized in registers, quant·d, as they are used (`d` per W-lane chunk: one
+ * broadcast, or per lane where a chunk straddles two blocks). Which path runs depends on head_dim
+ * only, and a head's arithmetic on its own elements only, never on which heads share the call.
+ */
+template <class V>
+struct KvRowsQ8 {
+  using R = typename V::reg;
+  static constexpr int W = V::W;
+  const uint8_t* k;
+  const uint8_t* v;
+  const KvRows& kv;
+  int64_t head_dim;
+  int64_t row_elems;
+  int64_t e0;
+  int64_t b0;  // first block covered: e0 / 32
+  int64_t nb;  // blocks covered
+  float* ds;   // nb floats of scratch
+  const int8_t* qs = nullptr;
+
+  KvRowsQ8(const uint8_t* k_, const uint8_t* v_, const KvRows& kv_, int64_t kv_heads, int64_t head_dim_,
+           int64_t row_elems_, int64_t e0_, float* ds_)
+      : k(k_),
+        v(v_),
+        kv(kv_),
+        head_dim(head_dim_),
+        row_elems(row_elems_),
+        e0(e0_),
+        b0(e0_ / kKvQ8Block),
+        nb((e0_ + kv_heads * head_dim_ - 1) / kKvQ8Block - e0_ / kKvQ8Block + 1),
+        ds(ds_) {}
+
+  void select(const uint8_t* row) {
+    qs = reinterpret_cast<const int8_t*>(row);
+    const uint16_t* d = reinterpret_cast<const uint16_t*>(row + row_elems) + b0;
+    int64_t b = 0;
+    for (; b + W <= nb; b += W) V::store(ds + b, V::load_h(d + b));
+    for (; b < nb; b++) ds[b] = f16_to_f32(d[b]);
+  }
+  void key_row(size_t off) { select(k + off); }
+  void value_row(size_t off) { select(v + off); }
+  /** Prefetches the quants and scales the heads read of the key (value) row at `off`. */
+  void prefetch(bool value, size_t off, int64_t kv_heads) const {
+    const uint8_t* row = (value ? v : k) + off;
+    prefetch_bytes(row + e0, static_cast<size_t>(kv_heads * head_dim));
+    prefetch_bytes(row + row_elems + 2 * b0, static_cast<size_t>(2 * nb));
+  }
+
+  /** Every head is whole Q8_0 blocks (head_dim a multiple of 32, so e0 is too). */
+  bool whole_blocks() const { return head_dim % kKvQ8Block == 0; }
+  float scale_of(int64_t e) const { return ds[e / kKvQ8Block - b0]; }
+  /** Scales of the W values from row element e. */
+  R chunk_scale(int64_t e) const {
+    if (e % kKvQ8Block + W <= kKvQ8Block) return V::set1(scale_of(e));
+    alignas(64) float lanes[W];
+    for (int l = 0; l < W; l++) lanes[l] = scale_of(e + l);
+    return V::load(lanes);
+  }
+  R value(int64_t e) const { return V::mul(V::load_q8(qs + e), chunk_scale(e)); }
+
+  /** As dots_f32_f16, over dequantized values: the same accumulators and reduction for N = 1 or 4. */
+  template <int N>
+  void dots(float* out, const float* const* a, const int64_t* g) const {
+    static_assert(N == 1 || N == 4, "one or four rows");
+    int64_t e[N];
+    for (int r = 0; r < N; r++) e[r] = e0 + g[r] * head_dim;
+    if (whole_blocks()) {
+      // Per block: two partial sums of q·quant over its 32 values, then one FMA with the scale.
+      R s[4];
+      for (int r = 0; r < N; r++) s[r] = V::zero();
+      for (int64_t i = 0; i < head_dim; i += kKvQ8Block) {
+        for (int r = 0; r < N; r++) {
+          const float* ar = a[r] + i;
+          const int8_t* kr = qs + e[r] + i;
+          R u0 = V::zero(), u1 = V::zero();
+          for (int c = 0; c < kKvQ8Block; c += 2 * W) {
+            u0 = V::fmadd(V::load(ar + c), V::load_q8(kr + c), u0);
+            u1 = V::fmadd(V::load(ar + c + W), V::load_q8(kr + c + W), u1);
+          }
+          s[r] = V::fmadd(V::add(u0, u1), V::set1(scale_of(e[r] + i)), s[r]);
+        }
+      }
+      for (int r = N; r < 4; r++) s[r] = s[0];
+      float sums[4];
+      V::hsum4(s, sums);
+      for (int r = 0; r < N; r++) out[r] = sums[r];
+      return;
+    }
+    R s[4], t[4];
+    for (int r = 0; r < N; r++) s[r] = t[r] = V::zero();
+    int64_t i = 0;
+    for (; i + 2 * W <= head_dim; i += 2 * W) {
+      for (int r = 0; r < N; r++) {
+        s[r] = V::fmadd(V::load(a[r] + i), value(e[r] + i), s[r]);
+        t[r] = V::fmadd(V::load(a[r] + i + W), value(e[r] + i + W), t[r]);
+      }
+    }
+    for (; i + W <= head_dim; i += W) {
+      for (int r = 0; r < N; r++) s[r] = V::fmadd(V::load(a[r] + i), value(e[r] + i), s[r]);
+    }
+    for (int r = 0; r < N; r++) s[r] = V::add(s[r], t[r]);
+    for (int r = N; r < 4; r++) s[r] = s[0];
+    float sums[4];
+    V::hsum4(s, sums);
+    for (int r = 0; r < N; r++) out[r] = sums[r];
+    for (; i < head_dim; i++) {
+      for (int r = 0; r < N; r++) out[r] += a[r][i] * (static_cast<float>(qs[e[r] + i]) * scale_of(e[r] + i));
+    }
+  }
+
+  /** acc += p * (KV head g of the current value row), as (p·d) · q per value. */
+  void axpy(float* acc, float p, int64_t g) const {
+    const int64_t e = e0 + g * head_dim;
+    if (whole_blocks()) {
+      for (int64_t i = 0; i < head_dim; i += kKvQ8Block) {
+        const R pd = V::set1(p * scale_of(e + i));
+        for (int c = 0; c < kKvQ8Block; c += W) {
+          V::store(acc + i + c, V::fmadd(pd, V::load_q8(qs + e + i + c), V::load(acc + i + c)));
+        }
+      }
+      return;
+    }
+    const R pv = V::set1(p);
+    int64_t i = 0;
+    for (; i + W <= head_dim; i += W) {
+      V::store(acc + i, V::fmadd(V::mul(pv, chunk_scale(e + i)), V::load_q8(qs + e + i), V::load(acc + i)));
+    }
+    for (; i < head_dim; i++) acc[i] += (p * scale_of(e + i)) * static_cast<float>(qs[e + i]);
+  }
+};
+
+/**
+ * Causal attention of one token's query heads over `kv_heads` consecutive KV heads of a half or
+ * quantized KV cache (`group` query heads per KV head; the cache format is `Rows`: KvRowsF16 or
+ * KvRowsQ8), in tiles of kAttnTile keys with an online softmax (flash-attention style), so no
+ * score buffer of the sequence length is needed. q and out hold the `kv_heads * group` heads one
+ * after another (head_dim floats each); `rows` locates K/V rows (contiguous, or through a paged
+ * table).
  *
  * A tile is read row by row, all the given heads of a row at once: that reads the cache as the
  * contiguous runs it is stored in (a block of the paged cache is blockSize consecutive rows), which
  * the hardware prefetchers follow. Going head by head instead read a few cache lines a row stride
- * apart and stalled on memory for most of the attention time at 16 decode streams. The halves are
+ * apart and stalled on memory for most of the attention time at 16 decode streams. The values are
  * converted in registers as they are used (converting a tile of rows to floats first wrote and
  * re-read four times the bytes of the cache itself). Each head's arithmetic is the same in any
  * order of the heads: scores of the tile, its max, the rescale, the exponentials, then the
  * weighted V rows in key order.
  */
-template <class V>
-void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
-                           const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
-                           float* scratch) {
+template <class V, class Rows>
+void attention_heads_t(float* out, const float* q, int64_t kv_heads, int64_t group, Rows& rows, int64_t len,
+                       int64_t head_dim, float scale, float* scratch) {
   const int64_t heads = kv_heads * group;
   float* sc = scratch;  // head h's scores of the tile at sc + h * kAttnTile
   float* acc = sc + heads * kAttnTile;
@@ -400,27 +595,54 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
     sum[h] = 0.0f;
   }
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(heads * head_dim));
+  // The KV head of each query head, counted rather than divided (h / group per head and key cost
+  // a 64-bit division each).
+  int64_t kvh[4];
+  // Row offsets of this tile's keys and of the next tile's (the same for K and V). The rows are
+  // prefetched a few ahead: each starts a new run of cache lines (a new page block every
+  // blockSize rows) that the hardware prefetcher does not see coming, and waiting on those loads
+  // took most of the time of the Q8_0 kernel, whose rows are short.
+  size_t offs_a[kAttnTile], offs_b[kAttnTile];
+  size_t* offs = offs_a;
+  size_t* next_offs = offs_b;
+  if (len > 0) rows.kv.offsets(0, std::min<int64_t>(kAttnTile, len), offs);
   for (int64_t j0 = 0; j0 < len; j0 += kAttnTile) {
     const int64_t jn = std::min<int64_t>(kAttnTile, len - j0);
+    const int64_t next_n = std::min<int64_t>(kAttnTile, len - j0 - jn);
+    if (next_n > 0) rows.kv.offsets(j0 + jn, next_n, next_offs);
+    for (int64_t j = 0; j < kAttnPrefetchRows && j < jn; j++) rows.prefetch(false, offs[j], kv_heads);
     for (int64_t j = 0; j < jn; j++) {
-      const uint16_t* kr = k + kv.offset(j0 + j);
+      // K rows ahead, then the tile's first V rows.
+      const int64_t ahead = j + kAttnPrefetchRows;
+      if (ahead < jn) rows.prefetch(false, offs[ahead], kv_heads);
+      else if (ahead - jn < jn) rows.prefetch(true, offs[ahead - jn], kv_heads);
+      rows.key_row(offs[j]);
       int64_t h = 0;
+      int64_t g = 0;
+      int64_t in_group = 0;
+      const auto next_head = [&]() {
+        if (++in_group == group) {
+          in_group = 0;
+          g++;
+        }
+      };
       for (; h + 4 <= heads; h += 4) {
         const float* qs[4];
-        const uint16_t* ks[4];
         for (int r = 0; r < 4; r++) {
           qs[r] = q + (h + r) * head_dim;
-          ks[r] = kr + ((h + r) / group) * head_dim;
+          kvh[r] = g;
+          next_head();
         }
         float d[4];
-        dots_f32_f16<V, 4>(d, qs, ks, head_dim);
+        rows.template dots<4>(d, qs, kvh);
         for (int r = 0; r < 4; r++) sc[(h + r) * kAttnTile + j] = d[r] * scale;
       }
       for (; h < heads; h++) {
         const float* qh = q + h * head_dim;
-        const uint16_t* kh = kr + (h / group) * head_dim;
+        kvh[0] = g;
+        next_head();
         float d;
-        dots_f32_f16<V, 1>(&d, &qh, &kh, head_dim);
+        rows.template dots<1>(&d, &qh, kvh);
         sc[h * kAttnTile + j] = d * scale;
       }
     }
@@ -438,13 +660,41 @@ void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t
       sum[h] += exp_sub_sum<V>(sh, m_new, jn);
     }
     for (int64_t j = 0; j < jn; j++) {
-      const uint16_t* vr = v + kv.offset(j0 + j);
-      for (int64_t h = 0; h < heads; h++) {
-        axpy_f32<V>(acc + h * head_dim, sc[h * kAttnTile + j], vr + (h / group) * head_dim, head_dim);
+      // V rows ahead, then the next tile's first K rows.
+      const int64_t ahead = j + kAttnPrefetchRows;
+      if (ahead < jn) rows.prefetch(true, offs[ahead], kv_heads);
+      else if (ahead - jn < next_n) rows.prefetch(false, next_offs[ahead - jn], kv_heads);
+      rows.value_row(offs[j]);
+      for (int64_t g = 0, h = 0; g < kv_heads; g++) {
+        for (int64_t i = 0; i < group; i++, h++) rows.axpy(acc + h * head_dim, sc[h * kAttnTile + j], g);
       }
     }
+    std::swap(offs, next_offs);
   }
   for (int64_t h = 0; h < heads; h++) scale_f32<V>(out + h * head_dim, acc + h * head_dim, 1.0f / sum[h], head_dim);
+}
+
+/** attention_heads_t over an F16 cache; k and v point at the first KV head's slice of row 0. */
+template <class V>
+void attention_heads_f16_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
+                           const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
+                           float* scratch) {
+  KvRowsF16<V> rows{k, v, kv, head_dim};
+  attention_heads_t<V>(out, q, kv_heads, group, rows, len, head_dim, scale, scratch);
+}
+
+/**
+ * attention_heads_t over a Q8_0 cache (KvRowsQ8 layout; k and v at row 0's first byte, the heads
+ * from element `e0` of a row of `row_elems` values). `scratch` holds
+ * attention_f16_scratch_floats + kv_q8_0_scale_floats floats.
+ */
+template <class V>
+void attention_heads_q8_0_t(float* out, const float* q, int64_t kv_heads, int64_t group, const uint8_t* k,
+                            const uint8_t* v, int64_t e0, int64_t row_elems, const KvRows& kv, int64_t len,
+                            int64_t head_dim, float scale, float* scratch) {
+  KvRowsQ8<V> rows(k, v, kv, kv_heads, head_dim, row_elems, e0,
+                   scratch + attention_f16_scratch_floats(kv_heads, group, head_dim));
+  attention_heads_t<V>(out, q, kv_heads, group, rows, len, head_dim, scale, scratch);
 }
 
 // ---- scalar conversions and dequantization shared by all variants ----

@@ -13,7 +13,9 @@ import {
   geluTanh,
   isComputeFormat,
   type KVCacheArray,
+  kvQ8_0RowBytes,
   type PagedAttentionParams,
+  type PagedKVCacheArray,
   ReferenceBackend,
   type RopeParams,
   type RopeQK,
@@ -200,6 +202,30 @@ function nativeError(op: string, cause: unknown): RyzansteinError {
   if (cause instanceof RyzansteinError) return cause;
   const msg = cause instanceof Error ? cause.message : String(cause);
   return new RyzansteinError("NATIVE_ERROR", `${op}: ${msg}`, { cause });
+}
+
+/** The element type of a pair of K/V cache buffers (both of one kind, or INVALID_ARGUMENT). */
+function cacheKind(op: string, k: unknown, v: unknown): "f32" | "f16" | "q8_0" {
+  if (k instanceof Float32Array && v instanceof Float32Array) return "f32";
+  if (k instanceof Uint16Array && v instanceof Uint16Array) return "f16";
+  if (k instanceof Uint8Array && v instanceof Uint8Array) return "q8_0";
+  return fail(
+    "INVALID_ARGUMENT",
+    op,
+    "k and v must both be Float32Array, both Uint16Array (F16) or both Uint8Array (Q8_0 rows)",
+  );
+}
+
+/** Array elements per cache row of `rowSize` values (bytes for Q8_0, whose rows need 32 | rowSize). */
+function kvCacheRowUnits(op: string, kind: "f32" | "f16" | "q8_0", rowSize: number): number {
+  if (kind !== "q8_0") return rowSize;
+  if (rowSize % 32 !== 0)
+    fail(
+      "INVALID_ARGUMENT",
+      op,
+      `a Q8_0 KV cache needs nKvHeads*headDim to be a multiple of 32, got ${rowSize}`,
+    );
+  return kvQ8_0RowBytes(rowSize);
 }
 
 function defaultThreads(): number {
@@ -554,6 +580,27 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /**
+   * Rows `dstRow..dstRow+rows-1` of a Q8_0 KV cache (`kvQ8_0RowBytes(rowSize)` bytes each) from
+   * `rows` rows of `rowSize` floats: llama.cpp's Q8_0 rounding (bit for bit `quantizeKvRowsQ8_0`).
+   */
+  quantizeKvQ8_0(dst: Uint8Array, dstRow: number, src: Float32Array, rows: number, rowSize: number): void {
+    const op = "quantizeKvQ8_0";
+    const e = this.#e(op);
+    if (!(dst instanceof Uint8Array)) fail("INVALID_ARGUMENT", op, "dst must be a Uint8Array");
+    int(op, "dstRow", dstRow);
+    int(op, "rows", rows);
+    const rowBytes = kvCacheRowUnits(op, "q8_0", int(op, "rowSize", rowSize, 1));
+    f32(op, "src", src, rows * rowSize);
+    if (dst.length < (dstRow + rows) * rowBytes)
+      fail("SHAPE_MISMATCH", op, `dst has ${dst.length} bytes, ${(dstRow + rows) * rowBytes} needed`);
+    try {
+      e.quantizeKvQ8_0(dst, dstRow, src, rows, rowSize);
+    } catch (cause) {
+      throw nativeError(op, cause);
+    }
+  }
+
   /** `y[i] = a[i] + b[i]` for `len` elements; `y` may alias either input. */
   add(y: Float32Array, a: Float32Array, b: Float32Array, len: number): void {
     const op = "add";
@@ -642,14 +689,15 @@ export class NativeBackend implements Backend {
   /**
    * Causal grouped-query attention over a paged KV cache (see `Backend.pagedAttention`). Every
    * block index a row reaches is checked against the cache before the call crosses into C++;
-   * work is split across threads by (run of one sequence's rows, KV head). The cache is F32 or F16
-   * (`Uint16Array` of half bits, read with the kernel of the contiguous F16 attention).
+   * work is split across threads by (run of one sequence's rows, KV head). The cache is F32, F16
+   * (`Uint16Array` of half bits, read with the kernel of the contiguous F16 attention) or Q8_0
+   * (`Uint8Array` rows, dequantized in registers by the same kernel structure).
    */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: KVCacheArray,
-    v: KVCacheArray,
+    k: PagedKVCacheArray,
+    v: PagedKVCacheArray,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
@@ -663,13 +711,8 @@ export class NativeBackend implements Backend {
     const maxBlocks = int(op, "maxBlocksPerSeq", params.maxBlocksPerSeq, 1);
     i32(op, "seqOfRow", seqOfRow, n);
     i32(op, "blockTables", blockTables, 0);
-    if (
-      k instanceof Uint16Array
-        ? !(v instanceof Uint16Array)
-        : !(k instanceof Float32Array && v instanceof Float32Array)
-    )
-      fail("INVALID_ARGUMENT", op, "k and v must both be Float32Array or both Uint16Array (F16)");
-    const nBlocks = Math.floor(Math.min(k.length, v.length) / (nKvHeads * headDim) / blockSize);
+    const rowUnits = kvCacheRowUnits(op, cacheKind(op, k, v), nKvHeads * headDim);
+    const nBlocks = Math.floor(Math.min(k.length, v.length) / rowUnits / blockSize);
     for (let i = 0; i < n; i++) {
       const p = positions[i];
       const s = seqOfRow[i];
@@ -830,8 +873,9 @@ export class NativeBackend implements Backend {
 
   /**
    * {@link NativeBackend.rope} of `q` and `k` in place, then row `i` of `k` and `v` stored at cache row
-   * `slots[i]` of `keys` / `values` (F16 bits in `Uint16Array`s, or F32), in one pass over the
-   * tokens. Llama 3.1 frequency factors and YaRN take the unfused path (they run on the reference).
+   * `slots[i]` of `keys` / `values` (F16 bits in `Uint16Array`s, Q8_0 rows in `Uint8Array`s as
+   * {@link NativeBackend.quantizeKvQ8_0} writes them, or F32), in one pass over the tokens. Llama
+   * 3.1 frequency factors and YaRN take the unfused path (they run on the reference).
    */
   ropeStoreKV(
     q: Float32Array,
@@ -840,8 +884,8 @@ export class NativeBackend implements Backend {
     n: number,
     positions: Int32Array,
     rope: RopeQK,
-    keys: KVCacheArray,
-    values: KVCacheArray,
+    keys: PagedKVCacheArray,
+    values: PagedKVCacheArray,
     slots: Int32Array,
   ): void {
     const op = "ropeStoreKV";
@@ -865,14 +909,8 @@ export class NativeBackend implements Backend {
     f32(op, "v", v, n * kvRow);
     i32(op, "positions", positions, n);
     i32(op, "slots", slots, n);
-    const f16 = keys instanceof Uint16Array;
-    if (
-      f16
-        ? !(values instanceof Uint16Array)
-        : !(keys instanceof Float32Array && values instanceof Float32Array)
-    )
-      fail("INVALID_ARGUMENT", op, "keys and values must both be Float32Array or both Uint16Array (F16)");
-    const cacheRows = Math.floor(Math.min(keys.length, values.length) / kvRow);
+    const kind = cacheKind(op, keys, values);
+    const cacheRows = Math.floor(Math.min(keys.length, values.length) / kvCacheRowUnits(op, kind, kvRow));
     for (let i = 0; i < n; i++) {
       const s = slots[i];
       if (s < 0 || s >= cacheRows)
@@ -891,7 +929,10 @@ export class NativeBackend implements Backend {
       for (let i = 0; i < n; i++) {
         const src = k.subarray(i * kvRow, (i + 1) * kvRow);
         const vsrc = v.subarray(i * kvRow, (i + 1) * kvRow);
-        if (keys instanceof Uint16Array) {
+        if (keys instanceof Uint8Array) {
+          this.quantizeKvQ8_0(keys, slots[i], src, 1, kvRow);
+          this.quantizeKvQ8_0(values as Uint8Array, slots[i], vsrc, 1, kvRow);
+        } else if (keys instanceof Uint16Array) {
           this.toF16(keys, slots[i] * kvRow, src, kvRow);
           this.toF16(values as Uint16Array, slots[i] * kvRow, vsrc, kvRow);
         } else {

@@ -56,12 +56,12 @@ export interface NativeEngine {
     headDim: number,
     scale: number,
   ): void;
-  /** k and v are both F32, or both F16 bits (`Uint16Array`). */
+  /** k and v are both F32, both F16 bits (`Uint16Array`), or both Q8_0 rows (`Uint8Array`). */
   pagedAttention(
     out: Float32Array,
     q: Float32Array,
-    k: Float32Array | Uint16Array,
-    v: Float32Array | Uint16Array,
+    k: Float32Array | Uint16Array | Uint8Array,
+    v: Float32Array | Uint16Array | Uint8Array,
     positions: Int32Array,
     seqOfRow: Int32Array,
     blockTables: Int32Array,
@@ -97,6 +97,8 @@ export interface NativeEngine {
     f16Accumulate: boolean,
   ): void;
   toF16(dst: Uint16Array, dstOffset: number, src: Float32Array, len: number): void;
+  /** Rows `dstRow..dstRow+rows-1` of a Q8_0 KV cache from `rows` rows of `rowSize` floats. */
+  quantizeKvQ8_0(dst: Uint8Array, dstRow: number, src: Float32Array, rows: number, rowSize: number): void;
   /** Activation layout of a weight format, -1 for the float formats. */
   actLayout(type: number): number;
   actRowBytes(layout: number, cols: number): number;
@@ -141,8 +143,8 @@ export interface NativeEngine {
     freqBase: number,
     freqScale: number,
     neox: boolean,
-    keys: Float32Array | Uint16Array,
-    values: Float32Array | Uint16Array,
+    keys: Float32Array | Uint16Array | Uint8Array,
+    values: Float32Array | Uint16Array | Uint8Array,
     slots: Int32Array,
   ): void;
   dispose(): void;

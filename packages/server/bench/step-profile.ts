@@ -4,6 +4,7 @@
 // the same row counts. Per-op times are medians over the steps.
 //
 //   node bench/run.mjs bench/step-profile.ts        (RYZ_BENCH_THREADS=2 by default)
+//   RYZ_BENCH_KV=q8_0 ...                           (the paged KV cache type; default f16)
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import type { Backend } from "@ryzanstein/core-tensor";
 import {
   BatchRunner,
   type BatchSequence,
+  type KVCacheType,
   Model,
   openModelFile,
   PagedKvCache,
@@ -21,6 +23,8 @@ import { NativeBackend } from "@ryzanstein/kernels-native";
 
 const THREADS = Number(process.env.RYZ_BENCH_THREADS ?? 2);
 const STEPS = Number(process.env.RYZ_BENCH_STEPS ?? 12);
+/** KV cache element type (`RYZ_BENCH_KV`: f16, f32 or q8_0). */
+const KV = (process.env.RYZ_BENCH_KV ?? "f16") as KVCacheType;
 const path = join(tmpdir(), "ryzanstein-bench", "random-110m-q4_0.gguf");
 if (!existsSync(path)) {
   console.error(`${path} is missing: run \`npm run bench -w packages/server\` once to write it`);
@@ -53,7 +57,7 @@ const model = new Model(config, readLlamaWeights(gguf, config), timed(native, ti
 const blockSize = 16;
 const maxSeqs = 16;
 const ctx = 256;
-const cache = new PagedKvCache(model, maxSeqs * (ctx / blockSize), blockSize);
+const cache = new PagedKvCache(model, maxSeqs * (ctx / blockSize), blockSize, KV);
 const runner = new BatchRunner(model, cache, 256, maxSeqs, ctx);
 const tables = Array.from({ length: maxSeqs }, (_, s) =>
   Array.from({ length: ctx / blockSize }, (_, j) => s * (ctx / blockSize) + j),
@@ -70,7 +74,7 @@ for (let s = 0; s < maxSeqs; s += 4) {
   );
 }
 
-console.log(`decode step, ${THREADS} threads, median of ${STEPS} steps (ms)`);
+console.log(`decode step, ${THREADS} threads, ${KV} KV cache, median of ${STEPS} steps (ms)`);
 const rows: Record<string, string | number>[] = [];
 for (const n of [1, 2, 4, 8, 16]) {
   const perOp = new Map<string, number[]>();

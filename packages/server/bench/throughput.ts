@@ -4,17 +4,21 @@
 // shared prefix); and node-llama-cpp running 1 and 16 sequences in one context for comparison.
 //
 //   npm run bench -w packages/server          (RYZ_BENCH_THREADS=2 by default)
+//   RYZ_BENCH_KV=q8_0 ...                     (the servers' KV cache type; default f16)
 import { existsSync, mkdirSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GGMLType } from "@ryzanstein/core-tensor";
+import type { KVCacheType } from "@ryzanstein/engine";
 import { writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { type RunningServer, startServer } from "../src/index.js";
 
 const THREADS = Number(process.env.RYZ_BENCH_THREADS ?? 2);
 const GEN = 128;
 const PROMPT_LEN = 32;
+/** KV cache element type of the servers (`RYZ_BENCH_KV`: f16, f32 or q8_0). */
+const KV = (process.env.RYZ_BENCH_KV ?? "f16") as KVCacheType;
 /** Stream counts to run (`RYZ_BENCH_STREAMS=16` for one, e.g. under a profiler). */
 const STREAMS = (process.env.RYZ_BENCH_STREAMS ?? "1,4,8,16").split(",").map(Number);
 
@@ -248,6 +252,7 @@ const server = await startServer({
   maxBatchTokens: 256,
   contextSize: 1024,
   numBlocks: 16 * 64,
+  kvType: KV,
 });
 const REPS = Number(process.env.RYZ_BENCH_REPS ?? 1);
 const sweeps: Awaited<ReturnType<typeof ours>>[] = [];
@@ -265,13 +270,14 @@ const fresh = await startServer({
   logLevel: "silent",
   threads: THREADS,
   contextSize: 1024,
+  kvType: KV,
 });
 const freshOut = await freshText(fresh);
 await fresh.close();
 const f = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "–");
 const table = (peer: { c: number; tps: number; ttftP50: number }[]) => {
   console.log(
-    `\nRandom Llama 110M Q4_0 (12 layers, d 768, ff 2048, vocab 32000), ${THREADS} threads, ${GEN} tokens per stream, prompt ${PROMPT_LEN}\n`,
+    `\nRandom Llama 110M Q4_0 (12 layers, d 768, ff 2048, vocab 32000), ${THREADS} threads, ${KV} KV cache, ${GEN} tokens per stream, prompt ${PROMPT_LEN}\n`,
   );
   console.log(
     "| streams | ours tok/s | × single | TTFT p50 / p90 ms | ITL p50 / p90 / p99 ms | node-llama-cpp tok/s (TTFT p50 ms) |",

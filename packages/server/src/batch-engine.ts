@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { type ModelConfig, openModelFile } from "@ryzanstein/engine";
+import { type KVCacheType, type ModelConfig, openModelFile } from "@ryzanstein/engine";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
 import type {
   BatchEngineOptions,
@@ -12,6 +12,9 @@ import type {
   TokenEvent,
   ToWorker,
 } from "./protocol.js";
+
+/** The paged KV cache element types the engine takes (`BatchEngineOptions.kvType`). */
+const KV_TYPES: readonly KVCacheType[] = ["f16", "f32", "q8_0"];
 
 /** Callbacks of one submitted request. */
 export interface RequestListener {
@@ -54,8 +57,8 @@ export class BatchEngine {
   readonly maxSequenceTokens: number;
   /** Backend name. */
   readonly backend: string;
-  /** KV blocks and their size. */
-  readonly kv: { numBlocks: number; blockSize: number };
+  /** KV blocks, their size and element type. */
+  readonly kv: { numBlocks: number; blockSize: number; kvType: KVCacheType };
   /** Latest counters from the worker. */
   stats: EngineStats;
   private readonly worker: Worker;
@@ -83,7 +86,7 @@ export class BatchEngine {
     this.contextSize = ready.contextSize;
     this.maxSequenceTokens = ready.maxSequenceTokens;
     this.backend = ready.backend;
-    this.kv = { numBlocks: ready.numBlocks, blockSize: ready.blockSize };
+    this.kv = { numBlocks: ready.numBlocks, blockSize: ready.blockSize, kvType: ready.kvType };
     this.stats = {
       waiting: 0,
       running: 0,
@@ -115,6 +118,11 @@ export class BatchEngine {
 
   /** Loads `path` in a new worker thread. */
   static async start(path: string, options: BatchEngineOptions = {}): Promise<BatchEngine> {
+    if (options.kvType !== undefined && !KV_TYPES.includes(options.kvType))
+      throw new RyzansteinError(
+        "INVALID_ARGUMENT",
+        `kvType must be one of ${KV_TYPES.join(", ")}, got ${String(options.kvType)}`,
+      );
     const gguf = openModelFile(path);
     const tokenizer = createTokenizerFromGGUF(gguf.metadata);
     const tpl: unknown = gguf.metadata["tokenizer.chat_template"];

@@ -95,6 +95,7 @@ function init(path: string, o: BatchEngineOptions): void {
     backend: backend.name,
     numBlocks,
     blockSize,
+    kvType,
     maxSequenceTokens: scheduler.maxSequenceTokens,
   });
 }

@@ -41,10 +41,16 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(line?.split(" ")[1]);
 }
 
-describe("continuous batching on stories260K", () => {
+describe.each(["f16", "q8_0"] as const)("continuous batching on stories260K (%s KV cache)", (kvType) => {
   let server: RunningServer;
   beforeAll(async () => {
-    server = await startTestServer({ maxSeqs: 8, maxBatchTokens: 24, blockSize: 8, prefixCaching: false });
+    server = await startTestServer({
+      maxSeqs: 8,
+      maxBatchTokens: 24,
+      blockSize: 8,
+      prefixCaching: false,
+      kvType,
+    });
   });
   afterAll(async () => {
     await server.close();
@@ -63,7 +69,8 @@ describe("continuous batching on stories260K", () => {
       for (let j = 0; j < alone[i].logprobs.length; j++)
         maxDiff = Math.max(maxDiff, Math.abs(together[i].logprobs[j] - alone[i].logprobs[j]));
     }
-    console.log(`batched vs alone: max |Δ logprob| = ${maxDiff.toExponential(2)}`);
+    console.log(`batched vs alone (${kvType} KV): max |Δ logprob| = ${maxDiff.toExponential(2)}`);
+    expect(server.engine.kv.kvType).toBe(kvType);
     expect(maxDiff).toBeLessThan(1e-4);
     expect(await metric(server.url, "ryzanstein_kv_blocks_used")).toBe(0);
   });

@@ -1,3 +1,4 @@
+import { RyzansteinError } from "@ryzanstein/core-tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../src/index.js";
 import { readSse, startTestServer } from "./helpers.js";
@@ -261,5 +262,29 @@ describe("cancellation, back-pressure and shutdown", () => {
     }
     expect((text.match(/"finish_reason":"length"/g) ?? []).length).toBe(0);
     expect(server.engine.inflight).toBe(0);
+  });
+});
+
+describe("engine options", () => {
+  it("an unknown KV cache type is refused with INVALID_ARGUMENT before the engine starts", async () => {
+    const err = await startTestServer({ kvType: "q4_0" as "f16" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RyzansteinError);
+    expect((err as RyzansteinError).code).toBe("INVALID_ARGUMENT");
+    expect((err as Error).message).toMatch(/f16, f32, q8_0/);
+  });
+
+  it("a q8_0 KV cache fits about 1.9x the blocks of f16 in the same memory", async () => {
+    const sizes: Record<string, number> = {};
+    for (const kvType of ["f16", "q8_0"] as const) {
+      const server = await startTestServer({ kvType, kvMemoryBytes: 4 * 2 ** 20, blockSize: 16 });
+      sizes[kvType] = server.engine.kv.numBlocks;
+      await server.close();
+    }
+    // stories260K: 5 layers, K/V rows of 32 values: 2·5·16·(32 + 2) bytes per q8_0 block, 2·5·16·64 per f16 block
+    expect(sizes.q8_0).toBe(Math.floor((4 * 2 ** 20) / (2 * 5 * 16 * 34)));
+    expect(sizes.f16).toBe(Math.floor((4 * 2 ** 20) / (2 * 5 * 16 * 64)));
   });
 });

@@ -1,4 +1,5 @@
 import { RyzansteinError } from "@ryzanstein/core-tensor";
+import type { KVCacheType } from "@ryzanstein/engine";
 import { startServer } from "@ryzanstein/server";
 import { resolveModelPath } from "../resolve-model.js";
 
@@ -11,6 +12,7 @@ export interface ServeOptions {
   ctx?: number;
   kvBlocks?: number;
   kvMemory?: number;
+  kvType: KVCacheType;
   apiKey?: string;
   threads?: number;
   batchTokens: number;
@@ -60,6 +62,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     contextSize: o.ctx,
     numBlocks: o.kvBlocks,
     kvMemoryBytes: o.kvMemory,
+    kvType: o.kvType,
     threads: o.threads,
     maxBatchTokens: o.batchTokens,
     maxQueue: o.queue,
@@ -67,7 +70,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
   });
   process.stdout.write(
     `ryzanstein: serving ${model} at ${server.url}/v1 (${server.engine.backend}, ${o.parallel} parallel, ` +
-      `${server.engine.kv.numBlocks} KV blocks of ${server.engine.kv.blockSize})\n`,
+      `${server.engine.kv.numBlocks} ${server.engine.kv.kvType} KV blocks of ${server.engine.kv.blockSize})\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = () => {

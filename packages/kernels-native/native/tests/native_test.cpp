@@ -329,6 +329,73 @@ void test_packed_and_f16(Isa isa) {
   }
 }
 
+// Q8_0 KV cache: rows quantized bit for bit as the scalar kernels do; paged attention over them
+// close to float attention over the dequantized values, for head dims whose vector chunks straddle
+// two Q8_0 blocks (12), fall entirely in the scalar tail (7, 8) or are aligned (64); and each row's
+// result independent of the rows beside it (a lone row splits its heads across threads).
+void test_kv_q8_0(Isa isa) {
+  Engine ref(1, Isa::Scalar);
+  Engine e(2, isa);
+  const std::string p = std::string(isa_name(isa)) + ": kv q8_0 ";
+  struct Shape {
+    int64_t nh, nkv, hd;
+  };
+  for (const Shape sh : {Shape{8, 8, 12}, Shape{16, 8, 12}, Shape{32, 32, 7}, Shape{8, 4, 8}, Shape{12, 12, 64}}) {
+    const int64_t row = sh.nkv * sh.hd;
+    const size_t rb = kv_q8_0_row_bytes(row);
+    const int64_t bs = 5, n_seqs = 6, max_blocks = 8, n_blocks = n_seqs * max_blocks;
+    const int64_t rows = n_blocks * bs;
+    const auto kf = uniform(static_cast<size_t>(rows * row), 3.0f);
+    const auto vf = uniform(kf.size(), 2.0f);
+    std::vector<uint8_t> kq(static_cast<size_t>(rows) * rb), vq(kq.size()), kq_ref(kq.size());
+    e.quantize_kv_q8_0(kq.data(), kf.data(), rows, row);
+    e.quantize_kv_q8_0(vq.data(), vf.data(), rows, row);
+    ref.quantize_kv_q8_0(kq_ref.data(), kf.data(), rows, row);
+    check(kq == kq_ref, p + "quantize equals scalar row=" + std::to_string(row));
+    // Dequantized copy for the float reference.
+    std::vector<float> kd(kf.size()), vd(vf.size());
+    const auto decode = [&](const std::vector<uint8_t>& c, size_t at, int64_t i) {
+      uint16_t d;
+      std::memcpy(&d, &c[at + static_cast<size_t>(row + 2 * (i / 32))], 2);
+      return static_cast<float>(static_cast<int8_t>(c[at + static_cast<size_t>(i)])) * f16_to_f32(d);
+    };
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t i = 0; i < row; i++) {
+        const size_t at = static_cast<size_t>(r) * rb;
+        kd[static_cast<size_t>(r * row + i)] = decode(kq, at, i);
+        vd[static_cast<size_t>(r * row + i)] = decode(vq, at, i);
+      }
+    }
+    // One decode row per sequence, blocks in a shuffled order.
+    std::vector<int32_t> table(static_cast<size_t>(n_seqs * max_blocks));
+    for (size_t i = 0; i < table.size(); i++) {
+      table[i] = static_cast<int32_t>((i * 7 + 3) % static_cast<size_t>(n_blocks));
+    }
+    std::vector<int32_t> pos(static_cast<size_t>(n_seqs)), seq(static_cast<size_t>(n_seqs));
+    for (int64_t s = 0; s < n_seqs; s++) {
+      std::uniform_int_distribution<int64_t> any_pos(0, max_blocks * bs - 1);
+      pos[static_cast<size_t>(s)] = static_cast<int32_t>(any_pos(g_rng));
+      seq[static_cast<size_t>(s)] = static_cast<int32_t>(s);
+    }
+    const auto q = uniform(static_cast<size_t>(n_seqs * sh.nh * sh.hd), 2.0f);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sh.hd));
+    std::vector<float> want(q.size()), got(q.size()), alone(q.size());
+    ref.paged_attention(want.data(), q.data(), kd.data(), vd.data(), pos.data(), seq.data(), table.data(), n_seqs,
+                        sh.nh, sh.nkv, sh.hd, scale, bs, max_blocks);
+    e.paged_attention_q8_0(got.data(), q.data(), kq.data(), vq.data(), pos.data(), seq.data(), table.data(), n_seqs,
+                           sh.nh, sh.nkv, sh.hd, scale, bs, max_blocks);
+    const std::string shape =
+        "nh=" + std::to_string(sh.nh) + " nkv=" + std::to_string(sh.nkv) + " hd=" + std::to_string(sh.hd);
+    check_close(got, want, 2e-5, p + "paged attention " + shape);
+    const int64_t qr = sh.nh * sh.hd;
+    for (int64_t s = 0; s < n_seqs; s++) {
+      e.paged_attention_q8_0(alone.data() + s * qr, q.data() + s * qr, kq.data(), vq.data(), pos.data() + s,
+                             seq.data() + s, table.data(), 1, sh.nh, sh.nkv, sh.hd, scale, bs, max_blocks);
+    }
+    check(alone == got, p + "a row alone equals the row in a batch " + shape);
+  }
+}
+
 void test_thread_pool() {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
@@ -732,7 +799,8 @@ void test_fused(Isa isa) {
       }
       e.rope_store_kv(q2.data(), k2.data(), v.data(), tokens, pos.data(), ra, nkv,
                       f16 ? static_cast<void*>(kh2.data()) : static_cast<void*>(kf2.data()),
-                      f16 ? static_cast<void*>(vh2.data()) : static_cast<void*>(vf2.data()), f16, slots.data());
+                      f16 ? static_cast<void*>(vh2.data()) : static_cast<void*>(vf2.data()),
+                      f16 ? KvFormat::F16 : KvFormat::F32, slots.data());
       const std::string r = p + (f16 ? "f16 " : "f32 ") + (neox ? "neox " : "normal ") + "rope_store_kv: ";
       check(same_bits(q1.data(), q2.data(), q1.size() * 4), r + "q differs");
       check(same_bits(k1.data(), k2.data(), k1.size() * 4), r + "k differs");
@@ -754,6 +822,7 @@ int main(int argc, char** argv) {
     std::printf("testing %s against scalar\n", isa_name(isa));
     test_variant(isa);
     test_packed_and_f16(isa);
+    test_kv_q8_0(isa);
     test_gemm_frozen(isa);
     test_kquants(isa);
     test_fused(isa);

@@ -1,0 +1,167 @@
+import { ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
+import { NativeBackend } from "@ryzanstein/kernels-native";
+import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
+import { describe, expect, it } from "vitest";
+import {
+  BatchRunner,
+  type KVCacheType,
+  Model,
+  openModelFile,
+  PagedKvCache,
+  readLlamaWeights,
+  readModelConfig,
+} from "../src/index.js";
+import { logSoftmax, storiesPath } from "./helpers.js";
+
+function load(backend: "native" | "reference") {
+  const gguf = openModelFile(storiesPath);
+  const config = readModelConfig(gguf);
+  return new Model(
+    config,
+    readLlamaWeights(gguf, config),
+    backend === "native" ? new NativeBackend({ threads: 2 }) : new ReferenceBackend(),
+  );
+}
+
+const PROMPTS = [
+  [1, 403, 407, 261, 378, 260, 300, 301, 302],
+  [1, 500, 501, 502, 503, 504],
+  [1, 320, 262, 412, 289],
+];
+const BLOCK = 4;
+
+interface Trace {
+  tokens: number[][];
+  /** log p of each chosen token, per sequence. */
+  logps: number[][];
+}
+
+/**
+ * Greedy decoding of `prompts` for `steps` tokens through one BatchRunner, all sequences in every
+ * step (prefill of the whole prompt, then one decode row each), or, with `forced`, the tokens of
+ * `forced` fed instead of the argmax (teacher forcing), to compare log-probabilities on one path.
+ */
+function greedy(
+  model: Model,
+  kvType: KVCacheType,
+  prompts: number[][],
+  steps: number,
+  forced?: number[][],
+): Trace {
+  const maxCtx = 64;
+  if (prompts.some((p) => p.length + steps > maxCtx))
+    throw new Error("prompt + steps exceed the test context");
+  const perSeq = maxCtx / BLOCK;
+  const cache = new PagedKvCache(model, prompts.length * perSeq, BLOCK, kvType);
+  const runner = new BatchRunner(model, cache, 64, prompts.length, maxCtx);
+  // Sequence s owns blocks s, s+n, s+2n, ...: interleaved, as a shared pool hands them out.
+  const tables = prompts.map((_, s) => Array.from({ length: perSeq }, (_, j) => s + j * prompts.length));
+  const seqs = prompts.map((p) => [...p]);
+  const trace: Trace = { tokens: prompts.map(() => []), logps: prompts.map(() => []) };
+  const vocab = model.config.vocabSize;
+  let next = prompts.map((p) => p);
+  let starts = prompts.map(() => 0);
+  for (let step = 0; step < steps; step++) {
+    const out = runner.forward(
+      prompts.map((_, s) => ({ tokens: next[s], start: starts[s], blockTable: tables[s], logits: true })),
+    );
+    starts = starts.map((st, s) => st + next[s].length);
+    next = prompts.map((_, s) => {
+      const lp = logSoftmax(out.logits.subarray(s * vocab, (s + 1) * vocab));
+      let best = 0;
+      for (let i = 1; i < vocab; i++) if (lp[i] > lp[best]) best = i;
+      const t = forced ? forced[s][step] : best;
+      trace.tokens[s].push(best);
+      trace.logps[s].push(lp[t]);
+      seqs[s].push(t);
+      return [t];
+    });
+  }
+  return trace;
+}
+
+describe("q8_0 KV cache: types and sizes", () => {
+  it("the single-sequence engine refuses it; the paged cache allocates Q8_0 rows", () => {
+    const model = load("reference");
+    expect(() => model.createContext(16, 8, "q8_0")).toThrow(RyzansteinError);
+    expect(() => model.createContext(16, 8, "q8_0")).toThrow(/batched engine/);
+    const c = model.config;
+    const rowSize = c.nKvHeads * c.headDim;
+    const cache = new PagedKvCache(model, 3, BLOCK, "q8_0");
+    expect(cache.keys[0]).toBeInstanceOf(Uint8Array);
+    expect(cache.rowUnits).toBe(rowSize + 2 * (rowSize / 32));
+    expect(cache.keys[0].length).toBe(3 * BLOCK * cache.rowUnits);
+    expect(PagedKvCache.bytesPerBlock(model, BLOCK, "q8_0")).toBe(2 * c.nLayers * BLOCK * cache.rowUnits);
+    expect(PagedKvCache.bytesPerBlock(model, BLOCK, "q8_0")).toBeLessThan(
+      0.55 * PagedKvCache.bytesPerBlock(model, BLOCK, "f16"),
+    );
+    // copy-on-write copies whole Q8_0 rows
+    cache.keys[1][cache.rowUnits * BLOCK + 5] = 9;
+    cache.copyBlock(1, 2);
+    expect(cache.keys[1][cache.rowUnits * 2 * BLOCK + 5]).toBe(9);
+    expect(() => new PagedKvCache(model, 3, BLOCK, "q4_0" as KVCacheType)).toThrow(/f16, f32 or q8_0/);
+    // K/V rows must be whole Q8_0 blocks: 3 KV heads of 8 values are 24
+    const odd = { config: { ...c, nKvHeads: 3 } } as Model;
+    expect(() => new PagedKvCache(odd, 3, BLOCK, "q8_0")).toThrow(/multiple of 32; this model has 24/);
+    expect(() => PagedKvCache.bytesPerBlock(odd, BLOCK, "q8_0")).toThrow(RyzansteinError);
+    expect(PagedKvCache.bytesPerBlock(odd, BLOCK, "f16")).toBe(2 * 2 * c.nLayers * BLOCK * 24);
+  });
+});
+
+describe.each(["native", "reference"] as const)("BatchRunner with a q8_0 KV cache (%s)", (backend) => {
+  it("batched greedy decoding equals each sequence run alone (tokens, log-probabilities)", () => {
+    const model = load(backend);
+    const steps = backend === "native" ? 24 : 6;
+    const batched = greedy(model, "q8_0", PROMPTS, steps);
+    for (let s = 0; s < PROMPTS.length; s++) {
+      const alone = greedy(model, "q8_0", [PROMPTS[s]], steps);
+      expect(batched.tokens[s]).toEqual(alone.tokens[0]);
+      for (let i = 0; i < steps; i++)
+        expect(Math.abs(batched.logps[s][i] - alone.logps[0][i])).toBeLessThan(1e-4);
+    }
+    model.backend.dispose?.();
+  });
+});
+
+describe("q8_0 vs f16 KV cache on stories260K (native)", () => {
+  // stories260K has headDim 8, so one Q8_0 block (32 values) spans the 4 KV heads of a row and
+  // they share a scale: coarser than on models with headDim >= 32, where a block stays within a
+  // head (llama.cpp refuses a quantized K cache below that; this engine takes it). Measured when
+  // written: max |Δ log p| 0.16 over these prompts (F32 vs F16 cache: 0.002), same greedy text.
+  it("gives the same greedy text, chosen-token log-probabilities within 0.3", () => {
+    const gguf = openModelFile(storiesPath);
+    const config = readModelConfig(gguf);
+    const model = new Model(config, readLlamaWeights(gguf, config), new NativeBackend({ threads: 2 }));
+    const tok = createTokenizerFromGGUF(gguf.metadata);
+    const prompts = [
+      "Once upon a time",
+      "Lily and Tom went to the park",
+      "The little dog was sad because",
+      "One day, a girl named Sue",
+    ].map((text) => [1, ...tok.encode(text)]);
+    const steps = 32;
+    const f16 = greedy(model, "f16", prompts, steps);
+    const q8 = greedy(model, "q8_0", prompts, steps);
+    // log p of f16's greedy tokens under both caches, along the same (f16) path
+    const q8Forced = greedy(model, "q8_0", prompts, steps, f16.tokens);
+    let maxDelta = 0;
+    let sumDelta = 0;
+    for (let s = 0; s < prompts.length; s++) {
+      for (let i = 0; i < steps; i++) {
+        const d = Math.abs(q8Forced.logps[s][i] - f16.logps[s][i]);
+        maxDelta = Math.max(maxDelta, d);
+        sumDelta += d;
+      }
+    }
+    const same = prompts.map((_, s) => q8.tokens[s].every((t, i) => t === f16.tokens[s][i]));
+    console.log(
+      `q8_0 vs f16 KV cache, stories260K, ${prompts.length} prompts x ${steps} greedy steps: |Δ log p| of the ` +
+        `chosen tokens max ${maxDelta.toFixed(4)}, mean ${(sumDelta / (prompts.length * steps)).toFixed(4)}; ` +
+        `same greedy text: ${same.join(", ")}`,
+    );
+    expect(maxDelta).toBeGreaterThan(0); // the cache is quantized
+    expect(maxDelta).toBeLessThan(0.3);
+    expect(same).toEqual(prompts.map(() => true));
+    model.backend.dispose?.();
+  });
+});
