@@ -7,14 +7,13 @@ const bin = resolve(__dirname, "../dist/bin.js");
 const stories = join(fixturesDir(), "models/stories260K.gguf");
 
 describe("ryzanstein serve", () => {
+  // No --model: the default model (headDim 64, so a q8_0 cache keeps each Q8_0 block in one head).
   it("serves completions with an API key and a q8_0 KV cache, and exits cleanly on SIGTERM", async () => {
     const child = spawn(
       process.execPath,
       [
         bin,
         "serve",
-        "--model",
-        stories,
         "--port",
         "0",
         "--parallel",
@@ -48,7 +47,7 @@ describe("ryzanstein serve", () => {
     const res = await fetch(`${url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer k1" },
-      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0 }),
+      body: JSON.stringify({ prompt: "In the beginning", max_tokens: 8, temperature: 0 }),
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { choices: { text: string }[] };
@@ -59,8 +58,8 @@ describe("ryzanstein serve", () => {
     });
     expect(code).toBe(0);
     expect(out).toMatch(/draining/);
-    // --kv-memory sized by the q8_0 block: stories260K has 5 layers and K/V rows of 32 values (34 bytes)
-    expect(out).toContain(`${Math.floor((8 * 2 ** 20) / (2 * 5 * 16 * 34))} q8_0 KV blocks of 16`);
+    // --kv-memory sized by the q8_0 block: the default model has 4 layers and K/V rows of 256 values (272 bytes)
+    expect(out).toContain(`${Math.floor((8 * 2 ** 20) / (2 * 4 * 16 * 272))} q8_0 KV blocks of 16`);
   });
 
   it("rejects an unknown --kv-type", () => {

@@ -26,7 +26,8 @@ import {
  * `rowSize` int8 quants, then one f16 scale per 32 values (`kvQ8_0RowBytes(rowSize)` bytes, ~53%
  * of an F16 row), quantized as llama.cpp's `--cache-type-k/v q8_0` does. Attention reads about
  * half the bytes of an F16 cache; values are rounded to ~2-3 significant digits per 32-value block.
- * Needs `nKvHeads × headDim` to be a multiple of 32.
+ * Needs `headDim` to be a multiple of 32, as llama.cpp's quantized K cache does: a block then never
+ * spans two heads, whose value ranges differ (with headDim 8, one scale would cover 4 heads).
  */
 export class PagedKvCache {
   /** Blocks per layer. */
@@ -76,10 +77,10 @@ export class PagedKvCache {
         "INVALID_ARGUMENT",
         `KV cache type must be f16, f32 or q8_0, got ${String(kvType)}`,
       );
-    if (rowSize % 32 !== 0)
+    if (model.config.headDim % 32 !== 0)
       throw new RyzansteinError(
         "INVALID_ARGUMENT",
-        `a q8_0 KV cache needs nKvHeads × headDim to be a multiple of 32; this model has ${rowSize}`,
+        `a q8_0 KV cache needs headDim to be a multiple of 32 (a Q8_0 block must not span two heads, as in llama.cpp); this model has headDim ${model.config.headDim}`,
       );
     return kvQ8_0RowBytes(rowSize);
   }

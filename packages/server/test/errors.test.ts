@@ -1,4 +1,5 @@
 import { RyzansteinError } from "@ryzanstein/core-tensor";
+import { modelPath as defaultModelPath } from "@ryzanstein/default-model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../src/index.js";
 import { readSse, startTestServer } from "./helpers.js";
@@ -279,12 +280,27 @@ describe("engine options", () => {
   it("a q8_0 KV cache fits about 1.9x the blocks of f16 in the same memory", async () => {
     const sizes: Record<string, number> = {};
     for (const kvType of ["f16", "q8_0"] as const) {
-      const server = await startTestServer({ kvType, kvMemoryBytes: 4 * 2 ** 20, blockSize: 16 });
+      const server = await startTestServer({
+        model: defaultModelPath,
+        kvType,
+        kvMemoryBytes: 4 * 2 ** 20,
+        blockSize: 16,
+      });
       sizes[kvType] = server.engine.kv.numBlocks;
       await server.close();
     }
-    // stories260K: 5 layers, K/V rows of 32 values: 2·5·16·(32 + 2) bytes per q8_0 block, 2·5·16·64 per f16 block
-    expect(sizes.q8_0).toBe(Math.floor((4 * 2 ** 20) / (2 * 5 * 16 * 34)));
-    expect(sizes.f16).toBe(Math.floor((4 * 2 ** 20) / (2 * 5 * 16 * 64)));
+    // the default model: 4 layers, K/V rows of 256 values: 2·4·16·(256 + 2·8) bytes per q8_0 block, 2·4·16·512 per f16 block
+    expect(sizes.q8_0).toBe(Math.floor((4 * 2 ** 20) / (2 * 4 * 16 * 272)));
+    expect(sizes.f16).toBe(Math.floor((4 * 2 ** 20) / (2 * 4 * 16 * 512)));
+  });
+
+  it("a q8_0 KV cache is refused for heads narrower than a Q8_0 block (stories260K: headDim 8)", async () => {
+    const err = await startTestServer({ kvType: "q8_0" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RyzansteinError);
+    expect((err as RyzansteinError).code).toBe("INVALID_ARGUMENT");
+    expect((err as Error).message).toMatch(/headDim 8/);
   });
 });
