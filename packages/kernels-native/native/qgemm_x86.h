@@ -323,6 +323,141 @@ void ptile_q4x(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, flo
   _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) _mm256_storeu_ps(y + ys * static_cast<size_t>(t), acc[t]);
 }
 
+// ---- AVX2 Q4_0, 8 rows x 16 tokens with the roles of the operands swapped ("T16") ----
+//
+// ptile_q4x broadcasts each token's 4 activation bytes (one vpbroadcastd per vpmaddubsw and
+// token) against the unpacked weights of 8 rows. Here the activations of 16 tokens are first
+// interleaved once per matmul (q8act_interleave16) so that one 16-byte load holds the same 4-byte
+// chunk of 4 tokens; vbroadcasti128 puts it in both 128-bit lanes, and the weight operand is one
+// row pair's 4 nibble bytes spread over its lane with vpshufd (lanes 0..3: row a, lanes 4..7: row
+// a + 4, the repacked layout's lane order). One weight shuffle then feeds 4 vpmaddubsw (16 tokens)
+// and one activation load feeds 2 (two row pairs), instead of 8 and 1 broadcasts per 8 products.
+
+/**
+ * 16 Q8 act rows (stride `xs`) -> the T16 layout (kT16BlockBytes = 640 per block, common.h): per block b, at 16·(4k + j) the chunk k (quants
+ * 4k..4k+3) of tokens 4j..4j+3, 4 bytes each; at 512 + 16j their correction words c[b]; at 576 + 16j
+ * their scales d[b].
+ */
+inline void q8act_interleave16(int64_t cols, const uint8_t* x, size_t xs, uint8_t* dst) {
+  const int64_t nb = cols / kQK;
+  const size_t d_off = static_cast<size_t>(cols);
+  const size_t c_off = static_cast<size_t>(cols) + 8 * static_cast<size_t>(nb);
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t* o = dst + kT16BlockBytes * static_cast<size_t>(b);
+    const size_t qo = kQK * static_cast<size_t>(b);
+    for (int j = 0; j < 4; j++) {
+      const uint8_t* r[4];
+      for (int k = 0; k < 4; k++) r[k] = x + xs * static_cast<size_t>(4 * j + k);
+      const __m256i r0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[0] + qo));
+      const __m256i r1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[1] + qo));
+      const __m256i r2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[2] + qo));
+      const __m256i r3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[3] + qo));
+      // 4 x 8 dword transpose: v[k] holds chunk k of the 4 tokens in its low lane, chunk k + 4 in its high lane.
+      const __m256i a01l = _mm256_unpacklo_epi32(r0, r1), a01h = _mm256_unpackhi_epi32(r0, r1);
+      const __m256i a23l = _mm256_unpacklo_epi32(r2, r3), a23h = _mm256_unpackhi_epi32(r2, r3);
+      const __m256i v[4] = {_mm256_unpacklo_epi64(a01l, a23l), _mm256_unpackhi_epi64(a01l, a23l),
+                            _mm256_unpacklo_epi64(a01h, a23h), _mm256_unpackhi_epi64(a01h, a23h)};
+      for (int k = 0; k < 4; k++) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16 * (4 * k + j)), _mm256_castsi256_si128(v[k]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16 * (4 * (k + 4) + j)), _mm256_extracti128_si256(v[k], 1));
+      }
+      for (int k = 0; k < 4; k++) {
+        std::memcpy(o + 512 + 16 * j + 4 * k, r[k] + c_off + 4 * static_cast<size_t>(b), 4);
+        std::memcpy(o + 576 + 16 * j + 4 * k, r[k] + d_off + 4 * static_cast<size_t>(b), 4);
+      }
+    }
+  }
+}
+
+// One row pair (a, a + 4; the vpshufd immediates i0 / i1 pick a and a + 1) of one block, both pairs'
+// 16 tokens: ymm0..3 / ymm4..7 the int16 sums of pair i0 / i1 and token quad j, started from the
+// correction words; ymm8 the nibble mask, ymm9 int16 ones; then the float epilogue of ptile_q4x per
+// lane, fma(dw·dx, float(dot), acc) into acc[0..7] (vector 4e + j: pair e, quad j). Written in asm:
+// with intrinsics GCC spills the act vectors and the sums of this register-full loop.
+#define RYZ_T16_QUAD(k, j, r)                                                   \
+  "vbroadcasti128 64*" #k "+16*" #j "(%[x]), %%ymm14\n\t"                       \
+  "vpmaddubsw %%ymm14, %%ymm12, %%ymm11\n\t"                                    \
+  "vpmaddubsw %%ymm14, %%ymm13, %%ymm10\n\t"                                    \
+  "vpaddw %%ymm11, %%ymm" #j ", %%ymm" #j "\n\t"                                \
+  "vpaddw %%ymm10, %%ymm" #r ", %%ymm" #r "\n\t"
+#define RYZ_T16_HALF(k)                                                         \
+  "vpshufd %[i0], %%ymm14, %%ymm12\n\t"                                         \
+  "vpshufd %[i1], %%ymm14, %%ymm13\n\t"                                         \
+  RYZ_T16_QUAD(k, 0, 4) RYZ_T16_QUAD(k, 1, 5) RYZ_T16_QUAD(k, 2, 6) RYZ_T16_QUAD(k, 3, 7)
+#define RYZ_T16_CHUNK(c, kh)                                                    \
+  "vmovdqu 32*" #c "(%[q]), %%ymm15\n\t"                                        \
+  "vpand %%ymm15, %%ymm8, %%ymm14\n\t" RYZ_T16_HALF(c)                          \
+  "vpsrlw $4, %%ymm15, %%ymm15\n\t"                                             \
+  "vpand %%ymm15, %%ymm8, %%ymm14\n\t" RYZ_T16_HALF(kh)
+#define RYZ_T16_INIT(j, r)                                                      \
+  "vbroadcasti128 512+16*" #j "(%[x]), %%ymm" #j "\n\t"                         \
+  "vmovdqa %%ymm" #j ", %%ymm" #r "\n\t"
+#define RYZ_T16_OUT(j, r, dwe)                                                  \
+  "vpmaddwd %%ymm9, %%ymm" #r ", %%ymm" #r "\n\t"                               \
+  "vcvtdq2ps %%ymm" #r ", %%ymm" #r "\n\t"                                      \
+  "vbroadcastf128 576+16*" #j "(%[x]), %%ymm13\n\t"                             \
+  "vmulps %%ymm13, %%ymm" #dwe ", %%ymm13\n\t"                                  \
+  "vfmadd213ps 32*" #r "(%[acc]), %%ymm" #r ", %%ymm13\n\t"                     \
+  "vmovaps %%ymm13, 32*" #r "(%[acc])\n\t"
+#define RYZ_T16_PAIRS(i0v, i1v, accp)                                                                             \
+  __asm__ volatile(                                                                                               \
+      "vmovdqa %[m4], %%ymm8\n\t" RYZ_T16_INIT(0, 4) RYZ_T16_INIT(1, 5) RYZ_T16_INIT(2, 6) RYZ_T16_INIT(3, 7)     \
+      RYZ_T16_CHUNK(0, 4) RYZ_T16_CHUNK(1, 5) RYZ_T16_CHUNK(2, 6) RYZ_T16_CHUNK(3, 7)                             \
+      "vmovdqa %[ones], %%ymm9\n\t"                                                                               \
+      "vcvtph2ps (%[dw]), %%ymm15\n\t"                                                                            \
+      "vpermilps %[i0], %%ymm15, %%ymm14\n\t"                                                                     \
+      "vpermilps %[i1], %%ymm15, %%ymm15\n\t"                                                                     \
+      RYZ_T16_OUT(0, 0, 14) RYZ_T16_OUT(1, 1, 14) RYZ_T16_OUT(2, 2, 14) RYZ_T16_OUT(3, 3, 14)                     \
+      RYZ_T16_OUT(0, 4, 15) RYZ_T16_OUT(1, 5, 15) RYZ_T16_OUT(2, 6, 15) RYZ_T16_OUT(3, 7, 15)                     \
+      :                                                                                                           \
+      : [q] "r"(blk + 16), [dw] "r"(blk), [x] "r"(xb), [acc] "r"(accp), [m4] "m"(m4), [ones] "m"(ones16),       \
+        [i0] "i"(i0v), [i1] "i"(i1v)                                                                              \
+      : "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",       \
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15")
+
+/**
+ * AVX2 Q4_0: 8 repacked rows × 16 tokens from the T16 layout at `xi`. The integer dot of every row,
+ * token and block is exact (the int16 lanes start from the same correction words and end in range,
+ * see ptile_q4x) and the float side is ptile_q4x's per lane, so the outputs are bit-identical to it.
+ * Accumulator (a, j) holds rows a and a + 4 of tokens 4j..4j+3; a 4 × 4 transpose per 128-bit lane
+ * gives each token's 8 rows for the store.
+ */
+inline void ptile_q4t16(int64_t cols, const uint8_t* wp, const uint8_t* xi, float* y, size_t ys) {
+  const int64_t nb = cols / kQK;
+  constexpr size_t kBlk = 144;
+  constexpr size_t kPrefetch = 2048;
+  alignas(32) float acc[16 * 8];
+  for (int i = 0; i < 16; i++) _mm256_store_ps(acc + 8 * i, _mm256_setzero_ps());
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = wp + kBlk * static_cast<size_t>(b);
+    for (size_t o = 0; o < kBlk; o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + o), _MM_HINT_T0);
+    const uint8_t* xb = xi + kT16BlockBytes * static_cast<size_t>(b);
+    RYZ_T16_PAIRS(0x00, 0x55, acc);       // rows 0, 4 and 1, 5
+    RYZ_T16_PAIRS(0xaa, 0xff, acc + 64);  // rows 2, 6 and 3, 7
+  }
+  for (int j = 0; j < 4; j++) {
+    const __m256 a0 = _mm256_load_ps(acc + 8 * j), a1 = _mm256_load_ps(acc + 8 * (4 + j));
+    const __m256 a2 = _mm256_load_ps(acc + 8 * (8 + j)), a3 = _mm256_load_ps(acc + 8 * (12 + j));
+    const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    const auto lo = [](__m256 p, __m256 q) { return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(p), _mm256_castps_pd(q))); };
+    const auto hi = [](__m256 p, __m256 q) { return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(p), _mm256_castps_pd(q))); };
+    float* yj = y + ys * static_cast<size_t>(4 * j);
+    _mm256_storeu_ps(yj, lo(t0, t2));
+    _mm256_storeu_ps(yj + ys, hi(t0, t2));
+    _mm256_storeu_ps(yj + 2 * ys, lo(t1, t3));
+    _mm256_storeu_ps(yj + 3 * ys, hi(t1, t3));
+  }
+}
+#undef RYZ_T16_PAIRS
+#undef RYZ_T16_OUT
+#undef RYZ_T16_INIT
+#undef RYZ_T16_CHUNK
+#undef RYZ_T16_HALF
+#undef RYZ_T16_QUAD
+
 /**
  * The PackedGemmFn of common.h for Q4_0: one group of 8 repacked rows × `nt` tokens. AVX2: tiles of
  * 8 tokens (ptile_q4x), one tile for the 2..7 left, and a single token (decode) through ptile_q4,
