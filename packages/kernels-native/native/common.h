@@ -231,13 +231,6 @@ struct Kernels {
   // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
   PackedGemmFn gemm_q4_0x8;
   PackedGemmFn gemm_q8_0x8;
-  /**
-   * Optional (nullptr: not used): Q4_0 over one group of 8 repacked rows × 16 tokens whose Q8 act rows were
-   * interleaved once per matmul by `interleave_q8act16` into q8act16_bytes(cols) bytes; same outputs as
-   * gemm_q4_0x8 (qgemm_x86.h, ptile_q4t16).
-   */
-  void (*interleave_q8act16)(int64_t cols, const uint8_t* x, size_t xs, uint8_t* dst);
-  void (*gemm_q4_0x8_t16)(int64_t cols, const uint8_t* wp, const uint8_t* xi, float* y, size_t ys);
   /** One token's attention over `kv_heads` consecutive KV heads of an F16 KV cache (simd_ops.h). */
   void (*attention_heads_f16)(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                               const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,
@@ -247,11 +240,6 @@ struct Kernels {
   /** Q4_1, Q5_0, K-quant and ternary kernels (kquants.h). */
   const KQuantKernels* kq;
 };
-
-/** Bytes per block of 32 of 16 tokens' Q8 act rows interleaved for Kernels::gemm_q4_0x8_t16 (qgemm_x86.h). */
-constexpr size_t kT16BlockBytes = 640;
-/** Bytes of 16 tokens' interleaved Q8 act rows over `cols`. */
-static inline size_t q8act16_bytes(int64_t cols) { return kT16BlockBytes * static_cast<size_t>(cols / kQK); }
 
 /** Bytes of one Q8 act row (see qgemm_x86.h), a multiple of 64. */
 static inline size_t q8act_bytes(int64_t cols) {

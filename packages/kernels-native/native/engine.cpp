@@ -271,28 +271,11 @@ void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int
 
   const QGemmFn gemm = fmt == kQ4_0 ? k_->gemm_q4_0 : k_->gemm_q8_0;
   const size_t row_bytes = format_row_bytes(fmt, cols);
-  constexpr int64_t kTokBlock = 48;  // a multiple of 16 (the interleaved Q4_0 token groups below)
-  static_assert(kTokBlock % 16 == 0);
+  constexpr int64_t kTokBlock = 48;
   if (packed) {
     // Work items: groups of 8 interleaved rows, then (when rows % 8 != 0) one item for the tail
     // rows, which follow the groups in the file layout.
     const PackedGemmFn pg = fmt == kQ4_0 ? k_->gemm_q4_0x8 : k_->gemm_q8_0x8;
-    // Q4_0 with 16 tokens or more (AVX2): each 16 tokens' act rows interleaved once here, then the
-    // 8 × 16 tile per group (same outputs as pg, fewer instructions per product; qgemm_x86.h).
-    const int64_t n16 = fmt == kQ4_0 && k_->gemm_q4_0x8_t16 != nullptr ? n / 16 : 0;
-    const size_t t16_bytes = q8act16_bytes(cols);
-    const uint8_t* act16 = nullptr;
-    if (n16 > 0) {
-      uint8_t* buf16 = act16_.reserve(t16_bytes * static_cast<size_t>(n16));
-      const auto interleave = k_->interleave_q8act16;
-      parallel_for(n16, 1, [&](int64_t i0, int64_t i1, int) {
-        for (int64_t i = i0; i < i1; i++) {
-          interleave(cols, act + stride * static_cast<size_t>(16 * i), stride, buf16 + t16_bytes * static_cast<size_t>(i));
-        }
-      });
-      act16 = buf16;
-    }
-    const auto t16 = k_->gemm_q4_0x8_t16;
     const int64_t groups = rows / kPackRows;
     const int64_t tail = rows - groups * kPackRows;
     const size_t group_bytes = row_bytes * kPackRows;
@@ -311,17 +294,8 @@ void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int
                    xt, stride, nt, y + t0 * rows + groups * kPackRows + r, static_cast<size_t>(rows));
             }
           } else {
-            const uint8_t* wg = w + group_bytes * static_cast<size_t>(g);
-            int64_t t = 0;
-            // t0 is a multiple of kTokBlock (of 16): the interleaved groups line up with the token blocks.
-            for (; t0 + t + 16 <= 16 * n16 && t + 16 <= nt; t += 16) {
-              t16(cols, wg, act16 + t16_bytes * static_cast<size_t>((t0 + t) / 16), y + (t0 + t) * rows + g * kPackRows,
-                  static_cast<size_t>(rows));
-            }
-            if (t < nt) {
-              pg(cols, wg, xt + stride * static_cast<size_t>(t), stride, nt - t, y + (t0 + t) * rows + g * kPackRows,
-                 static_cast<size_t>(rows));
-            }
+            pg(cols, w + group_bytes * static_cast<size_t>(g), xt, stride, nt, y + t0 * rows + g * kPackRows,
+               static_cast<size_t>(rows));
           }
         }
       }

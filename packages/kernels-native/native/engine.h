@@ -145,7 +145,6 @@ class Engine {
   Isa isa_;
   const Kernels* k_;
   ScratchBuffer act_;                 // activations converted to the vecDotType, n rows
-  ScratchBuffer act16_;               // Q4_0 activations of each 16 tokens interleaved (gemm_q4_0x8_t16)
   std::vector<ScratchBuffer> per_thread_;  // attention: scores + accumulator per thread
   std::vector<int64_t> run_starts_;        // paged attention: first row of each run
 };

@@ -363,8 +363,6 @@ const Kernels kTable = {
     qgemm<DotAvx2, false>,
     pgemm_q4<DotAvx2>,
     pgemm_q8<DotAvx2>,
-    q8act_interleave16,
-    ptile_q4t16,
     attention_heads_f16,
     to_f16_avx,
     kquants_avx2(),

@@ -79,22 +79,19 @@ describe.each(availableIsas())("isa=%s: repacked Q4_0 / Q8_0", (isa: Isa) => {
     });
   }
 
-  // The multi-token Q4_0 kernel runs, on AVX2, tiles of 16 tokens over activations interleaved once
-  // per matmul (token blocks of 48: 50 and 65 tokens end in blocks of 2 and 17), then tiles of up to
-  // 8 tokens (one more tile for the 2..7 left) and a lone token through the decode kernel; every
-  // count must agree with the reference and give each token's row bit for bit as that token alone
-  // (the integer dots are exact and the float order is the same per output).
-  const TILE_TOKENS = [...Array.from({ length: 17 }, (_, i) => i + 1), 31, 32, 33, 50, 65];
+  // The multi-token Q4_0 kernel runs tiles of up to 8 tokens (one more tile for the 2..7 left) and a
+  // lone token through the decode kernel; every count must agree with the reference and give each
+  // token's row bit for bit as that token alone (the float order is the same per output).
   for (const [rows, cols] of [
     [64, 96],
     [75, 1056],
   ] as const) {
-    it(`q4_0 [${rows}x${cols}], n = 1..17, 31..33, 50, 65: tiles = reference, each row = the token alone`, () => {
+    it(`q4_0 [${rows}x${cols}], n = 1..17: tiles = reference, each row = the token alone`, () => {
       const g = gen(`${isa}/packed-tiles/${rows}x${cols}`);
       const w = Tensor.fromF32([rows, cols], g.uniform(rows * cols), GGMLType.Q4_0);
       expect(packed.prepareWeight(w, false)).toBe(true);
       const alone = new Float32Array(rows);
-      for (const n of TILE_TOKENS) {
+      for (let n = 1; n <= 17; n++) {
         const x = g.uniform(n * cols, 3);
         const want = new Float32Array(n * rows);
         const got = new Float32Array(n * rows).fill(Number.NaN);
