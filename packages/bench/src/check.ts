@@ -1,7 +1,8 @@
 // Correctness on the benchmarked file before any ratio is printed: llama.cpp's greedy trace, and
 // ours evaluated on the same tokens (teacher forcing), compared token by token and in top-k
 // log-probabilities.
-import { logSoftmax, type OurSession } from "./ours.js";
+import { logSoftmax } from "@ryzanstein/test-support";
+import type { OurSession } from "./ours.js";
 import { type PeerSession, peerGreedy } from "./peer.js";
 
 /** Outcome of {@link checkFile}. */

@@ -39,13 +39,3 @@ export function oursGenerate(s: OurSession, start: number, n: number): number {
   }
   return (performance.now() - t0) / 1000;
 }
-
-/** Log-softmax of one row of logits (float64). */
-export function logSoftmax(logits: Float32Array): Float64Array {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of logits) if (v > max) max = v;
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const logZ = max + Math.log(sum);
-  return Float64Array.from(logits, (v) => v - logZ);
-}

@@ -6,6 +6,20 @@ import { describe, expect, it } from "vitest";
 const bin = resolve(__dirname, "../dist/bin.js");
 const stories = join(fixturesDir(), "models/stories260K.gguf");
 
+/** Runs `serve --model stories260K ...args`, which must exit before listening; its exit code and stderr. */
+function serveFails(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [bin, "serve", "--model", stories, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.once("exit", (code) => done({ code, stderr }));
+  });
+}
+
 describe("ryzanstein serve", () => {
   // No --model: the default model (headDim 64, so a q8_0 cache keeps each Q8_0 block in one head).
   it("serves completions with an API key and a q8_0 KV cache, and exits cleanly on SIGTERM", async () => {
@@ -62,37 +76,15 @@ describe("ryzanstein serve", () => {
     expect(out).toContain(`${Math.floor((8 * 2 ** 20) / (2 * 4 * 16 * 272))} q8_0 KV blocks of 16`);
   });
 
-  it("rejects an unknown --kv-type", () => {
-    return new Promise<void>((done) => {
-      const child = spawn(process.execPath, [bin, "serve", "--model", stories, "--kv-type", "q4_0"], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let err = "";
-      child.stderr.on("data", (d) => {
-        err += d;
-      });
-      child.once("exit", (code) => {
-        expect(code).not.toBe(0);
-        expect(err).toMatch(/--kv-type.*q4_0.*f16, f32, q8_0/s);
-        done();
-      });
-    });
+  it("rejects an unknown --kv-type", async () => {
+    const r = await serveFails(["--kv-type", "q4_0"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--kv-type.*q4_0.*f16, f32, q8_0/s);
   });
 
-  it("rejects --kv-blocks with --kv-memory and a bad size", () => {
-    return new Promise<void>((done) => {
-      const child = spawn(process.execPath, [bin, "serve", "--model", stories, "--kv-memory", "lots"], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let err = "";
-      child.stderr.on("data", (d) => {
-        err += d;
-      });
-      child.once("exit", (code) => {
-        expect(code).not.toBe(0);
-        expect(err).toMatch(/cannot read a size/);
-        done();
-      });
-    });
+  it("rejects --kv-blocks with --kv-memory and a bad size", async () => {
+    const r = await serveFails(["--kv-memory", "lots"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/cannot read a size/);
   });
 });

@@ -19,12 +19,4 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
-/** Natural log-softmax of one row. */
-export function logSoftmax(row: ArrayLike<number>): Float64Array {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  const lz = max + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lz);
-}
+export { logSoftmax } from "@ryzanstein/test-support";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GGMLType, ReferenceBackend, RyzansteinError } from "@ryzanstein/core-tensor";
 import { NativeBackend } from "@ryzanstein/kernels-native";
-import { writeRandomLlamaGGUF } from "@ryzanstein/test-support";
+import { type BatchedTrace, greedyBatched, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   BatchRunner,
@@ -14,7 +14,7 @@ import {
   readLlamaWeights,
   readModelConfig,
 } from "../src/index.js";
-import { logSoftmax, storiesPath } from "./helpers.js";
+import { storiesPath } from "./helpers.js";
 
 // A random-weight model with headDim 32 (a q8_0 cache needs whole Q8_0 blocks per head): 4 query
 // heads over 2 KV heads, so GQA and two blocks per K/V row are covered.
@@ -49,54 +49,20 @@ const PROMPTS = [
 ];
 const BLOCK = 4;
 
-interface Trace {
-  tokens: number[][];
-  /** log p of each chosen token, per sequence. */
-  logps: number[][];
-}
-
 /**
- * Greedy decoding of `prompts` for `steps` tokens through one BatchRunner, all sequences in every
- * step (prefill of the whole prompt, then one decode row each), or, with `forced`, the tokens of
- * `forced` fed instead of the argmax (teacher forcing), to compare log-probabilities on one path.
+ * Greedy decoding of `prompts` for `steps` tokens through one BatchRunner with a `kvType` cache
+ * (see `greedyBatched`): sequence s owns blocks s, s+n, s+2n, ... (interleaved, as a shared pool
+ * hands them out).
  */
-function greedy(
-  model: Model,
-  kvType: KVCacheType,
-  prompts: number[][],
-  steps: number,
-  forced?: number[][],
-): Trace {
+function greedy(model: Model, kvType: KVCacheType, prompts: number[][], steps: number): BatchedTrace {
   const maxCtx = 64;
   if (prompts.some((p) => p.length + steps > maxCtx))
     throw new Error("prompt + steps exceed the test context");
   const perSeq = maxCtx / BLOCK;
   const cache = new PagedKvCache(model, prompts.length * perSeq, BLOCK, kvType);
   const runner = new BatchRunner(model, cache, 64, prompts.length, maxCtx);
-  // Sequence s owns blocks s, s+n, s+2n, ...: interleaved, as a shared pool hands them out.
   const tables = prompts.map((_, s) => Array.from({ length: perSeq }, (_, j) => s + j * prompts.length));
-  const seqs = prompts.map((p) => [...p]);
-  const trace: Trace = { tokens: prompts.map(() => []), logps: prompts.map(() => []) };
-  const vocab = model.config.vocabSize;
-  let next = prompts.map((p) => p);
-  let starts = prompts.map(() => 0);
-  for (let step = 0; step < steps; step++) {
-    const out = runner.forward(
-      prompts.map((_, s) => ({ tokens: next[s], start: starts[s], blockTable: tables[s], logits: true })),
-    );
-    starts = starts.map((st, s) => st + next[s].length);
-    next = prompts.map((_, s) => {
-      const lp = logSoftmax(out.logits.subarray(s * vocab, (s + 1) * vocab));
-      let best = 0;
-      for (let i = 1; i < vocab; i++) if (lp[i] > lp[best]) best = i;
-      const t = forced ? forced[s][step] : best;
-      trace.tokens[s].push(best);
-      trace.logps[s].push(lp[t]);
-      seqs[s].push(t);
-      return [t];
-    });
-  }
-  return trace;
+  return greedyBatched((seqs) => runner.forward(seqs), model.config.vocabSize, prompts, tables, steps);
 }
 
 describe("q8_0 KV cache: types and sizes", () => {

@@ -9,7 +9,7 @@ import {
   readLlamaWeights,
   readModelConfig,
 } from "../src/index.js";
-import { relL2, storiesPath } from "./helpers.js";
+import { logSoftmax, relL2, storiesPath } from "./helpers.js";
 
 function load(backend: "native" | "reference") {
   const gguf = openModelFile(storiesPath);
@@ -19,16 +19,6 @@ function load(backend: "native" | "reference") {
     readLlamaWeights(gguf, config),
     backend === "native" ? new NativeBackend({ threads: 2 }) : new ReferenceBackend(),
   );
-}
-
-/** Log-softmax of one row of logits, in float64. */
-function logSoftmax(x: Float32Array): Float64Array {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of x) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of x) sum += Math.exp(v - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from(x, (v) => v - lse);
 }
 
 function maxAbsDiff(a: Float64Array, b: Float64Array): number {

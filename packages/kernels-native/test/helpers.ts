@@ -82,3 +82,57 @@ export function firstMismatch(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i;
   return -1;
 }
+
+/**
+ * A paged-attention case: `nSeqs` sequences of random lengths over a shuffled pool of KV blocks
+ * (`spare` more than they need), their block tables, and query rows (the last 1..`maxChunk`
+ * positions of each sequence: a prefill chunk or a decode row). `cache(g, rows, rowSize, scale)`
+ * makes the K (scale 3) and V (scale 2) arrays of `rows` cache rows.
+ */
+export function pagedCase<C>(
+  label: string,
+  shape: { nHeads: number; nKvHeads: number; headDim: number; blockSize: number },
+  cache: (g: ReturnType<typeof gen>, rows: number, rowSize: number, scale: number) => C,
+  pool = { nSeqs: 3, maxBlocks: 9, spare: 4, maxChunk: 4 },
+) {
+  const { nHeads, nKvHeads, headDim, blockSize } = shape;
+  const { nSeqs, maxBlocks } = pool;
+  const g = gen(label);
+  const nBlocks = nSeqs * maxBlocks + pool.spare;
+  const kvRow = nKvHeads * headDim;
+  const k = cache(g, nBlocks * blockSize, kvRow, 3);
+  const v = cache(g, nBlocks * blockSize, kvRow, 2);
+  const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => g.rand() - 0.5);
+  const tables = new Int32Array(nSeqs * maxBlocks).fill(-1);
+  const lens = Array.from({ length: nSeqs }, () => 1 + g.int(maxBlocks * blockSize));
+  let next = 0;
+  for (let s = 0; s < nSeqs; s++)
+    for (let b = 0; b < Math.ceil(lens[s] / blockSize); b++) tables[s * maxBlocks + b] = perm[next++];
+  const seqOfRow: number[] = [];
+  const positions: number[] = [];
+  for (let s = 0; s < nSeqs; s++) {
+    const m = Math.min(lens[s], 1 + g.int(pool.maxChunk));
+    for (let i = 0; i < m; i++) {
+      seqOfRow.push(s);
+      positions.push(lens[s] - m + i);
+    }
+  }
+  const n = positions.length;
+  return {
+    k,
+    v,
+    n,
+    tables,
+    q: g.uniform(n * nHeads * headDim, 3),
+    seqOfRow: Int32Array.from(seqOfRow),
+    positions: Int32Array.from(positions),
+    params: {
+      nHeads,
+      nKvHeads,
+      headDim,
+      scale: 1 / Math.sqrt(headDim),
+      blockSize,
+      maxBlocksPerSeq: maxBlocks,
+    },
+  };
+}

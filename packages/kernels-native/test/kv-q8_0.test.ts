@@ -8,7 +8,7 @@ import {
 } from "@ryzanstein/core-tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { availableIsas, type Isa, NativeBackend } from "../src/index.js";
-import { ctx, gen, relErr } from "./helpers.js";
+import { ctx, gen, pagedCase, relErr } from "./helpers.js";
 
 const ref = new ReferenceBackend();
 
@@ -20,49 +20,14 @@ function q8Cache(g: ReturnType<typeof gen>, rows: number, rowSize: number, scale
   return out;
 }
 
-/** Random sequences over a shuffled block pool: decode rows and short prefill chunks. */
-function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) {
-  const g = gen(label);
-  const nSeqs = 4;
-  const maxBlocks = 7;
-  const nBlocks = nSeqs * maxBlocks + 3;
-  const kvRow = nKvHeads * headDim;
-  const k = q8Cache(g, nBlocks * blockSize, kvRow, 3);
-  const v = q8Cache(g, nBlocks * blockSize, kvRow, 2);
-  const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => g.rand() - 0.5);
-  const tables = new Int32Array(nSeqs * maxBlocks).fill(-1);
-  const lens = Array.from({ length: nSeqs }, () => 1 + g.int(maxBlocks * blockSize));
-  let next = 0;
-  for (let s = 0; s < nSeqs; s++)
-    for (let b = 0; b < Math.ceil(lens[s] / blockSize); b++) tables[s * maxBlocks + b] = perm[next++];
-  const seqOfRow: number[] = [];
-  const positions: number[] = [];
-  for (let s = 0; s < nSeqs; s++) {
-    const m = Math.min(lens[s], 1 + g.int(3));
-    for (let i = 0; i < m; i++) {
-      seqOfRow.push(s);
-      positions.push(lens[s] - m + i);
-    }
-  }
-  const n = positions.length;
-  return {
-    k,
-    v,
-    n,
-    tables,
-    q: g.uniform(n * nHeads * headDim, 3),
-    seqOfRow: Int32Array.from(seqOfRow),
-    positions: Int32Array.from(positions),
-    params: {
-      nHeads,
-      nKvHeads,
-      headDim,
-      scale: 1 / Math.sqrt(headDim),
-      blockSize,
-      maxBlocksPerSeq: maxBlocks,
-    },
-  };
-}
+/** Q8_0 K/V rows for `pagedCase`: 4 sequences over a pool of 7 blocks each, chunks of up to 3 rows. */
+const q8Case = (label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) =>
+  pagedCase(label, { nHeads, nKvHeads, headDim, blockSize }, q8Cache, {
+    nSeqs: 4,
+    maxBlocks: 7,
+    spare: 3,
+    maxChunk: 3,
+  });
 
 describe("Q8_0 KV rows (reference)", () => {
   // Half a step from rounding, plus up to 127 quants times the f16 rounding of the scale (2^-11).
@@ -131,7 +96,7 @@ describe.each(availableIsas())("Q8_0 KV cache isa=%s", (isa: Isa) => {
     [12, 12, 64, 16],
   ]) {
     it(`pagedAttention matches the reference: heads=${nh}/${nkv} headDim=${hd} blockSize=${bs}`, () => {
-      const c = pagedCase(`${isa}/kvq8/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
+      const c = q8Case(`${isa}/kvq8/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
       const want = new Float32Array(c.q.length);
       const got = new Float32Array(c.q.length).fill(Number.NaN);
       ref.pagedAttention(want, c.q, c.k, c.v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
@@ -141,7 +106,7 @@ describe.each(availableIsas())("Q8_0 KV cache isa=%s", (isa: Isa) => {
   }
 
   it("a row's result does not depend on the rows beside it (bit for bit)", () => {
-    const c = pagedCase(`${isa}/kvq8/alone`, 12, 12, 64, 16);
+    const c = q8Case(`${isa}/kvq8/alone`, 12, 12, 64, 16);
     const qRow = 12 * 64;
     const batch = new Float32Array(c.q.length);
     nb.pagedAttention(batch, c.q, c.k, c.v, c.positions, c.seqOfRow, c.tables, c.n, c.params);

@@ -1,57 +1,16 @@
 import { f32ToF16, ReferenceBackend } from "@ryzanstein/core-tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { availableIsas, type Isa, NativeBackend } from "../src/index.js";
-import { ctx, gen, relErr } from "./helpers.js";
+import { ctx, gen, pagedCase, relErr } from "./helpers.js";
 
 const ref = new ReferenceBackend();
 const toHalf = (a: Float32Array) => Uint16Array.from(a, f32ToF16);
 
-/** A shuffled block pool with `nSeqs` sequences of random lengths and their block tables. */
-function pagedCase(label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) {
-  const g = gen(label);
-  const nSeqs = 3;
-  const maxBlocks = 9;
-  const nBlocks = nSeqs * maxBlocks + 4;
-  const kvRow = nKvHeads * headDim;
-  const k = g.uniform(nBlocks * blockSize * kvRow, 3);
-  const v = g.uniform(nBlocks * blockSize * kvRow, 2);
-  const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => g.rand() - 0.5);
-  const tables = new Int32Array(nSeqs * maxBlocks).fill(-1);
-  const lens = Array.from({ length: nSeqs }, () => 1 + g.int(maxBlocks * blockSize));
-  let next = 0;
-  for (let s = 0; s < nSeqs; s++)
-    for (let b = 0; b < Math.ceil(lens[s] / blockSize); b++) tables[s * maxBlocks + b] = perm[next++];
-  // query rows: the last few positions of each sequence (a prefill chunk) or a single decode row
-  const seqOfRow: number[] = [];
-  const positions: number[] = [];
-  for (let s = 0; s < nSeqs; s++) {
-    const m = Math.min(lens[s], 1 + g.int(4));
-    for (let i = 0; i < m; i++) {
-      seqOfRow.push(s);
-      positions.push(lens[s] - m + i);
-    }
-  }
-  const n = positions.length;
-  const q = g.uniform(n * nHeads * headDim, 3);
-  const params = {
-    nHeads,
-    nKvHeads,
-    headDim,
-    scale: 1 / Math.sqrt(headDim),
-    blockSize,
-    maxBlocksPerSeq: maxBlocks,
-  };
-  return {
-    k,
-    v,
-    q,
-    n,
-    tables,
-    params,
-    seqOfRow: Int32Array.from(seqOfRow),
-    positions: Int32Array.from(positions),
-  };
-}
+/** Float K/V rows for `pagedCase`. */
+const floatCase = (label: string, nHeads: number, nKvHeads: number, headDim: number, blockSize: number) =>
+  pagedCase(label, { nHeads, nKvHeads, headDim, blockSize }, (g, rows, rowSize, scale) =>
+    g.uniform(rows * rowSize, scale),
+  );
 
 describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
   let nb: NativeBackend;
@@ -66,7 +25,7 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
     [6, 3, 48, 7],
   ]) {
     it(`matches the reference: heads=${nh}/${nkv} headDim=${hd} blockSize=${bs}`, () => {
-      const c = pagedCase(`${isa}/paged/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
+      const c = floatCase(`${isa}/paged/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
       const want = new Float32Array(c.q.length);
       const got = new Float32Array(c.q.length);
       ref.pagedAttention(want, c.q, c.k, c.v, c.positions, c.seqOfRow, c.tables, c.n, c.params);
@@ -82,7 +41,7 @@ describe.each(availableIsas())("pagedAttention isa=%s", (isa: Isa) => {
     [2, 1, 7, 5],
   ]) {
     it(`F16 cache matches the reference: heads=${nh}/${nkv} headDim=${hd} blockSize=${bs}`, () => {
-      const c = pagedCase(`${isa}/paged16/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
+      const c = floatCase(`${isa}/paged16/${nh}/${nkv}/${hd}/${bs}`, nh, nkv, hd, bs);
       const k = toHalf(c.k);
       const v = toHalf(c.v);
       const want = new Float32Array(c.q.length);

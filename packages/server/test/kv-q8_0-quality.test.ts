@@ -9,23 +9,13 @@ import {
   readModelConfig,
 } from "@ryzanstein/engine";
 import { NativeBackend } from "@ryzanstein/kernels-native";
+import { greedyBatched } from "@ryzanstein/test-support";
 import { createTokenizerFromGGUF } from "@ryzanstein/tokenizers";
 import { describe, expect, it } from "vitest";
 
-/** Natural log-softmax of one row. */
-function logSoftmax(row: Float32Array): Float64Array {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of row) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
-  const lz = max + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lz);
-}
-
 /**
- * Greedy decoding of every prompt in one BatchRunner (all sequences in each step); with `forced`,
- * those tokens are fed instead of the argmax (its argmax still recorded in `tokens`), so
- * log-probabilities and top-1 choices compare along one path.
+ * Greedy decoding of every prompt in one BatchRunner with a `kvType` cache (`greedyBatched`; with
+ * `forced`, teacher forcing along those tokens). Blocks interleaved, as the shared pool hands them out.
  */
 function greedy(model: Model, kvType: KVCacheType, prompts: number[][], steps: number, forced?: number[][]) {
   const block = 16;
@@ -33,29 +23,15 @@ function greedy(model: Model, kvType: KVCacheType, prompts: number[][], steps: n
   const perSeq = maxCtx / block;
   const cache = new PagedKvCache(model, prompts.length * perSeq, block, kvType);
   const runner = new BatchRunner(model, cache, 256, prompts.length, maxCtx);
-  // Interleaved blocks, as the shared pool hands them out.
   const tables = prompts.map((_, s) => Array.from({ length: perSeq }, (_, j) => s + j * prompts.length));
-  const vocab = model.config.vocabSize;
-  const tokens: number[][] = prompts.map(() => []);
-  const logps: number[][] = prompts.map(() => []);
-  let next = prompts;
-  let starts = prompts.map(() => 0);
-  for (let step = 0; step < steps; step++) {
-    const out = runner.forward(
-      prompts.map((_, s) => ({ tokens: next[s], start: starts[s], blockTable: tables[s], logits: true })),
-    );
-    starts = starts.map((st, s) => st + next[s].length);
-    next = prompts.map((_, s) => {
-      const lp = logSoftmax(out.logits.subarray(s * vocab, (s + 1) * vocab));
-      let best = 0;
-      for (let i = 1; i < vocab; i++) if (lp[i] > lp[best]) best = i;
-      const t = forced ? forced[s][step] : best;
-      tokens[s].push(best);
-      logps[s].push(lp[t]);
-      return [t];
-    });
-  }
-  return { tokens, logps };
+  return greedyBatched(
+    (seqs) => runner.forward(seqs),
+    model.config.vocabSize,
+    prompts,
+    tables,
+    steps,
+    forced,
+  );
 }
 
 // The default model (a trained Llama, headDim 64): the q8_0 cache against the F16 one on natural

@@ -1,3 +1,5 @@
+export type { BatchedStepSequence, BatchedTrace } from "./decode.js";
+export { greedyBatched, logSoftmax } from "./decode.js";
 export type {
   LlamaCppDetokenizeOptions,
   LlamaCppGreedyOptions,
