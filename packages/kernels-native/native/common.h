@@ -183,13 +183,6 @@ using QGemmFn = void (*)(int64_t cols, const uint8_t* w, size_t wrb, int nr, con
  */
 using PackedGemmFn = void (*)(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int64_t nt, float* y,
                               size_t ys);
-/**
- * Kernel over two adjacent groups of 8 repacked rows (16 rows; the second group starts `group_bytes`
- * after `wp`): y[t*ys + i] for rows i = 0..15 and `nt` tokens in the Q8 act layout. Same outputs, bit
- * for bit, as the PackedGemmFn on each group.
- */
-using PackedPairGemmFn = void (*)(int64_t cols, const uint8_t* wp, size_t group_bytes, const uint8_t* x, size_t xs,
-                                  int64_t nt, float* y, size_t ys);
 /** Decodes `cols` elements of a row to floats. */
 using DequantFn = void (*)(const void* src, float* dst, int64_t cols);
 
@@ -238,8 +231,6 @@ struct Kernels {
   // The same over weights repacked 8 rows at a time (repack.h): one group of 8 rows x nt tokens.
   PackedGemmFn gemm_q4_0x8;
   PackedGemmFn gemm_q8_0x8;
-  // Q4_0 over two groups at once for nt >= 2 (nullptr: gemm_q4_0x8 per group).
-  PackedPairGemmFn gemm_q4_0x16;
   /** One token's attention over `kv_heads` consecutive KV heads of an F16 KV cache (simd_ops.h). */
   void (*attention_heads_f16)(float* out, const float* q, int64_t kv_heads, int64_t group, const uint16_t* k,
                               const uint16_t* v, const KvRows& kv, int64_t len, int64_t head_dim, float scale,

@@ -276,26 +276,18 @@ void Engine::matmul_q8act(float* y, int fmt, const uint8_t* w, int64_t rows, int
     // Work items: groups of 8 interleaved rows, then (when rows % 8 != 0) one item for the tail
     // rows, which follow the groups in the file layout.
     const PackedGemmFn pg = fmt == kQ4_0 ? k_->gemm_q4_0x8 : k_->gemm_q8_0x8;
-    // Several tokens: adjacent groups two at a time where the ISA has a pair kernel (it shares each
-    // activation load between them); a lone token streams the weights one group at a time.
-    const PackedPairGemmFn pg2 = fmt == kQ4_0 && n >= 2 ? k_->gemm_q4_0x16 : nullptr;
     const int64_t groups = rows / kPackRows;
     const int64_t tail = rows - groups * kPackRows;
     const size_t group_bytes = row_bytes * kPackRows;
     const int64_t items = groups + (tail > 0 ? 1 : 0);
     int64_t g_grain = std::max<int64_t>(1, std::min<int64_t>(8, groups / (4 * nth)));
-    if (pg2 != nullptr) g_grain += g_grain & 1;  // whole pairs per chunk
     if (static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(n) < 32768.0) g_grain = items;
     parallel_for(items, g_grain, [&](int64_t g0, int64_t g1, int) {
       for (int64_t t0 = 0; t0 < n; t0 += kTokBlock) {
         const int64_t nt = std::min<int64_t>(kTokBlock, n - t0);
         const uint8_t* xt = act + stride * static_cast<size_t>(t0);
         for (int64_t g = g0; g < g1; g++) {
-          if (pg2 != nullptr && g + 1 < std::min(g1, groups)) {
-            pg2(cols, w + group_bytes * static_cast<size_t>(g), group_bytes, xt, stride, nt,
-                y + t0 * rows + g * kPackRows, static_cast<size_t>(rows));
-            g++;
-          } else if (g == groups) {
+          if (g == groups) {
             const uint8_t* tw = w + group_bytes * static_cast<size_t>(groups);
             for (int64_t r = 0; r < tail; r += 4) {
               gemm(cols, tw + row_bytes * static_cast<size_t>(r), row_bytes, static_cast<int>(std::min<int64_t>(4, tail - r)),

@@ -363,7 +363,6 @@ const Kernels kTable = {
     qgemm<DotAvx2, false>,
     pgemm_q4<DotAvx2>,
     pgemm_q8<DotAvx2>,
-    pgemm_q4_pair<DotAvx2>,
     attention_heads_f16,
     to_f16_avx,
     kquants_avx2(),

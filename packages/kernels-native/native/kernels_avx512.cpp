@@ -351,7 +351,6 @@ const Kernels kTable = {
     qgemm<DotVnni, false>,
     pgemm_q4<DotVnni>,
     pgemm_q8<DotVnni>,
-    nullptr,
     attention_heads_f16,
     to_f16_avx,
     kquants_avx512(),

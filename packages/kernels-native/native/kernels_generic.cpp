@@ -232,7 +232,6 @@ const Kernels kTable = {
     qgemm_ref<false>,
     pgemm_ref<true>,
     pgemm_ref<false>,
-    nullptr,
     attention_heads_f16,
     to_f16_ref,
     kquants_generic(),

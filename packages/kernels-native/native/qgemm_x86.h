@@ -25,7 +25,6 @@
 #include <cstring>
 
 #include "common.h"
-#include "repack.h"
 
 namespace ryz {
 namespace {
@@ -325,97 +324,6 @@ void ptile_q4x(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, flo
 }
 
 /**
- * AVX2 Q4_0: two adjacent groups of repacked rows (16 rows: group 0 at `wp`, group 1 `gb` bytes
- * later) × T tokens (T up to 4). ptile_q4x's scheme with each activation broadcast feeding both
- * groups' vpmaddubsw, which halves the broadcasts (and the correction / scale broadcasts) per
- * multiply-add at the cost of unpacking the weights for 4 tokens instead of 8. On this core every
- * vector instruction counts, the broadcasts included (they take a slot on the vector side, not just
- * a load): ptile_q4x<4> issues ~149 instructions per 1024 multiply-adds, this ~255 per 2048. The
- * integer dots and the float side are ptile_q4x's exactly (per block and output: fma(dw·dx,
- * float(dot), acc)), so the outputs are bit-identical to it and to ptile_q4.
- *
- * Prefetch: the pair reads two streams `gb` apart, so 2 KiB ahead of each stream lands, near a
- * group's end, in the next pair (the groups at 2·gb and 3·gb), not in the other stream of this one.
- */
-template <int T>
-void ptile_q4x_pair(int64_t cols, const uint8_t* wp, size_t gb, const uint8_t* x, size_t xs, float* y, size_t ys) {
-  const int64_t nb = cols / kQK;
-  constexpr size_t kBlk = 144;
-  constexpr size_t kPrefetch = 2048;
-  const uint8_t* xt[T];
-  __m256 acc0[T], acc1[T];
-  _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-    xt[t] = x + xs * static_cast<size_t>(t);
-    acc0[t] = _mm256_setzero_ps();
-    acc1[t] = _mm256_setzero_ps();
-  }
-  const size_t d_off = static_cast<size_t>(cols);                                 // f32 d[nb]
-  const size_t c_off = static_cast<size_t>(cols) + 8 * static_cast<size_t>(nb);  // i32 c[nb]
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m256i ones16 = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; b++) {
-    const uint8_t* blk0 = wp + kBlk * static_cast<size_t>(b);
-    const uint8_t* blk1 = blk0 + gb;
-    const size_t ahead = kBlk * static_cast<size_t>(b) + kPrefetch;
-    const uint8_t* pf = wp + ahead + (ahead >= gb ? gb : 0);
-    for (size_t o = 0; o < kBlk; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(pf + o), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(pf + gb + o), _MM_HINT_T0);
-    }
-    const __m256i* q0 = reinterpret_cast<const __m256i*>(blk0 + 16);
-    const __m256i* q1 = reinterpret_cast<const __m256i*>(blk1 + 16);
-    const size_t qo = kQK * static_cast<size_t>(b);
-    const size_t so = 4 * static_cast<size_t>(b);
-    __m256i s0[T], s1[T];
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-      int32_t c;
-      std::memcpy(&c, xt[t] + c_off + so, 4);
-      s0[t] = _mm256_set1_epi32(c);
-      s1[t] = s0[t];
-    }
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-      const __m256i v0 = _mm256_loadu_si256(q0 + c);
-      const __m256i v1 = _mm256_loadu_si256(q1 + c);
-      const __m256i lo0 = _mm256_and_si256(v0, m4);
-      const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
-      const __m256i lo1 = _mm256_and_si256(v1, m4);
-      const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
-      _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-        int32_t a, h;
-        std::memcpy(&a, xt[t] + qo + 4 * c, 4);
-        std::memcpy(&h, xt[t] + qo + 16 + 4 * c, 4);
-        const __m256i av = _mm256_set1_epi32(a);
-        const __m256i hv = _mm256_set1_epi32(h);
-        // As in ptile_q4x, the empty asm keeps each int16 sum a chain of adds in registers.
-        s0[t] = _mm256_add_epi16(s0[t], _mm256_maddubs_epi16(lo0, av));
-        __asm__("" : "+x"(s0[t]));
-        s1[t] = _mm256_add_epi16(s1[t], _mm256_maddubs_epi16(lo1, av));
-        __asm__("" : "+x"(s1[t]));
-        s0[t] = _mm256_add_epi16(s0[t], _mm256_maddubs_epi16(hi0, hv));
-        __asm__("" : "+x"(s0[t]));
-        s1[t] = _mm256_add_epi16(s1[t], _mm256_maddubs_epi16(hi1, hv));
-        __asm__("" : "+x"(s1[t]));
-      }
-    }
-    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk0)));
-    const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk1)));
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-      float dxs;
-      std::memcpy(&dxs, xt[t] + d_off + so, 4);
-      const __m256 dx = _mm256_set1_ps(dxs);
-      const __m256i p0 = _mm256_madd_epi16(s0[t], ones16);
-      const __m256i p1 = _mm256_madd_epi16(s1[t], ones16);
-      acc0[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw0, dx), _mm256_cvtepi32_ps(p0), acc0[t]);
-      acc1[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw1, dx), _mm256_cvtepi32_ps(p1), acc1[t]);
-    }
-  }
-  _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-    _mm256_storeu_ps(y + ys * static_cast<size_t>(t), acc0[t]);
-    _mm256_storeu_ps(y + ys * static_cast<size_t>(t) + kPackRows, acc1[t]);
-  }
-}
-
-/**
  * The PackedGemmFn of common.h for Q4_0: one group of 8 repacked rows × `nt` tokens. AVX2: tiles of
  * 8 tokens (ptile_q4x), one tile for the 2..7 left, and a single token (decode) through ptile_q4,
  * which streams the weights; VNNI: tiles of 4, then 1 (ptile_q4).
@@ -440,44 +348,6 @@ void pgemm_q4(int64_t cols, const uint8_t* wp, const uint8_t* x, size_t xs, int6
     for (; t + 4 <= nt; t += 4) ptile_q4<D, 4>(cols, wp, at(t), xs, yt(t), ys);
   }
   for (; t < nt; t++) ptile_q4<D, 1>(cols, wp, at(t), xs, yt(t), ys);
-}
-
-/**
- * The PackedPairGemmFn of common.h for AVX2 Q4_0: two adjacent groups of 8 repacked rows × `nt`
- * tokens. Whole 8-token tiles stay ptile_q4x<8> per group: they stream cold weights at half the bytes
- * per instruction of a 16-row tile (a 16-row × 4-token pass over weights from DRAM measured slower
- * than the 8 × 8 one) and reach the same rate on cached ones. The 2..7 tokens left, the whole of a
- * small batch, go through ptile_q4x_pair tiles of 4, 3 and 2 (5 = 3 + 2), where the shared broadcasts
- * pay; a lone token (decode, or the 1 left) through ptile_q4 per group, as in pgemm_q4.
- */
-template <class D>
-void pgemm_q4_pair(int64_t cols, const uint8_t* wp, size_t gb, const uint8_t* x, size_t xs, int64_t nt, float* y,
-                   size_t ys) {
-  const auto at = [&](int64_t k) { return x + xs * static_cast<size_t>(k); };
-  const auto yt = [&](int64_t k) { return y + ys * static_cast<size_t>(k); };
-  int64_t t = nt & ~int64_t{7};
-  if (t > 0) {
-    pgemm_q4<D>(cols, wp, x, xs, t, y, ys);
-    pgemm_q4<D>(cols, wp + gb, x, xs, t, y + kPackRows, ys);
-  }
-  if (nt - t >= 6) {
-    ptile_q4x_pair<4>(cols, wp, gb, at(t), xs, yt(t), ys);
-    t += 4;
-  }
-  switch (nt - t) {
-    case 5:
-      ptile_q4x_pair<3>(cols, wp, gb, at(t), xs, yt(t), ys);
-      ptile_q4x_pair<2>(cols, wp, gb, at(t + 3), xs, yt(t + 3), ys);
-      break;
-    case 4: ptile_q4x_pair<4>(cols, wp, gb, at(t), xs, yt(t), ys); break;
-    case 3: ptile_q4x_pair<3>(cols, wp, gb, at(t), xs, yt(t), ys); break;
-    case 2: ptile_q4x_pair<2>(cols, wp, gb, at(t), xs, yt(t), ys); break;
-    case 1:
-      ptile_q4<D, 1>(cols, wp, at(t), xs, yt(t), ys);
-      ptile_q4<D, 1>(cols, wp + gb, at(t), xs, yt(t) + kPackRows, ys);
-      break;
-    default: break;
-  }
 }
 
 /**
