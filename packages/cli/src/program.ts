@@ -1,5 +1,6 @@
 import os from "node:os";
 import { isRyzansteinError } from "@ryzanstein/core-tensor";
+import { KV_CACHE_TYPES } from "@ryzanstein/engine";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { type BenchOptions, benchCommand } from "./commands/bench.js";
 import { type ConvertOptions, convertCommand } from "./commands/convert.js";
@@ -73,7 +74,7 @@ function buildProgram(): Command {
         "--kv-type <type>",
         "KV cache element type (q8_0: llama.cpp's Q8_0, ~half the bytes of f16 per block)",
       )
-        .choices(["f16", "f32", "q8_0"])
+        .choices(KV_CACHE_TYPES)
         .default("f16"),
     )
     .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 routes")

@@ -15,7 +15,7 @@ export { generateTokens } from "./generate.js";
 export type { GenerateRequest, LoadModelOptions } from "./language-model.js";
 export { Generation, LanguageModel, loadModel } from "./language-model.js";
 export type { AttentionNumerics, KVCacheType, LogitsMode, ModelOptions } from "./model.js";
-export { Context, Model } from "./model.js";
+export { Context, KV_CACHE_TYPES, Model } from "./model.js";
 export type { BatchOutput, BatchSequence } from "./paged.js";
 export { BatchRunner, PagedKvCache } from "./paged.js";
 export type { SamplingOptions, TokenLogprob } from "./sampler.js";

@@ -15,7 +15,10 @@ import type { LayerWeights, ModelWeights } from "./weights.js";
  * (llama.cpp's Q8_0 per 32 values: about half the bytes of F16 again; only the paged cache of the
  * batched engine, `PagedKvCache`, takes it).
  */
-export type KVCacheType = "f16" | "f32" | "q8_0";
+export type KVCacheType = (typeof KV_CACHE_TYPES)[number];
+
+/** Every {@link KVCacheType}, in the order messages and CLI choices list them. */
+export const KV_CACHE_TYPES = ["f16", "f32", "q8_0"] as const;
 
 /**
  * How attention sums over an F16 cache. `float` (default): float accumulation. `llama.cpp`: as

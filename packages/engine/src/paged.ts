@@ -11,6 +11,7 @@ import {
   type FusedBuffers,
   feedForward,
   fusedActivations,
+  KV_CACHE_TYPES,
   type KVCacheType,
   type Model,
   projectQKV,
@@ -75,7 +76,7 @@ export class PagedKvCache {
     if (kvType !== "q8_0")
       throw new RyzansteinError(
         "INVALID_ARGUMENT",
-        `KV cache type must be f16, f32 or q8_0, got ${String(kvType)}`,
+        `KV cache type must be ${KV_CACHE_TYPES.slice(0, -1).join(", ")} or ${KV_CACHE_TYPES.at(-1)}, got ${String(kvType)}`,
       );
     if (model.config.headDim % 32 !== 0)
       throw new RyzansteinError(

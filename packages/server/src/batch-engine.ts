@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { RyzansteinError } from "@ryzanstein/core-tensor";
-import { type KVCacheType, type ModelConfig, openModelFile } from "@ryzanstein/engine";
+import { KV_CACHE_TYPES, type KVCacheType, type ModelConfig, openModelFile } from "@ryzanstein/engine";
 import { createTokenizerFromGGUF, type Tokenizer } from "@ryzanstein/tokenizers";
 import type {
   BatchEngineOptions,
@@ -12,9 +12,6 @@ import type {
   TokenEvent,
   ToWorker,
 } from "./protocol.js";
-
-/** The paged KV cache element types the engine takes (`BatchEngineOptions.kvType`). */
-const KV_TYPES: readonly KVCacheType[] = ["f16", "f32", "q8_0"];
 
 /** Callbacks of one submitted request. */
 export interface RequestListener {
@@ -118,10 +115,10 @@ export class BatchEngine {
 
   /** Loads `path` in a new worker thread. */
   static async start(path: string, options: BatchEngineOptions = {}): Promise<BatchEngine> {
-    if (options.kvType !== undefined && !KV_TYPES.includes(options.kvType))
+    if (options.kvType !== undefined && !KV_CACHE_TYPES.includes(options.kvType))
       throw new RyzansteinError(
         "INVALID_ARGUMENT",
-        `kvType must be one of ${KV_TYPES.join(", ")}, got ${String(options.kvType)}`,
+        `kvType must be one of ${KV_CACHE_TYPES.join(", ")}, got ${String(options.kvType)}`,
       );
     const gguf = openModelFile(path);
     const tokenizer = createTokenizerFromGGUF(gguf.metadata);

@@ -21,8 +21,8 @@ export interface BatchEngineOptions {
   /**
    * Element type of the paged KV cache: `f16` (default, as the single-sequence engine), `f32`, or
    * `q8_0` (llama.cpp's Q8_0 per 32 values: ~53% of the bytes of F16 per block, so `kvMemoryBytes`
-   * holds ~1.9× the blocks and attention reads about half the bytes; needs nKvHeads × headDim to be
-   * a multiple of 32).
+   * holds ~1.9× the blocks and attention reads about half the bytes; needs headDim to be a multiple
+   * of 32, as llama.cpp).
    */
   kvType?: KVCacheType;
   /** Positions per KV block. Default 16. */
