@@ -69,6 +69,37 @@ void run_paged_tasks(ThreadPool& pool, const std::vector<int64_t>& runs, const i
   }
 }
 
+/**
+ * The driver of the paged attention over F16 and Q8_0 caches: runs of one sequence's rows, the
+ * KV heads split by attention_head_ranges (which heads share a task never changes a head's
+ * result), per-thread scratch of `scratch_floats(widest range)` floats, then for each row t of a
+ * task `heads(off, g0, g1, rows, len, scratch)`: KV heads [g0, g1) of row t, whose first query value
+ * is at `off`, over `len` positions located by `rows` (cache rows of `row_stride` elements).
+ */
+template <class ScratchFloats, class Heads>
+void run_paged_heads(ThreadPool& pool, std::vector<ScratchBuffer>& per_thread, std::vector<int64_t>& runs,
+                     const int32_t* positions, const int32_t* seq_of_row, const int32_t* block_tables, int64_t n,
+                     int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t max_blocks,
+                     size_t row_stride, ScratchFloats scratch_floats, Heads heads) {
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t q_row = n_heads * head_dim;
+  find_runs(seq_of_row, n, runs);
+  const HeadRanges parts = attention_head_ranges(static_cast<int64_t>(runs.size()) - 1, pool.size(), n_kv_heads);
+  const size_t scratch_bytes = round64(scratch_floats(parts.widest()) * 4);
+  for (auto& s : per_thread) s.reserve(scratch_bytes);
+  run_paged_tasks(pool, runs, seq_of_row, block_tables, max_blocks, parts.count,
+                  [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
+                    float* scratch = reinterpret_cast<float*>(per_thread[static_cast<size_t>(tid)].data());
+                    const KvRows rows{row_stride, table, block_size};
+                    const int64_t g0 = parts.first(part);
+                    const int64_t g1 = parts.first(part + 1);
+                    for (int64_t t = t0; t < t1; t++) {
+                      heads(static_cast<size_t>(t * q_row + g0 * group * head_dim), g0, g1, rows,
+                            static_cast<int64_t>(positions[t]) + 1, scratch);
+                    }
+                  });
+}
+
 }  // namespace
 
 void Engine::paged_attention(float* out, const float* q, const float* k, const float* v, const int32_t* positions,
@@ -111,26 +142,14 @@ void Engine::paged_attention_f16(float* out, const float* q, const uint16_t* k, 
   check_paged_shape(n, n_heads, n_kv_heads, head_dim, block_size, max_blocks);
   if (n == 0) return;
   const int64_t group = n_heads / n_kv_heads;
-  const int64_t q_row = n_heads * head_dim;
-  const int64_t kv_row = n_kv_heads * head_dim;
-  find_runs(seq_of_row, n, run_starts_);
-  const HeadRanges parts =
-      attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
-  const size_t attn_bytes = round64(attention_f16_scratch_floats(parts.widest(), group, head_dim) * 4);
-  for (auto& s : per_thread_) s.reserve(attn_bytes);
-  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, parts.count,
-                  [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
-                    float* attn = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
-                    const KvRows rows{static_cast<size_t>(kv_row), table, block_size};
-                    const int64_t g0 = parts.first(part);
-                    const int64_t g1 = parts.first(part + 1);
-                    for (int64_t t = t0; t < t1; t++) {
-                      const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
-                      k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim,
-                                              v + g0 * head_dim, rows, static_cast<int64_t>(positions[t]) + 1,
-                                              head_dim, scale, attn);
-                    }
-                  });
+  run_paged_heads(
+      pool_, per_thread_, run_starts_, positions, seq_of_row, block_tables, n, n_heads, n_kv_heads, head_dim,
+      block_size, max_blocks, static_cast<size_t>(n_kv_heads * head_dim),
+      [&](int64_t widest) { return attention_f16_scratch_floats(widest, group, head_dim); },
+      [&](size_t off, int64_t g0, int64_t g1, const KvRows& rows, int64_t len, float* scratch) {
+        k_->attention_heads_f16(out + off, q + off, g1 - g0, group, k + g0 * head_dim, v + g0 * head_dim, rows, len,
+                                head_dim, scale, scratch);
+      });
 }
 
 void Engine::paged_attention_q8_0(float* out, const float* q, const uint8_t* k, const uint8_t* v,
@@ -144,27 +163,16 @@ void Engine::paged_attention_q8_0(float* out, const float* q, const uint8_t* k, 
   }
   if (n == 0) return;
   const int64_t group = n_heads / n_kv_heads;
-  const int64_t q_row = n_heads * head_dim;
-  find_runs(seq_of_row, n, run_starts_);
-  // The same split as the F16 cache: which heads share a task never changes a head's result.
-  const HeadRanges parts =
-      attention_head_ranges(static_cast<int64_t>(run_starts_.size()) - 1, pool_.size(), n_kv_heads);
-  const size_t attn_bytes = round64((attention_f16_scratch_floats(parts.widest(), group, head_dim) +
-                                     kv_q8_0_scale_floats(parts.widest(), head_dim)) *
-                                    4);
-  for (auto& s : per_thread_) s.reserve(attn_bytes);
-  run_paged_tasks(pool_, run_starts_, seq_of_row, block_tables, max_blocks, parts.count,
-                  [&](int tid, int64_t t0, int64_t t1, int64_t part, const int32_t* table) {
-                    float* attn = reinterpret_cast<float*>(per_thread_[static_cast<size_t>(tid)].data());
-                    const KvRows rows{kv_q8_0_row_bytes(kv_row), table, block_size};
-                    const int64_t g0 = parts.first(part);
-                    const int64_t g1 = parts.first(part + 1);
-                    for (int64_t t = t0; t < t1; t++) {
-                      const size_t off = static_cast<size_t>(t * q_row + g0 * group * head_dim);
-                      k_->attention_heads_q8_0(out + off, q + off, g1 - g0, group, k, v, g0 * head_dim, kv_row, rows,
-                                               static_cast<int64_t>(positions[t]) + 1, head_dim, scale, attn);
-                    }
-                  });
+  run_paged_heads(
+      pool_, per_thread_, run_starts_, positions, seq_of_row, block_tables, n, n_heads, n_kv_heads, head_dim,
+      block_size, max_blocks, kv_q8_0_row_bytes(kv_row),
+      [&](int64_t widest) {
+        return attention_f16_scratch_floats(widest, group, head_dim) + kv_q8_0_scale_floats(widest, head_dim);
+      },
+      [&](size_t off, int64_t g0, int64_t g1, const KvRows& rows, int64_t len, float* scratch) {
+        k_->attention_heads_q8_0(out + off, q + off, g1 - g0, group, k, v, g0 * head_dim, kv_row, rows, len, head_dim,
+                                 scale, scratch);
+      });
 }
 
 void Engine::quantize_kv_row(uint8_t* dst, const float* src, int64_t row_elems) const {
