@@ -13,7 +13,10 @@ export interface SchedulerOptions {
   maxSeqs?: number;
   /** Positions one sequence may reach (the context size). */
   maxContext: number;
-  /** Waiting requests accepted before {@link Scheduler.add} refuses (the server answers 503). Default 256. */
+  /**
+   * Waiting requests accepted beyond the free sequence slots before {@link Scheduler.add} refuses
+   * (the server answers 503). Default 256.
+   */
   maxQueue?: number;
   /** Reuse cached prefix blocks. Default true. */
   prefixCaching?: boolean;
@@ -180,7 +183,10 @@ export class Scheduler {
       parent.computed < parent.promptLength &&
       parent.tokens.length === req.prompt.length &&
       parent.tokens.every((t, i) => t === req.prompt[i]);
-    if (!canFork && this.waiting.length >= this.options.maxQueue) return false;
+    // Requests that the next step admits to a free slot do not count against the queue: whether a
+    // step ran between two arrivals must not decide which of them is refused.
+    const freeSlots = Math.max(0, this.options.maxSeqs - this.running.length);
+    if (!canFork && this.waiting.length >= this.options.maxQueue + freeSlots) return false;
     const s: RequestState = {
       id: req.id,
       tokens: [...req.prompt],

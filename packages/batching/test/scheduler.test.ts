@@ -132,10 +132,16 @@ describe("Scheduler", () => {
     expect(s.pool.usedBlocks).toBe(0);
   });
 
-  it("bounds the queue and rejects prompts that cannot fit", () => {
-    const s = new Scheduler({ numBlocks: 4, blockSize: 4, maxContext: 64, maxQueue: 1 });
-    expect(s.add({ id: "a", prompt: [1], maxTokens: 1 })).toBe(true);
-    expect(s.add({ id: "b", prompt: [1], maxTokens: 1 })).toBe(false);
+  it("bounds the queue beyond the free sequence slots and rejects prompts that cannot fit", () => {
+    const s = new Scheduler({ numBlocks: 4, blockSize: 4, maxContext: 64, maxSeqs: 1, maxQueue: 1 });
+    // a takes the one free slot at the next step, b waits beyond it, e would be a second in the queue
+    expect(s.add({ id: "a", prompt: [1], maxTokens: 4 })).toBe(true);
+    expect(s.add({ id: "b", prompt: [1], maxTokens: 4 })).toBe(true);
+    expect(s.add({ id: "e", prompt: [1], maxTokens: 4 })).toBe(false);
+    // the same once a runs: the queue holds b, and no slot is free
+    s.update({ sampled: s.schedule().seqs.map((x) => ({ id: x.id, token: 2 })) });
+    expect(s.runningCount).toBe(1);
+    expect(s.add({ id: "f", prompt: [1], maxTokens: 4 })).toBe(false);
     expect(() => s.add({ id: "c", prompt: prompt(16), maxTokens: 1 })).toThrow(/fit the context/);
     expect(() => s.add({ id: "a", prompt: [1], maxTokens: 1 })).toThrow(/duplicate/);
     expect(() => s.add({ id: "d", prompt: [], maxTokens: 1 })).toThrow(/no tokens/);
