@@ -16,6 +16,16 @@ import { floatOption, intListOption, intOption } from "./options.js";
 
 const VERSION = "0.1.0";
 
+/** `--kv-type`, shared by `run` and `serve` (q8_0 needs headDim a multiple of 32, as in llama.cpp). */
+function kvTypeOption(unit: string): Option {
+  return new Option(
+    "--kv-type <type>",
+    `KV cache element type (q8_0: llama.cpp's Q8_0, ~half the bytes of f16 ${unit})`,
+  )
+    .choices(KV_CACHE_TYPES)
+    .default("f16");
+}
+
 function buildProgram(): Command {
   const program = new Command("ryzanstein")
     .description("CPU-first LLM inference: run, inspect, tokenize and convert models")
@@ -51,6 +61,7 @@ function buildProgram(): Command {
       new Option("--backend <backend>", "compute backend").choices(["native", "reference"]).default("native"),
     )
     .option("--lora <path>", "LoRA adapter (GGUF file or PEFT directory) merged into the model")
+    .addOption(kvTypeOption("per position"))
     .action(async (prompt: string, o: RunOptions) => runCommand(prompt, o));
 
   program
@@ -69,14 +80,7 @@ function buildProgram(): Command {
         throw new InvalidArgumentError((e as Error).message);
       }
     })
-    .addOption(
-      new Option(
-        "--kv-type <type>",
-        "KV cache element type (q8_0: llama.cpp's Q8_0, ~half the bytes of f16 per block)",
-      )
-        .choices(KV_CACHE_TYPES)
-        .default("f16"),
-    )
+    .addOption(kvTypeOption("per block"))
     .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 routes")
     .option("-t, --threads <n>", "CPU threads", intOption(1, 1024))
     .option("--batch-tokens <n>", "tokens per batched step", intOption(1, 65536), 256)
@@ -230,6 +234,13 @@ function buildProgram(): Command {
     .option("-n, --n-gen <n,...>", "generated tokens (0: skip tg)", intListOption(0, 1 << 16), [128])
     .option("-t, --threads <n,...>", "CPU threads", intListOption(1, 1024), [os.availableParallelism()])
     .option("-r, --repetitions <n>", "timed repetitions per test", intOption(1, 1000), 3)
+    .option(
+      "-d, --depth <n,...>",
+      "tokens already in the KV cache when each test starts",
+      intListOption(0, 1 << 20),
+      [0],
+    )
+    .addOption(kvTypeOption("per position"))
     .option("--json", "print a JSON array of results")
     .option("--no-repack", "keep quantized weights in the file layout")
     .addOption(new Option("--isa <isa>", "force a kernel variant").choices(["scalar", "avx2", "avx512"]))

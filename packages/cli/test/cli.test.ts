@@ -69,6 +69,39 @@ describe("ryzanstein run", () => {
     }
   });
 
+  it("--kv-type q8_0 runs the default model close to f16; refused where heads are narrower than a block", () => {
+    const json = (kv: string) => {
+      const r = cli([
+        "run",
+        "In the beginning God",
+        "-n",
+        "16",
+        "--temperature",
+        "0",
+        "--json",
+        "--kv-type",
+        kv,
+      ]);
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout) as { tokens: number[]; logprobs: { logprob: number }[] };
+    };
+    const f16 = json("f16");
+    const q8 = json("q8_0");
+    expect(q8.tokens.length).toBe(16);
+    // same greedy path while the tokens agree, chosen-token log-probabilities within 0.05 there
+    expect(q8.tokens[0]).toBe(f16.tokens[0]);
+    for (let i = 0; i < 16 && q8.tokens[i] === f16.tokens[i]; i++)
+      expect(Math.abs(q8.logprobs[i].logprob - f16.logprobs[i].logprob)).toBeLessThan(0.05);
+    const narrow = cli(["run", "hi", "--model", stories, "-n", "2", "--kv-type", "q8_0"]);
+    expect(narrow.code).toBe(1);
+    expect(narrow.stderr).toMatch(
+      /q8_0 KV cache needs headDim to be a multiple of 32.*headDim 8.*INVALID_ARGUMENT/s,
+    );
+    const unknown = cli(["run", "hi", "--model", stories, "--kv-type", "q4_0"]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/--kv-type.*q4_0.*f16, f32, q8_0/s);
+  });
+
   it("an empty prompt starts from BOS alone; RYZANSTEIN_MODEL picks the model", () => {
     const r = cli(["run", "--max-tokens", "5", "--temperature", "0", "--json"], {
       RYZANSTEIN_MODEL: stories,
@@ -351,6 +384,49 @@ describe("ryzanstein bench", () => {
       expect(row.stddev).toBeGreaterThanOrEqual(0);
     }
     expect(r.stderr).toMatch(/pp16: repetition 2\/2/);
+  });
+
+  it("-d runs the tests from a filled context, --kv-type picks the cache", () => {
+    const r = cli([
+      "bench",
+      "--model",
+      stories,
+      "-p",
+      "8",
+      "-n",
+      "4",
+      "-d",
+      "0,32",
+      "-t",
+      "1",
+      "-r",
+      "1",
+      "--kv-type",
+      "f32",
+      "--json",
+    ]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as { test: string }[];
+    expect(rows.map((x) => x.test)).toEqual(["pp8", "tg4", "pp8 @ d32", "tg4 @ d32"]);
+    expect(r.stderr).toMatch(/filling the context to depth 32/);
+    // stories260K's heads (8 values) are narrower than a Q8_0 block
+    const q8 = cli([
+      "bench",
+      "--model",
+      stories,
+      "-p",
+      "8",
+      "-n",
+      "0",
+      "-t",
+      "1",
+      "-r",
+      "1",
+      "--kv-type",
+      "q8_0",
+    ]);
+    expect(q8.code).toBe(1);
+    expect(q8.stderr).toMatch(/multiple of 32/);
   });
 
   it("prints a table without --json and rejects bad lists", () => {

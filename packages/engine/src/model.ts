@@ -3,7 +3,10 @@ import {
   type AttentionParams,
   type Backend,
   f32ToF16,
-  type KVCacheArray,
+  kvQ8_0RowBytes,
+  type PagedAttentionParams,
+  type PagedKVCacheArray,
+  quantizeKvRowsQ8_0,
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
@@ -12,8 +15,8 @@ import type { LayerWeights, ModelWeights } from "./weights.js";
 
 /**
  * Element type of the KV cache: `f16` (default, as llama.cpp; half the memory), `f32`, or `q8_0`
- * (llama.cpp's Q8_0 per 32 values: about half the bytes of F16 again; only the paged cache of the
- * batched engine, `PagedKvCache`, takes it).
+ * (llama.cpp's Q8_0 per 32 values: about half the bytes of F16 again; needs headDim to be a
+ * multiple of 32, as llama.cpp's quantized caches).
  */
 export type KVCacheType = (typeof KV_CACHE_TYPES)[number];
 
@@ -41,10 +44,13 @@ export class Context {
   readonly kvType: KVCacheType;
   /** How attention sums over the cache. */
   readonly attentionNumerics: AttentionNumerics;
-  /** Keys per layer, `[size, nKvHeads*headDim]` (F16 bits in a `Uint16Array`, or F32). */
-  readonly keys: KVCacheArray[];
-  /** Values per layer, `[size, nKvHeads*headDim]`. */
-  readonly values: KVCacheArray[];
+  /**
+   * Keys per layer, `size` rows of `nKvHeads*headDim` values: F16 bits in a `Uint16Array`, F32, or
+   * Q8_0 rows in a `Uint8Array` (`kvQ8_0RowBytes` each).
+   */
+  readonly keys: PagedKVCacheArray[];
+  /** Values per layer, same shape. */
+  readonly values: PagedKVCacheArray[];
   /** Tokens whose K/V are in the cache (the next position to fill). */
   length = 0;
   /** @internal activation buffers of the fused steps; made on first use. */
@@ -63,6 +69,10 @@ export class Context {
     logits: Float32Array;
     ids: Int32Array;
     positions: Int32Array;
+    /** Q8_0 attention (the paged kernel over one block holding the whole cache): zeros. */
+    seqOfRow: Int32Array;
+    /** Its block table, `[0]`. */
+    blockTable: Int32Array;
   };
 
   constructor(
@@ -79,15 +89,11 @@ export class Context {
     const n = this.maxBatch;
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
-    if (kvType === "q8_0")
+    const rowUnits = kvRowUnits(c, kvType);
+    if (kvType === "q8_0" && c.attnSoftcap > 0)
       throw new RyzansteinError(
         "INVALID_ARGUMENT",
-        "a q8_0 KV cache is only supported by the batched engine (ryzanstein serve); use f16 or f32 here",
-      );
-    if (kvType !== "f16" && kvType !== "f32")
-      throw new RyzansteinError(
-        "INVALID_ARGUMENT",
-        `KV cache type must be f16 or f32, got ${String(kvType)}`,
+        "a q8_0 KV cache does not support attention soft-capping (Gemma 2) yet; use f16 or f32",
       );
     this.kvType = kvType;
     if (attentionNumerics !== "float" && attentionNumerics !== "llama.cpp")
@@ -96,7 +102,12 @@ export class Context {
         `attention numerics must be float or llama.cpp, got ${String(attentionNumerics)}`,
       );
     this.attentionNumerics = attentionNumerics;
-    const cache = () => (kvType === "f16" ? new Uint16Array(size * kvDim) : new Float32Array(size * kvDim));
+    const cache = (): PagedKVCacheArray =>
+      kvType === "f16"
+        ? new Uint16Array(size * rowUnits)
+        : kvType === "q8_0"
+          ? new Uint8Array(size * rowUnits)
+          : new Float32Array(size * rowUnits);
     this.keys = Array.from({ length: c.nLayers }, cache);
     this.values = Array.from({ length: c.nLayers }, cache);
     this.buf = {
@@ -111,6 +122,8 @@ export class Context {
       logits: new Float32Array(n * c.vocabSize),
       ids: new Int32Array(n),
       positions: new Int32Array(n),
+      seqOfRow: new Int32Array(n),
+      blockTable: new Int32Array(1),
     };
   }
 
@@ -118,6 +131,50 @@ export class Context {
   truncate(from = 0): void {
     this.length = Math.min(this.length, Math.max(0, from));
   }
+}
+
+/**
+ * Array elements of one KV cache row of `kvType` (`nKvHeads × headDim` values; for `q8_0` the
+ * bytes of a Q8_0 row). Checks the type and, for `q8_0`, that headDim is a multiple of 32, as
+ * llama.cpp's quantized caches need: a block then never spans two heads, whose value ranges differ
+ * (with headDim 8, one scale would cover 4 heads). @internal
+ */
+export function kvRowUnits(c: ModelConfig, kvType: KVCacheType): number {
+  const rowSize = c.nKvHeads * c.headDim;
+  if (!KV_CACHE_TYPES.includes(kvType))
+    throw new RyzansteinError(
+      "INVALID_ARGUMENT",
+      `KV cache type must be ${KV_CACHE_TYPES.slice(0, -1).join(", ")} or ${KV_CACHE_TYPES.at(-1)}, got ${String(kvType)}`,
+    );
+  if (kvType !== "q8_0") return rowSize;
+  if (c.headDim % 32 !== 0)
+    throw new RyzansteinError(
+      "INVALID_ARGUMENT",
+      `a q8_0 KV cache needs headDim to be a multiple of 32 (a Q8_0 block must not span two heads, as in llama.cpp); this model has headDim ${c.headDim}`,
+    );
+  return kvQ8_0RowBytes(rowSize);
+}
+
+/**
+ * Writes `rows` rows of `src` (`[rows, rowSize]`) into a KV cache from cache row `row` on: F32 as
+ * is, F16 converted, Q8_0 quantized (with the backend's kernels when it has them). @internal
+ */
+export function writeKvRows(
+  b: Backend,
+  cache: PagedKVCacheArray,
+  row: number,
+  src: Float32Array,
+  rows: number,
+  rowSize: number,
+): void {
+  const at = row * rowSize;
+  const len = rows * rowSize;
+  if (cache instanceof Float32Array) cache.set(src.subarray(0, len), at);
+  else if (cache instanceof Uint8Array) {
+    if (b.quantizeKvQ8_0) b.quantizeKvQ8_0(cache, row, src, rows, rowSize);
+    else quantizeKvRowsQ8_0(cache, row, src, rows, rowSize);
+  } else if (b.toF16) b.toF16(cache, at, src, len);
+  else for (let i = 0; i < len; i++) cache[at + i] = f32ToF16(src[i]);
 }
 
 /** Which rows of logits a forward call returns. */
@@ -352,17 +409,6 @@ export class Model {
     return new Context(this.config, size, maxBatch, kvType, attentionNumerics);
   }
 
-  /** Writes `len` values of `src` into a KV cache at element `at` (converting to F16 for an F16 cache). */
-  private storeKV(cache: KVCacheArray, at: number, src: Float32Array, len: number): void {
-    if (cache instanceof Float32Array) {
-      cache.set(src.subarray(0, len), at);
-    } else if (this.backend.toF16) {
-      this.backend.toF16(cache, at, src, len);
-    } else {
-      for (let i = 0; i < len; i++) cache[at + i] = f32ToF16(src[i]);
-    }
-  }
-
   /**
    * Appends `tokens` to the sequence in `ctx` and returns logits: `[vocab]` for the last token, or
    * `[tokens.length, vocab]` with `mode = "all"`. Prompts longer than `ctx.maxBatch` are processed
@@ -412,10 +458,11 @@ export class Model {
    */
   private attend(
     layer: number,
+    ctx: Context,
     out: Float32Array,
     q: Float32Array,
-    keys: KVCacheArray,
-    values: KVCacheArray,
+    keys: PagedKVCacheArray,
+    values: PagedKVCacheArray,
     positions: Int32Array,
     n: number,
     params: AttentionParams,
@@ -424,24 +471,51 @@ export class Model {
     const windowed = c.slidingWindowLayers === "all" || layer % 2 === 0;
     const window = windowed ? c.slidingWindow : 0;
     if (window <= 0 || positions[n - 1] < window) {
-      this.backend.attention(out, q, keys, values, positions, n, params);
+      this.attendRows(ctx, out, q, keys, values, positions, n, params, ctx.size);
       return;
     }
     const qRow = this.config.nHeads * this.config.headDim;
-    const kvRow = this.config.nKvHeads * this.config.headDim;
+    const rowUnits = keys.length / ctx.size; // array elements per cache row
     const last = new Int32Array(1);
     for (let i = 0; i < n; i++) {
       const start = Math.max(0, positions[i] - window + 1);
       last[0] = positions[i] - start;
-      this.backend.attention(
+      this.attendRows(
+        ctx,
         out.subarray(i * qRow, (i + 1) * qRow),
         q.subarray(i * qRow, (i + 1) * qRow),
-        keys.subarray(start * kvRow),
-        values.subarray(start * kvRow),
+        keys.subarray(start * rowUnits),
+        values.subarray(start * rowUnits),
         last,
         1,
         params,
+        ctx.size - start,
       );
+    }
+  }
+
+  /**
+   * Attention of `n` query rows over the first cache rows of `keys`/`values` (`rows` of them in
+   * the arrays). A Q8_0 cache goes through the paged op, as one block holding every row: the
+   * kernel that reads Q8_0 rows is the batched engine's.
+   */
+  private attendRows(
+    ctx: Context,
+    out: Float32Array,
+    q: Float32Array,
+    keys: PagedKVCacheArray,
+    values: PagedKVCacheArray,
+    positions: Int32Array,
+    n: number,
+    params: AttentionParams,
+    rows: number,
+  ): void {
+    if (keys instanceof Uint8Array || values instanceof Uint8Array) {
+      const paged: PagedAttentionParams = { ...params, blockSize: rows, maxBlocksPerSeq: 1 };
+      const { seqOfRow, blockTable } = ctx.buf;
+      this.backend.pagedAttention(out, q, keys, values, positions, seqOfRow, blockTable, n, paged);
+    } else {
+      this.backend.attention(out, q, keys, values, positions, n, params);
     }
   }
 
@@ -513,10 +587,10 @@ export class Model {
       } else {
         b.rope(q, n, positions, this.ropeParams.q);
         b.rope(k, n, positions, this.ropeParams.k);
-        this.storeKV(keys, positions[0] * kvDim, k, n * kvDim);
-        this.storeKV(values, positions[0] * kvDim, v, n * kvDim);
+        writeKvRows(b, keys, positions[0], k, n, kvDim);
+        writeKvRows(b, values, positions[0], v, n, kvDim);
       }
-      this.attend(l, att, q, keys, values, positions, n, attn); // att [n, nHeads*headDim]
+      this.attend(l, ctx, att, q, keys, values, positions, n, attn); // att [n, nHeads*headDim]
       b.matmul(xb, layer.wo, att, n); // xb [n, dim]
       if (layer.postAttnNorm) b.rmsNorm(xb, xb, layer.postAttnNorm, n, c.dim, c.normEps);
       b.add(x, x, xb, n * c.dim); // residual

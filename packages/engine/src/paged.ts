@@ -1,9 +1,6 @@
 import {
-  f32ToF16,
-  kvQ8_0RowBytes,
   type PagedAttentionParams,
   type PagedKVCacheArray,
-  quantizeKvRowsQ8_0,
   type RopeParams,
   RyzansteinError,
 } from "@ryzanstein/core-tensor";
@@ -11,10 +8,11 @@ import {
   type FusedBuffers,
   feedForward,
   fusedActivations,
-  KV_CACHE_TYPES,
   type KVCacheType,
+  kvRowUnits,
   type Model,
   projectQKV,
+  writeKvRows,
 } from "./model.js";
 
 /**
@@ -69,21 +67,9 @@ export class PagedKvCache {
     this.values = Array.from({ length: c.nLayers }, alloc);
   }
 
-  /** Array elements of one cache row (checks `kvType` and, for `q8_0`, the row length). */
+  /** Array elements of one cache row (checks `kvType` and, for `q8_0`, the head size). */
   private static rowUnits(model: Model, kvType: KVCacheType): number {
-    const rowSize = model.config.nKvHeads * model.config.headDim;
-    if (kvType === "f16" || kvType === "f32") return rowSize;
-    if (kvType !== "q8_0")
-      throw new RyzansteinError(
-        "INVALID_ARGUMENT",
-        `KV cache type must be ${KV_CACHE_TYPES.slice(0, -1).join(", ")} or ${KV_CACHE_TYPES.at(-1)}, got ${String(kvType)}`,
-      );
-    if (model.config.headDim % 32 !== 0)
-      throw new RyzansteinError(
-        "INVALID_ARGUMENT",
-        `a q8_0 KV cache needs headDim to be a multiple of 32 (a Q8_0 block must not span two heads, as in llama.cpp); this model has headDim ${model.config.headDim}`,
-      );
-    return kvQ8_0RowBytes(rowSize);
+    return kvRowUnits(model.config, kvType);
   }
 
   /** Bytes of K/V per block, over all layers. */
@@ -242,19 +228,10 @@ export class BatchRunner {
   private store(cache: PagedKVCacheArray, src: Float32Array, n: number): void {
     const slots = this.buf.slots;
     const kvDim = this.cache.rowSize;
-    const b = this.model.backend;
     for (let i = 0; i < n; ) {
       let j = i + 1;
       while (j < n && slots[j] === slots[j - 1] + 1) j++;
-      const at = slots[i] * kvDim;
-      const len = (j - i) * kvDim;
-      const rows = src.subarray(i * kvDim, j * kvDim);
-      if (cache instanceof Float32Array) cache.set(rows, at);
-      else if (cache instanceof Uint8Array) {
-        if (b.quantizeKvQ8_0) b.quantizeKvQ8_0(cache, slots[i], rows, j - i, kvDim);
-        else quantizeKvRowsQ8_0(cache, slots[i], rows, j - i, kvDim);
-      } else if (b.toF16) b.toF16(cache, at, src.subarray(i * kvDim), len);
-      else for (let e = 0; e < len; e++) cache[at + e] = f32ToF16(src[i * kvDim + e]);
+      writeKvRows(this.model.backend, cache, slots[i], src.subarray(i * kvDim, j * kvDim), j - i, kvDim);
       i = j;
     }
   }

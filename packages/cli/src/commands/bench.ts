@@ -4,6 +4,7 @@ import { typeName } from "@ryzanstein/core-tensor";
 import {
   type BenchmarkResult,
   benchmarkModel,
+  type KVCacheType,
   Model,
   openModelFile,
   readLlamaWeights,
@@ -26,6 +27,10 @@ export interface BenchOptions {
   isa?: Isa;
   /** false with `--no-repack`. */
   repack: boolean;
+  /** Context depths each test starts from (llama-bench's `-d`; default [0]). */
+  depth: number[];
+  /** KV cache element type (default f16). */
+  kvType?: KVCacheType;
 }
 
 /** One result row with the context it was measured in. */
@@ -54,17 +59,21 @@ export function benchCommand(
     const backend = new NativeBackend({ threads, isa: o.isa, repack: o.repack });
     try {
       const model = new Model(config, readLlamaWeights(gguf, config), backend);
-      for (const p of o.nPrompt) {
-        for (const n of o.nGen) {
-          const results = benchmarkModel(model, threads, {
-            promptTokens: p,
-            genTokens: n,
-            repetitions: o.repetitions,
-            onProgress: (m) => err.write(`bench: ${basename(path)} ${backend.name} t=${threads} ${m}\n`),
-          });
-          for (const r of results) {
-            if (rows.some((x) => x.test === r.test && x.threads === r.threads)) continue;
-            rows.push({ model: basename(path), model_size: size, backend: backend.name, ...r });
+      for (const depth of o.depth) {
+        for (const p of o.nPrompt) {
+          for (const n of o.nGen) {
+            const results = benchmarkModel(model, threads, {
+              promptTokens: p,
+              genTokens: n,
+              repetitions: o.repetitions,
+              depth,
+              kvCache: o.kvType,
+              onProgress: (m) => err.write(`bench: ${basename(path)} ${backend.name} t=${threads} ${m}\n`),
+            });
+            for (const r of results) {
+              if (rows.some((x) => x.test === r.test && x.threads === r.threads)) continue;
+              rows.push({ model: basename(path), model_size: size, backend: backend.name, ...r });
+            }
           }
         }
       }

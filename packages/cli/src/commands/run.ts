@@ -1,4 +1,4 @@
-import { type GeneratedToken, loadModel } from "@ryzanstein/engine";
+import { type GeneratedToken, type KVCacheType, loadModel } from "@ryzanstein/engine";
 import type { Isa } from "@ryzanstein/kernels-native";
 import { progressBar } from "../progress.js";
 import { resolveModelPath } from "../resolve-model.js";
@@ -23,6 +23,8 @@ export interface RunOptions {
   backend?: "native" | "reference";
   /** LoRA adapter (GGUF file or PEFT directory) applied beside the model's weights (not merged). */
   lora?: string;
+  /** KV cache element type (default f16). */
+  kvType?: KVCacheType;
 }
 
 /** `ryzanstein run [PROMPT]`: streams a completion of PROMPT to stdout, or prints one JSON object. */
@@ -39,6 +41,7 @@ export async function runCommand(
     threads: o.threads,
     isa: o.isa,
     contextSize: o.ctx,
+    kvCache: o.kvType,
     backend: o.backend,
     onProgress: (p) => bar.update(p.fraction),
   });
