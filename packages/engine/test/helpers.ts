@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { availableIsas, type Isa } from "@ryzanstein/kernels-native";
 import { fixturesDir } from "@ryzanstein/test-support";
 
 export const storiesPath = join(fixturesDir(), "models/stories260K.gguf");
@@ -20,3 +21,13 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export { logSoftmax } from "@ryzanstein/test-support";
+
+/**
+ * The kernel variant the llama.cpp parity tests run: AVX2 where the CPU has it. Those tests hold our
+ * engine to llama.cpp's float summation order, which is its AVX2 build's, because in these
+ * random-weight models a last-bit difference can flip one Q8 activation rounding and move every
+ * later logit by up to tenths. The AVX-512 and scalar kernels sum in other orders: they are held
+ * to the reference per kernel (kernels-native, every ISA, ~1e-7) and, on CPUs without AVX-512,
+ * through SIMDe emulation (kernels-native/scripts/avx512-emulated.sh).
+ */
+export const PARITY_ISA: Isa | undefined = availableIsas().includes("avx2") ? "avx2" : undefined;

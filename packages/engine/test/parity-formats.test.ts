@@ -8,7 +8,7 @@ import { type ComputeFormat, GGMLType, typeName } from "@ryzanstein/core-tensor"
 import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/index.js";
-import { logSoftmax, relL2 } from "./helpers.js";
+import { logSoftmax, PARITY_ISA, relL2 } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "rz-parity-fmt-"));
 afterAll(async () => {
@@ -59,8 +59,8 @@ describe("random-weight Llama (GQA, 3 layers, d 256) in every new format: native
 
       // Default load options: ternary matrices go through the lookup-table copy made at load,
       // whose float order is llama.cpp's (kernels-native tests: bit for bit with the file-layout dot).
-      const native = await loadModel(path, { threads: 2, attentionNumerics: "llama.cpp" });
-      const native32 = await loadModel(path, { threads: 2, kvCache: "f32" });
+      const native = await loadModel(path, { threads: 2, isa: PARITY_ISA, attentionNumerics: "llama.cpp" });
+      const native32 = await loadModel(path, { threads: 2, isa: PARITY_ISA, kvCache: "f32" });
       const reference = await loadModel(path, { backend: "reference", worker: false, kvCache: "f32" });
       const ours = await native.logits(sequence.slice(0, -1));
       const ours32 = await native32.logits(sequence.slice(0, -1));

@@ -5,7 +5,7 @@ import { GGMLType } from "@ryzanstein/core-tensor";
 import { disposeLlamaCpp, llamaCppGreedy, writeRandomLlamaGGUF } from "@ryzanstein/test-support";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/index.js";
-import { logSoftmax, relL2 } from "./helpers.js";
+import { logSoftmax, PARITY_ISA, relL2 } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "rz-parity-"));
 afterAll(async () => {
@@ -54,8 +54,8 @@ describe("random-weight Llama (GQA, 4 layers, vocab 1024): native vs reference v
       // llama.cpp's attention numerics against llama.cpp; native and reference with F32 caches
       // against each other (two F16 caches built from slightly different floats round
       // differently, see docs/testing.md).
-      const native = await loadModel(path, { threads: 2, attentionNumerics: "llama.cpp" });
-      const native32 = await loadModel(path, { threads: 2, kvCache: "f32" });
+      const native = await loadModel(path, { threads: 2, isa: PARITY_ISA, attentionNumerics: "llama.cpp" });
+      const native32 = await loadModel(path, { threads: 2, isa: PARITY_ISA, kvCache: "f32" });
       const reference = await loadModel(path, { backend: "reference", worker: false, kvCache: "f32" });
       const ours = await native.logits(sequence.slice(0, -1));
       const ours32 = await native32.logits(sequence.slice(0, -1));

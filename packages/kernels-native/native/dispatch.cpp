@@ -13,6 +13,9 @@ bool cpu_supports(Isa isa) {
     case Isa::Avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case Isa::Avx512:
+#ifdef RYZ_EMULATED_AVX512
+      return cpu_supports(Isa::Avx2);  // test build: the avx512 kernels run on SIMDe (CMakeLists.txt)
+#endif
       return cpu_supports(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
