@@ -366,8 +366,11 @@ describe("ryzanstein finetune and run --lora", () => {
 });
 
 describe("ryzanstein bench", () => {
+  /** `ryzanstein bench --model stories260K` with `args` (space-separated). */
+  const bench = (args: string) => cli(["bench", "--model", stories, ...args.split(" ")]);
+
   it("--json prints llama-bench-shaped results, progress on stderr", () => {
-    const r = cli(["bench", "--model", stories, "-p", "16", "-n", "4", "-t", "1,2", "-r", "2", "--json"]);
+    const r = bench("-p 16 -n 4 -t 1,2 -r 2 --json");
     expect(r.code).toBe(0);
     const rows = JSON.parse(r.stdout) as {
       test: string;
@@ -387,54 +390,23 @@ describe("ryzanstein bench", () => {
   });
 
   it("-d runs the tests from a filled context, --kv-type picks the cache", () => {
-    const r = cli([
-      "bench",
-      "--model",
-      stories,
-      "-p",
-      "8",
-      "-n",
-      "4",
-      "-d",
-      "0,32",
-      "-t",
-      "1",
-      "-r",
-      "1",
-      "--kv-type",
-      "f32",
-      "--json",
-    ]);
+    const r = bench("-p 8 -n 4 -d 0,32 -t 1 -r 1 --kv-type f32 --json");
     expect(r.code).toBe(0);
     const rows = JSON.parse(r.stdout) as { test: string }[];
     expect(rows.map((x) => x.test)).toEqual(["pp8", "tg4", "pp8 @ d32", "tg4 @ d32"]);
     expect(r.stderr).toMatch(/filling the context to depth 32/);
     // stories260K's heads (8 values) are narrower than a Q8_0 block
-    const q8 = cli([
-      "bench",
-      "--model",
-      stories,
-      "-p",
-      "8",
-      "-n",
-      "0",
-      "-t",
-      "1",
-      "-r",
-      "1",
-      "--kv-type",
-      "q8_0",
-    ]);
+    const q8 = bench("-p 8 -n 0 -t 1 -r 1 --kv-type q8_0");
     expect(q8.code).toBe(1);
     expect(q8.stderr).toMatch(/multiple of 32/);
   });
 
   it("prints a table without --json and rejects bad lists", () => {
-    const r = cli(["bench", "--model", stories, "-p", "8", "-n", "0", "-t", "1", "-r", "1"]);
+    const r = bench("-p 8 -n 0 -t 1 -r 1");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\| stories260K\.gguf .*\| pp8 /);
     expect(r.stdout).not.toMatch(/tg0/);
-    const bad = cli(["bench", "--model", stories, "-t", "1,x"]);
+    const bad = bench("-t 1,x");
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/expected an integer/);
   });
