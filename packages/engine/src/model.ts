@@ -102,12 +102,7 @@ export class Context {
         `attention numerics must be float or llama.cpp, got ${String(attentionNumerics)}`,
       );
     this.attentionNumerics = attentionNumerics;
-    const cache = (): PagedKVCacheArray =>
-      kvType === "f16"
-        ? new Uint16Array(size * rowUnits)
-        : kvType === "q8_0"
-          ? new Uint8Array(size * rowUnits)
-          : new Float32Array(size * rowUnits);
+    const cache = (): PagedKVCacheArray => new KV_CACHE_ARRAYS[kvType](size * rowUnits);
     this.keys = Array.from({ length: c.nLayers }, cache);
     this.values = Array.from({ length: c.nLayers }, cache);
     this.buf = {
@@ -132,6 +127,16 @@ export class Context {
     this.length = Math.min(this.length, Math.max(0, from));
   }
 }
+
+/**
+ * The typed array of each KV cache type: F16 as half bits, F32, Q8_0 as the bytes of its rows
+ * (see {@link kvRowUnits}). @internal
+ */
+export const KV_CACHE_ARRAYS = {
+  f16: Uint16Array,
+  f32: Float32Array,
+  q8_0: Uint8Array,
+} as const satisfies Record<KVCacheType, unknown>;
 
 /**
  * Array elements of one KV cache row of `kvType` (`nKvHeads × headDim` values; for `q8_0` the

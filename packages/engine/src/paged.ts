@@ -8,6 +8,7 @@ import {
   type FusedBuffers,
   feedForward,
   fusedActivations,
+  KV_CACHE_ARRAYS,
   type KVCacheType,
   kvRowUnits,
   type Model,
@@ -55,28 +56,16 @@ export class PagedKvCache {
     this.blockSize = blockSize;
     this.kvType = kvType;
     this.rowSize = c.nKvHeads * c.headDim;
-    this.rowUnits = PagedKvCache.rowUnits(model, kvType);
-    const len = numBlocks * blockSize * this.rowUnits;
-    const alloc = (): PagedKVCacheArray =>
-      kvType === "f16"
-        ? new Uint16Array(len)
-        : kvType === "q8_0"
-          ? new Uint8Array(len)
-          : new Float32Array(len);
+    this.rowUnits = kvRowUnits(c, kvType);
+    const alloc = (): PagedKVCacheArray => new KV_CACHE_ARRAYS[kvType](numBlocks * blockSize * this.rowUnits);
     this.keys = Array.from({ length: c.nLayers }, alloc);
     this.values = Array.from({ length: c.nLayers }, alloc);
   }
 
-  /** Array elements of one cache row (checks `kvType` and, for `q8_0`, the head size). */
-  private static rowUnits(model: Model, kvType: KVCacheType): number {
-    return kvRowUnits(model.config, kvType);
-  }
-
   /** Bytes of K/V per block, over all layers. */
   static bytesPerBlock(model: Model, blockSize: number, kvType: KVCacheType = "f16"): number {
-    const units = PagedKvCache.rowUnits(model, kvType);
-    const bytesPerUnit = kvType === "f16" ? 2 : kvType === "q8_0" ? 1 : 4;
-    return 2 * bytesPerUnit * model.config.nLayers * blockSize * units;
+    const units = kvRowUnits(model.config, kvType);
+    return 2 * KV_CACHE_ARRAYS[kvType].BYTES_PER_ELEMENT * model.config.nLayers * blockSize * units;
   }
 
   /** Copies block `src` into block `dst` in every layer (copy-on-write). */
